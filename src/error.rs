@@ -1,0 +1,363 @@
+//! The crate's one error type.
+//!
+//! Every inherent method returns [`Result`]. The `std::io` trait impls return an
+//! [`io::Error`] built with `From<Error> for io::Error`, which keeps the [`Error`]
+//! as its inner error so [`Error::from_io`] can get it back.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// `Result<T, reseau::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong in this crate.
+///
+/// The variant names and their `io::ErrorKind` mapping (see [`Error::kind`]) are part of
+/// the public contract; match on them, not on Display texts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A read, write, accept or connect deadline passed (Go's `os.ErrDeadlineExceeded`).
+    #[error("i/o timeout")]
+    DeadlineExceeded,
+    /// Use of a closed socket, or the socket was closed while the call was blocked
+    /// (Go's `net.ErrClosed`).
+    #[error("use of closed network connection")]
+    Closed,
+    /// An OS call failed; `op` names it (`"connect"`, `"accept"`, `"read"`, …) and the
+    /// errno is kept in `source`.
+    #[error("{op}: {source}")]
+    Sys {
+        /// The failed operation.
+        op: &'static str,
+        /// The OS error, errno kept.
+        #[source]
+        source: io::Error,
+    },
+    /// A bad argument found before any I/O.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A host:port or literal address did not parse.
+    #[error("address {addr}: {msg}")]
+    Address {
+        /// What is wrong (Go's texts: `missing port in address`, …).
+        msg: String,
+        /// The address as given.
+        addr: String,
+    },
+    /// Name resolution failed or left no usable address.
+    #[error("lookup {name}: {msg}")]
+    Lookup {
+        /// What went wrong.
+        msg: String,
+        /// The name looked up.
+        name: String,
+    },
+    /// A network name other than `tcp`, `tcp4`, `tcp6` (or `unix` where relevant).
+    #[error("unknown network {0}")]
+    UnknownNetwork(String),
+    /// The dial budget ran out (resolution + connect + TLS handshake).
+    #[error("{0}")]
+    DialTimeout(String),
+    /// Context wrapper used by every string-address entry point.
+    #[error("{0}")]
+    Op(Box<OpError>),
+    /// The Julia facade's DNS error.
+    #[error("{0}")]
+    Dns(DnsError),
+    /// An invalid TLS configuration, found before any I/O.
+    #[error("tls config: {0}")]
+    TlsConfig(String),
+    /// A TLS failure.
+    #[error("{0}")]
+    Tls(TlsError),
+    /// The TLS `handshake_timeout` elapsed.
+    #[error("tls: handshake timed out after {0:?}")]
+    TlsHandshakeTimeout(Duration),
+    /// STARTTLS was refused (unread buffered bytes, already TLS, not connected, …).
+    #[error("tls upgrade not ready: {0}")]
+    TlsUpgradeNotReady(String),
+}
+
+/// The context a string-address entry point adds to an error (Go's `net.OpError`).
+///
+/// Display is `"<op> <net> [<source> ->] <addr>: <err>"`, e.g.
+/// `dial tcp 127.0.0.1:1: connect: Connection refused (os error 111)`.
+#[derive(Debug)]
+pub struct OpError {
+    /// The operation: `"dial"`, `"listen"`, …
+    pub op: String,
+    /// The network: `"tcp"`, `"tcp4"`, `"tcp6"`, `"unix"`.
+    pub net: String,
+    /// The local address, when one was involved.
+    pub source: Option<String>,
+    /// The remote (dial) or local (listen) address as given or resolved.
+    pub addr: String,
+    /// The error that ended the operation (for a failed dial: the first attempt's).
+    pub err: Error,
+    attempts: Vec<Error>,
+}
+
+impl OpError {
+    /// A wrapper with no extra attempts recorded.
+    pub fn new(op: &str, net: &str, source: Option<String>, addr: &str, err: Error) -> OpError {
+        OpError {
+            op: op.to_string(),
+            net: net.to_string(),
+            source,
+            addr: addr.to_string(),
+            err,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// Records every attempt's error (in order); `err` stays the one to report.
+    pub fn with_attempts(mut self, attempts: Vec<Error>) -> OpError {
+        self.attempts = attempts;
+        self
+    }
+
+    /// Every connect attempt's error, in the order the attempts were started.
+    /// Empty when the operation failed before any attempt.
+    pub fn attempts(&self) -> &[Error] {
+        &self.attempts
+    }
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ", self.op, self.net)?;
+        if let Some(src) = &self.source {
+            write!(f, "{src}->")?;
+        }
+        write!(f, "{}: {}", self.addr, self.err)
+    }
+}
+
+/// A DNS failure in the Julia facade: `code` is the libc `EAI_*` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsError {
+    /// The host that was looked up.
+    pub host: String,
+    /// The `EAI_*` code returned by `getaddrinfo`/`getnameinfo`.
+    pub code: i32,
+}
+
+impl DnsError {
+    /// The symbolic name of `code`, e.g. `"EAI_NONAME"`.
+    pub fn name(&self) -> &'static str {
+        match self.code {
+            libc::EAI_AGAIN => "EAI_AGAIN",
+            libc::EAI_BADFLAGS => "EAI_BADFLAGS",
+            libc::EAI_FAIL => "EAI_FAIL",
+            libc::EAI_FAMILY => "EAI_FAMILY",
+            libc::EAI_MEMORY => "EAI_MEMORY",
+            libc::EAI_NONAME => "EAI_NONAME",
+            libc::EAI_SERVICE => "EAI_SERVICE",
+            libc::EAI_SOCKTYPE => "EAI_SOCKTYPE",
+            libc::EAI_SYSTEM => "EAI_SYSTEM",
+            libc::EAI_OVERFLOW => "EAI_OVERFLOW",
+            _ => "EAI_UNKNOWN",
+        }
+    }
+
+    fn message(&self) -> &'static str {
+        match self.code {
+            libc::EAI_AGAIN => "temporary failure in name resolution",
+            libc::EAI_BADFLAGS => "invalid value for ai_flags",
+            libc::EAI_FAIL => "non-recoverable failure in name resolution",
+            libc::EAI_FAMILY => "ai_family not supported",
+            libc::EAI_MEMORY => "memory allocation failure",
+            libc::EAI_NONAME => "unknown node or service",
+            libc::EAI_SERVICE => "service not available for socket type",
+            libc::EAI_SOCKTYPE => "socket type not supported",
+            libc::EAI_SYSTEM => "system error",
+            libc::EAI_OVERFLOW => "argument buffer overflow",
+            _ => "unknown error",
+        }
+    }
+}
+
+impl fmt::Display for DnsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "DNSError: {}, {} ({})",
+            self.host,
+            self.message(),
+            self.name()
+        )
+    }
+}
+
+/// A TLS failure: `code` is OpenSSL's `SSL_get_error` value (0 for errors raised by
+/// this crate's wrapper itself).
+#[derive(Debug)]
+pub struct TlsError {
+    /// The operation: `"handshake"`, `"read"`, `"write"`, `"close"`.
+    pub op: &'static str,
+    /// `SSL_get_error`, or 0.
+    pub code: i32,
+    /// What OpenSSL (or the wrapper) said.
+    pub message: String,
+    /// The underlying transport error, when there is one.
+    pub cause: Option<Box<Error>>,
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tls {}: {}", self.op, self.message)?;
+        if let Some(c) = &self.cause {
+            write!(f, ": {c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// Wraps an [`io::Error`] from the OS, tagged with `op`.
+    pub(crate) fn sys(op: &'static str, source: io::Error) -> Error {
+        Error::Sys { op, source }
+    }
+
+    /// The `io::ErrorKind` this error maps to (the table in the crate docs).
+    pub fn kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::DeadlineExceeded | Error::DialTimeout(_) | Error::TlsHandshakeTimeout(_) => {
+                K::TimedOut
+            }
+            Error::Closed => K::NotConnected,
+            Error::Sys { source, .. } => source.kind(),
+            Error::InvalidArgument(_)
+            | Error::Address { .. }
+            | Error::UnknownNetwork(_)
+            | Error::TlsConfig(_)
+            | Error::TlsUpgradeNotReady(_) => K::InvalidInput,
+            Error::Lookup { .. } => K::NotFound,
+            Error::Op(op) => op.err.kind(),
+            Error::Dns(d) => match d.code {
+                libc::EAI_NONAME | libc::EAI_FAMILY | libc::EAI_SERVICE => K::NotFound,
+                _ => K::Other,
+            },
+            Error::Tls(t) => t.cause.as_ref().map_or(K::Other, |c| c.kind()),
+        }
+    }
+
+    /// True for [`Error::DeadlineExceeded`], [`Error::DialTimeout`],
+    /// [`Error::TlsHandshakeTimeout`] and any wrapper around them.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::DeadlineExceeded | Error::DialTimeout(_) | Error::TlsHandshakeTimeout(_) => true,
+            Error::Op(op) => op.err.is_timeout(),
+            Error::Tls(t) => t.cause.as_ref().is_some_and(|c| c.is_timeout()),
+            _ => false,
+        }
+    }
+
+    /// The OS errno behind this error, looking through `Op` and `Tls` wrappers.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Sys { source, .. } => source.raw_os_error(),
+            Error::Op(op) => op.err.raw_os_error(),
+            Error::Tls(t) => t.cause.as_ref().and_then(|c| c.raw_os_error()),
+            _ => None,
+        }
+    }
+
+    /// The outermost operation: an `Op` wrapper's op, else a `Sys` op.
+    pub fn op(&self) -> Option<&str> {
+        match self {
+            Error::Op(op) => Some(&op.op),
+            Error::Sys { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
+    /// The [`Error`] inside an `io::Error` made by `From<Error> for io::Error`.
+    ///
+    /// ```
+    /// use std::io;
+    /// let e: io::Error = reseau::Error::DeadlineExceeded.into();
+    /// assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    /// assert!(matches!(reseau::Error::from_io(&e), Some(reseau::Error::DeadlineExceeded)));
+    /// ```
+    pub fn from_io(err: &io::Error) -> Option<&Error> {
+        err.get_ref()
+            .and_then(|inner| inner.downcast_ref::<Error>())
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        io::Error::new(err.kind(), err)
+    }
+}
+
+impl From<OpError> for Error {
+    fn from(op: OpError) -> Error {
+        Error::Op(Box::new(op))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers_look_through_wrappers() {
+        let refused = Error::sys("connect", io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        let op = Error::from(OpError::new("dial", "tcp", None, "127.0.0.1:1", refused));
+        assert_eq!(op.op(), Some("dial"));
+        assert_eq!(op.raw_os_error(), Some(libc::ECONNREFUSED));
+        assert_eq!(op.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(!op.is_timeout());
+        assert!(
+            op.to_string()
+                .starts_with("dial tcp 127.0.0.1:1: connect: "),
+            "{op}"
+        );
+        let t = Error::from(OpError::new(
+            "dial",
+            "tcp",
+            None,
+            "x:1",
+            Error::DeadlineExceeded,
+        ));
+        assert!(t.is_timeout());
+        assert_eq!(
+            Error::Closed.to_string(),
+            "use of closed network connection"
+        );
+        assert_eq!(Error::DeadlineExceeded.to_string(), "i/o timeout");
+    }
+
+    #[test]
+    fn io_round_trip_keeps_the_error() {
+        let e: io::Error = Error::Closed.into();
+        assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+        assert!(matches!(Error::from_io(&e), Some(Error::Closed)));
+        let plain = io::Error::other("x");
+        assert!(Error::from_io(&plain).is_none());
+    }
+
+    #[test]
+    fn dns_error_display() {
+        let d = DnsError {
+            host: "nope.invalid".into(),
+            code: libc::EAI_NONAME,
+        };
+        assert_eq!(d.name(), "EAI_NONAME");
+        assert_eq!(
+            d.to_string(),
+            "DNSError: nope.invalid, unknown node or service (EAI_NONAME)"
+        );
+    }
+
+    #[test]
+    fn error_is_send_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Error>();
+    }
+}

@@ -1,0 +1,40 @@
+//! # reseau
+//!
+//! Blocking, `std::io`-shaped TCP and unix-domain sockets with the networking model of
+//! Go's `net` and Julia's `Sockets`: absolute read/write/accept deadlines that can be
+//! moved while a call is blocked, a `close()` from another thread that wakes every
+//! blocked call, and a descriptor lifetime that never lets a reused fd number reach the
+//! wrong connection.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! # fn main() -> reseau::Result<()> {
+//! let ln = reseau::tcp::listen(reseau::tcp::loopback_addr(0))?;
+//! let client = reseau::tcp::connect(ln.local_addr().unwrap())?;
+//! let server = ln.accept()?;
+//! client.write(b"ping")?;
+//! let mut buf = [0u8; 4];
+//! server.read_full(&mut buf)?;
+//! assert_eq!(&buf, b"ping");
+//! // Go-style deadline: absolute, fails fast once passed.
+//! server.set_read_deadline(Some(Instant::now() + Duration::from_millis(10)))?;
+//! assert!(matches!(server.read(&mut buf), Err(reseau::Error::DeadlineExceeded)));
+//! # Ok(()) }
+//! ```
+//!
+//! Layers, bottom up: `sys` (syscalls, the only `unsafe` besides `poll`), `poll`
+//! (waiting, deadlines, descriptor lifetime), [`tcp`], [`unix`].
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![doc(test(attr(deny(warnings))))]
+
+#[macro_use]
+mod macros;
+
+mod error;
+mod poll;
+mod sys;
+
+pub mod tcp;
+pub mod unix;
+
+pub use error::{DnsError, Error, OpError, Result, TlsError};

@@ -1,0 +1,382 @@
+//! Thin syscall facade (Reseau's `SocketOps`).
+//!
+//! Backend contract: everything above this module is portable Rust. This module (with
+//! [`crate::poll`]) is the only place with `unsafe`; each block says why it is sound.
+//! Every descriptor it creates is non-blocking and close-on-exec from birth
+//! (`SOCK_NONBLOCK | SOCK_CLOEXEC`, `accept4`, `EFD_CLOEXEC`), so no fork/exec can
+//! leak one and no call can block a thread outside [`crate::poll`]'s waits.
+//!
+//! Linux only for now; a kqueue backend would add a sibling of this file and keep the
+//! same function names.
+
+use std::io::{self, IoSlice};
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use socket2::{Domain, SockAddr, SockRef, Type};
+
+/// Retries a libc call on `EINTR`; `-1` becomes `io::Error::last_os_error()`.
+macro_rules! syscall {
+    ($e:expr) => {
+        loop {
+            // SAFETY: the caller's unsafe block vouches for the call's arguments.
+            let r = unsafe { $e };
+            if r == -1 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                break Err(err);
+            }
+            break Ok(r);
+        }
+    };
+}
+
+/// Opens a non-blocking, close-on-exec stream socket.
+pub(crate) fn stream_socket(domain: Domain) -> io::Result<OwnedFd> {
+    let sock = socket2::Socket::new(domain, Type::STREAM.nonblocking().cloexec(), None)?;
+    Ok(sock.into())
+}
+
+/// Borrows `fd` as a socket2 reference for option calls.
+pub(crate) fn sock<'a>(fd: &'a BorrowedFd<'_>) -> SockRef<'a> {
+    SockRef::from(fd)
+}
+
+/// `connect(2)` on a non-blocking socket: `EINPROGRESS` comes back as an error for the
+/// caller to wait out.
+pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
+    // SAFETY: `addr` owns a valid sockaddr of `addr.len()` bytes; fd is open (borrowed).
+    syscall!(libc::connect(
+        fd.as_raw_fd(),
+        addr.as_ptr().cast(),
+        addr.len()
+    ))
+    .map(drop)
+}
+
+/// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; returns the new descriptor and the
+/// peer's address.
+pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
+    let mut storage: libc::sockaddr_storage = unsafe_zeroed();
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    let raw = syscall!(libc::accept4(
+        fd.as_raw_fd(),
+        (&raw mut storage).cast(),
+        &mut len,
+        flags
+    ))?;
+    // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: the kernel initialised `len` bytes of `storage` with a socket address.
+    let addr = unsafe { SockAddr::new(mem::transmute_copy(&storage), len) };
+    Ok((owned, addr))
+}
+
+fn unsafe_zeroed<T: Copy>() -> T {
+    // SAFETY: only used for libc plain-old-data structs, for which all-zero is valid.
+    unsafe { mem::zeroed() }
+}
+
+/// `recv(2)` into `buf` with `flags` (`0` or `MSG_PEEK`).
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
+    syscall!(libc::recv(
+        fd.as_raw_fd(),
+        buf.as_mut_ptr().cast(),
+        buf.len(),
+        flags
+    ))
+    .map(|n| n as usize)
+}
+
+/// `send(2)` with `MSG_NOSIGNAL`: a reset peer is `EPIPE`, never a SIGPIPE.
+pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
+    syscall!(libc::send(
+        fd.as_raw_fd(),
+        buf.as_ptr().cast(),
+        buf.len(),
+        libc::MSG_NOSIGNAL
+    ))
+    .map(|n| n as usize)
+}
+
+/// One gathered `sendmsg(2)` with `MSG_NOSIGNAL` (`writev` cannot take that flag).
+pub(crate) fn sendmsg(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let mut msg: libc::msghdr = unsafe_zeroed();
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    // SAFETY: msg points at `bufs`, which outlive the call; no control data.
+    syscall!(libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)).map(|n| n as usize)
+}
+
+/// Bytes queued for reading (`FIONREAD`).
+pub(crate) fn bytes_readable(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer we pass.
+    syscall!(libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n))?;
+    Ok(n.max(0) as usize)
+}
+
+/// What [`wait`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// The socket is ready (or in error/hang-up: the next syscall will say).
+    Ready,
+    /// The thread's wake descriptor was signalled: re-check state.
+    Signalled,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// Readiness a waiter asks for.
+pub(crate) const READABLE: i16 = libc::POLLIN;
+/// Writability (also what a connecting socket waits for).
+pub(crate) const WRITABLE: i16 = libc::POLLOUT;
+
+/// Parks the calling thread until `fd` has `events`, `wake` is signalled, or `timeout_ns`
+/// passes (`None` = no timeout). One `ppoll(2)`: the kernel wakes exactly this thread.
+pub(crate) fn wait(
+    fd: RawFd,
+    events: i16,
+    wake: RawFd,
+    timeout_ns: Option<u64>,
+) -> io::Result<Woken> {
+    let mut fds = [
+        libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ts;
+    let ts_ptr = match timeout_ns {
+        Some(ns) => {
+            ts = libc::timespec {
+                tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+            };
+            &raw const ts
+        }
+        None => std::ptr::null(),
+    };
+    // SAFETY: `fds` and `ts` live across the call; null sigmask keeps the current one.
+    // EINTR is not retried here: the caller loops and recomputes its timeout.
+    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, ts_ptr, std::ptr::null()) };
+    if r < 0 {
+        let err = io::Error::last_os_error();
+        return if err.raw_os_error() == Some(libc::EINTR) {
+            Ok(Woken::Signalled)
+        } else {
+            Err(err)
+        };
+    }
+    if fds[1].revents != 0 {
+        Ok(Woken::Signalled)
+    } else if fds[0].revents != 0 {
+        Ok(Woken::Ready)
+    } else {
+        Ok(Woken::TimedOut)
+    }
+}
+
+/// A per-thread wake-up descriptor (`eventfd`): a latched signal, so a wake sent before
+/// the thread parks is not lost.
+#[derive(Debug)]
+pub(crate) struct EventFd(OwnedFd);
+
+impl EventFd {
+    pub(crate) fn new() -> io::Result<EventFd> {
+        // SAFETY: plain syscall with constant flags; returns a new fd or -1.
+        let raw = syscall!(libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
+        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(raw) }))
+    }
+
+    pub(crate) fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Latches a wake-up. Cannot fail short of the counter overflowing, which a
+    /// non-blocking eventfd reports as `EAGAIN`; an already-latched wake is enough then.
+    pub(crate) fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
+        let _ = syscall!(libc::write(self.raw(), (&raw const one).cast(), 8));
+    }
+
+    /// Clears a latched wake-up.
+    pub(crate) fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own eventfd.
+        let _ = syscall!(libc::read(self.raw(), (&raw mut v).cast(), 8));
+    }
+}
+
+/// `close(2)`. Errors other than `EBADF` mean the descriptor is gone anyway (Linux), so
+/// they are not reported; `EBADF` would be a bug in the caller's ownership.
+pub(crate) fn close(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and nobody uses it after this (poll's refcount).
+    let r = unsafe { libc::close(fd) };
+    debug_assert!(r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EBADF));
+}
+
+/// Turns a borrowed raw descriptor into a `BorrowedFd`.
+///
+/// # Safety
+/// `fd` must stay open for `'a` (poll's refcount or the owner's lifetime guarantees it).
+pub(crate) unsafe fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: forwarded to the caller.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// `SO_LINGER` with a zero timeout, so `close` sends RST instead of FIN.
+pub(crate) fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
+    sock(&fd).set_linger(Some(std::time::Duration::ZERO))
+}
+
+/// The socket's pending error (`SO_ERROR`), cleared by reading it.
+pub(crate) fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
+    sock(&fd).take_error()
+}
+
+/// The `SockAddr` for a unix path; a leading `@` names a Linux abstract socket.
+pub(crate) fn unix_addr(path: &Path) -> io::Result<SockAddr> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    match bytes.strip_prefix(b"@") {
+        Some(name) => abstract_addr(name),
+        None => SockAddr::unix(path),
+    }
+}
+
+/// An abstract socket address (socket2 has no constructor for one).
+fn abstract_addr(name: &[u8]) -> io::Result<SockAddr> {
+    {
+        let mut sun: libc::sockaddr_un = unsafe_zeroed();
+        if name.len() + 1 > sun.sun_path.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "abstract socket name too long",
+            ));
+        }
+        sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (dst, src) in sun.sun_path[1..].iter_mut().zip(name) {
+            *dst = *src as libc::c_char;
+        }
+        let len = mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+        let mut storage: libc::sockaddr_storage = unsafe_zeroed();
+        // SAFETY: sockaddr_un fits in sockaddr_storage; both are plain old data.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&raw const sun).cast::<u8>(),
+                (&raw mut storage).cast::<u8>(),
+                mem::size_of::<libc::sockaddr_un>(),
+            )
+        };
+        // SAFETY: storage holds an AF_UNIX address of `len` meaningful bytes.
+        Ok(unsafe { SockAddr::new(mem::transmute_copy(&storage), len as libc::socklen_t) })
+    }
+}
+
+/// The path (or `@name` for an abstract socket) in a unix `SockAddr`.
+pub(crate) fn unix_path(addr: &SockAddr) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(p) = addr.as_pathname() {
+        return Some(p.to_path_buf());
+    }
+    addr.as_abstract_namespace().map(|name| {
+        let mut s = b"@".to_vec();
+        s.extend_from_slice(name);
+        std::ffi::OsStr::from_bytes(&s).into()
+    })
+}
+
+/// The `SockAddr` of an IP socket address (V6 keeps `scope_id`).
+pub(crate) fn ip_addr(addr: SocketAddr) -> SockAddr {
+    SockAddr::from(addr)
+}
+
+/// `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)`-free check used by tests: the fd's flags.
+#[cfg(test)]
+fn fd_flags(fd: RawFd) -> (bool, bool) {
+    // SAFETY: F_GETFD/F_GETFL only read descriptor flags.
+    let fdf = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    // SAFETY: as above.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    (fdf & libc::FD_CLOEXEC != 0, fl & libc::O_NONBLOCK != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn sockets_are_nonblocking_and_cloexec() {
+        let l = stream_socket(Domain::IPV4).unwrap();
+        let lfd = l.as_fd();
+        let sl = sock(&lfd);
+        sl.bind(&ip_addr("127.0.0.1:0".parse().unwrap())).unwrap();
+        sl.listen(8).unwrap();
+        let addr = sl.local_addr().unwrap();
+        assert_eq!(fd_flags(l.as_raw_fd()), (true, true));
+        let c = stream_socket(Domain::IPV4).unwrap();
+        match connect(c.as_fd(), &addr) {
+            Ok(()) => {}
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EINPROGRESS)),
+        }
+        let mut tries = 0;
+        let (a, peer) = loop {
+            match accept(l.as_fd()) {
+                Ok(x) => break x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && tries < 1000 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(fd_flags(a.as_raw_fd()), (true, true));
+        assert_eq!(
+            peer.as_socket(),
+            sock(&c.as_fd()).local_addr().unwrap().as_socket()
+        );
+        assert_eq!(take_error(c.as_fd()).unwrap().map(|e| e.kind()), None);
+    }
+
+    #[test]
+    fn eventfd_latches() {
+        let e = EventFd::new().unwrap();
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        e.signal();
+        assert_eq!(
+            wait(a.as_raw_fd(), READABLE, e.raw(), Some(5_000_000_000)).unwrap(),
+            Woken::Signalled
+        );
+        e.drain();
+        assert_eq!(
+            wait(a.as_raw_fd(), READABLE, e.raw(), Some(1_000_000)).unwrap(),
+            Woken::TimedOut
+        );
+    }
+
+    #[test]
+    fn abstract_names_round_trip() {
+        let addr = unix_addr(Path::new("@reseau-sys-test")).unwrap();
+        assert_eq!(unix_path(&addr).unwrap(), Path::new("@reseau-sys-test"));
+        let p = unix_addr(Path::new("/tmp/x.sock")).unwrap();
+        assert_eq!(unix_path(&p).unwrap(), Path::new("/tmp/x.sock"));
+    }
+}

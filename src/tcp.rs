@@ -1,0 +1,434 @@
+//! TCP connections and listeners on concrete addresses.
+//!
+//! Blocking, `std::io`-shaped sockets with Go's deadlines and a `close` that wakes calls
+//! blocked in other threads. Host names and `host:port` strings arrive with
+//! `crate::resolve` (`tcp::dial`, `tcp::listen_on`).
+//!
+//! ```
+//! use std::io::Read;
+//! # fn main() -> reseau::Result<()> {
+//! let ln = reseau::tcp::listen(reseau::tcp::loopback_addr(0))?;
+//! let addr = ln.local_addr().unwrap();
+//! let server = std::thread::spawn(move || -> reseau::Result<()> {
+//!     let conn = ln.accept()?;
+//!     let mut buf = [0u8; 5];
+//!     conn.read_full(&mut buf)?;
+//!     conn.write(&buf)?;
+//!     Ok(())
+//! });
+//! let conn = reseau::tcp::connect(addr)?;
+//! conn.write(b"hello")?;
+//! let mut echo = String::new();
+//! (&conn).read_to_string(&mut echo).unwrap();
+//! assert_eq!(echo, "hello");
+//! server.join().unwrap()?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use socket2::Domain;
+
+use crate::poll::{Dir, Fd};
+use crate::{Error, Result, sys};
+
+/// `127.0.0.1:port`.
+pub fn loopback_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// `0.0.0.0:port`.
+pub fn any_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+/// `[::1%scope_id]:port`.
+pub fn loopback_addr6(port: u16, scope_id: u32) -> SocketAddr {
+    SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, port, 0, scope_id))
+}
+
+/// `[::%scope_id]:port`.
+pub fn any_addr6(port: u16, scope_id: u32) -> SocketAddr {
+    SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, scope_id))
+}
+
+/// The listen backlog: the system's `somaxconn`, as Go uses (a 128 backlog drops SYNs
+/// under a 1000-connection burst).
+pub(crate) fn default_backlog() -> i32 {
+    static BACKLOG: OnceLock<i32> = OnceLock::new();
+    *BACKLOG.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&n: &i32| n > 0)
+            .unwrap_or(4096)
+    })
+}
+
+fn domain(addr: &SocketAddr) -> Domain {
+    if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
+}
+
+/// Connects to `remote` and returns once the handshake is done.
+///
+/// The new socket has `TCP_NODELAY` and `SO_KEEPALIVE` on. A self-connect (possible when
+/// the target port is in the ephemeral range and nothing listens) or `EADDRNOTAVAIL` is
+/// retried up to three times with a fresh socket.
+///
+/// # Errors
+/// `Sys { op: "connect" }` with the OS error (`ECONNREFUSED`, `ENETUNREACH`, …);
+/// `Sys { op: "socket" }` if no socket can be made.
+///
+/// # Examples
+/// ```
+/// # fn main() -> reseau::Result<()> {
+/// let ln = reseau::tcp::listen(reseau::tcp::loopback_addr(0))?;
+/// let conn = reseau::tcp::connect(ln.local_addr().unwrap())?;
+/// assert_eq!(conn.remote_addr(), ln.local_addr());
+/// assert!(conn.nodelay()? && conn.keepalive()?);
+/// # Ok(()) }
+/// ```
+pub fn connect(remote: SocketAddr) -> Result<Conn> {
+    connect_until(remote, None, None)
+}
+
+/// Connects to `remote` from the local address `local` (port 0 = any port).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if the two families differ (before any syscall);
+/// `Sys { op: "bind" }`; otherwise as [`connect`].
+pub fn connect_from(remote: SocketAddr, local: SocketAddr) -> Result<Conn> {
+    connect_until(remote, Some(local), None)
+}
+
+/// Connect with an optional local address and an absolute deadline; the dialer's entry
+/// point.
+pub(crate) fn connect_until(
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    deadline: Option<Instant>,
+) -> Result<Conn> {
+    let retries = match local {
+        Some(l) if l.port() != 0 => 1,
+        _ => 3,
+    };
+    let mut last = None;
+    for _ in 0..retries {
+        let attempt = Connecting::new(remote, local)?;
+        match attempt.finish(deadline) {
+            Ok(conn) if is_self_connect(&conn) => {
+                last = Some(Error::sys(
+                    "connect",
+                    std::io::Error::from_raw_os_error(libc::EADDRINUSE),
+                ));
+            }
+            Ok(conn) => return Ok(conn),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(Error::Closed))
+}
+
+fn is_self_connect(conn: &Conn) -> bool {
+    conn.local.is_some() && conn.local == conn.remote
+}
+
+/// A connect in progress: the socket is made (and bound) first, then
+/// [`finish`](Self::finish) connects it.
+#[derive(Debug)]
+pub(crate) struct Connecting {
+    fd: Fd,
+    remote: SocketAddr,
+}
+
+impl Connecting {
+    /// Opens (and binds, if `local` is given) the socket.
+    pub(crate) fn new(remote: SocketAddr, local: Option<SocketAddr>) -> Result<Connecting> {
+        if let Some(l) = local {
+            if l.is_ipv4() != remote.is_ipv4() {
+                return Err(Error::InvalidArgument(format!(
+                    "local and remote address families must match (local {l}, remote {remote})"
+                )));
+            }
+        }
+        let fd = Fd::new(sys::stream_socket(domain(&remote)).map_err(|e| Error::sys("socket", e))?);
+        if let Some(l) = local {
+            fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(l)))?;
+        }
+        Ok(Connecting { fd, remote })
+    }
+
+    /// Connects, bounded by `deadline`.
+    pub(crate) fn finish(self, deadline: Option<Instant>) -> Result<Conn> {
+        self.fd.set_deadline(Dir::Write, deadline)?;
+        self.fd.connect(&sys::ip_addr(self.remote))?;
+        self.fd.set_deadline(Dir::Write, None)?;
+        Conn::from_fd(self.fd, Some(self.remote))
+    }
+}
+
+/// Binds `local` and listens with backlog `somaxconn` and `SO_REUSEADDR` on.
+///
+/// # Errors
+/// `Sys { op: "bind" }` (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`), `Sys { op: "listen" }`,
+/// `Sys { op: "socket" }`.
+///
+/// # Examples
+/// ```
+/// # fn main() -> reseau::Result<()> {
+/// let ln = reseau::tcp::listen(reseau::tcp::loopback_addr(0))?;
+/// assert_ne!(ln.addr().unwrap().port(), 0);
+/// let taken = reseau::tcp::listen(ln.addr().unwrap()).unwrap_err();
+/// assert_eq!(taken.op(), Some("bind"));
+/// assert_eq!(taken.raw_os_error(), Some(libc::EADDRINUSE));
+/// # Ok(()) }
+/// ```
+pub fn listen(local: SocketAddr) -> Result<Listener> {
+    listen_with(local, default_backlog(), true, false, None)
+}
+
+/// The listener builder behind [`listen`] and `resolve::ListenConfig`.
+pub(crate) fn listen_with(
+    local: SocketAddr,
+    backlog: i32,
+    reuse_address: bool,
+    reuse_port: bool,
+    v6only: Option<bool>,
+) -> Result<Listener> {
+    let fd = Fd::new(sys::stream_socket(domain(&local)).map_err(|e| Error::sys("socket", e))?);
+    fd.control("setsockopt", |fd| {
+        let s = sys::sock(&fd);
+        s.set_reuse_address(reuse_address)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
+        if let (Some(only), SocketAddr::V6(_)) = (v6only, local) {
+            s.set_only_v6(only)?;
+        }
+        Ok(())
+    })?;
+    fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(local)))?;
+    fd.control("listen", |fd| sys::sock(&fd).listen(backlog))?;
+    let addr = fd
+        .control("getsockname", |fd| sys::sock(&fd).local_addr())?
+        .as_socket();
+    Ok(Listener { fd, addr })
+}
+
+/// A connected TCP stream.
+///
+/// `Send + Sync`: one reader and one writer may run concurrently from different
+/// threads; concurrent readers (or writers) queue. `Read`/`Write` are implemented for
+/// `Conn` and `&Conn`. Dropping closes.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// # fn main() -> reseau::Result<()> {
+/// let ln = reseau::tcp::listen(reseau::tcp::loopback_addr(0))?;
+/// let conn = reseau::tcp::connect(ln.local_addr().unwrap())?;
+/// let _server = ln.accept()?;
+/// conn.set_read_deadline(Some(Instant::now() + Duration::from_millis(20)))?;
+/// let err = conn.read(&mut [0u8; 8]).unwrap_err();
+/// assert!(err.is_timeout());
+/// # Ok(()) }
+/// ```
+pub struct Conn {
+    fd: Fd,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+}
+
+stream_io!(Conn);
+
+impl Conn {
+    fn from_fd(fd: Fd, requested: Option<SocketAddr>) -> Result<Conn> {
+        let (local, remote) = fd.control("getsockname", |fd| {
+            let s = sys::sock(&fd);
+            // Defaults are best effort, as in Go: a socket that refuses them still works.
+            let _ = s.set_tcp_nodelay(true);
+            let _ = s.set_keepalive(true);
+            Ok((s.local_addr().ok(), s.peer_addr().ok()))
+        })?;
+        Ok(Conn {
+            fd,
+            local: local.and_then(|a| a.as_socket()),
+            remote: remote.and_then(|a| a.as_socket()).or(requested),
+        })
+    }
+
+    /// The local address (cached at connect/accept; still readable after close).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// The peer's address (cached at connect/accept; still readable after close).
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// Closes with `SO_LINGER` 0: the peer gets a RST (its reads fail with
+    /// `ECONNRESET`) and unsent data is dropped. Idempotent with [`close`](Self::close).
+    ///
+    /// # Errors
+    /// None once closed; `Sys { op: "setsockopt" }` if the option cannot be set.
+    pub fn abort(&self) -> Result<()> {
+        match self.fd.control("setsockopt", sys::set_linger_zero) {
+            Ok(()) | Err(Error::Closed) => {}
+            Err(e) => return Err(e),
+        }
+        self.close()
+    }
+
+    /// Turns Nagle's algorithm off (`true`, the default here) or on (`TCP_NODELAY`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], `Sys { op: "setsockopt" }`.
+    pub fn set_nodelay(&self, on: bool) -> Result<()> {
+        self.fd
+            .control("setsockopt", |fd| sys::sock(&fd).set_tcp_nodelay(on))
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], `Sys { op: "getsockopt" }`.
+    pub fn nodelay(&self) -> Result<bool> {
+        self.fd
+            .control("getsockopt", |fd| sys::sock(&fd).tcp_nodelay())
+    }
+
+    /// Turns `SO_KEEPALIVE` on (the default here) or off.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], `Sys { op: "setsockopt" }`.
+    pub fn set_keepalive(&self, on: bool) -> Result<()> {
+        self.fd
+            .control("setsockopt", |fd| sys::sock(&fd).set_keepalive(on))
+    }
+
+    /// Whether `SO_KEEPALIVE` is set.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], `Sys { op: "getsockopt" }`.
+    pub fn keepalive(&self) -> Result<bool> {
+        self.fd
+            .control("getsockopt", |fd| sys::sock(&fd).keepalive())
+    }
+
+    /// Sets `TCP_QUICKACK` (Linux: ack at once instead of delaying; the kernel may reset it).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], `Sys { op: "setsockopt" }`.
+    pub fn set_quickack(&self, on: bool) -> Result<()> {
+        self.fd
+            .control("setsockopt", |fd| sys::sock(&fd).set_tcp_quickack(on))
+    }
+
+    /// Bytes that can be read now without waiting (`FIONREAD`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], `Sys { op: "ioctl(FIONREAD)" }`.
+    pub fn bytes_available(&self) -> Result<usize> {
+        self.fd.readable_now()
+    }
+}
+
+fn show(a: Option<SocketAddr>) -> String {
+    a.map_or_else(|| "?".to_string(), |a| a.to_string())
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_open() { "open" } else { "closed" };
+        write!(
+            f,
+            "tcp::Conn({} => {}, {state})",
+            show(self.local),
+            show(self.remote)
+        )
+    }
+}
+
+/// A listening TCP socket. `Send + Sync`; `close` from another thread wakes a blocked
+/// [`accept`](Self::accept). Dropping closes.
+pub struct Listener {
+    fd: Fd,
+    addr: Option<SocketAddr>,
+}
+
+fd_traits!(Listener);
+
+impl Listener {
+    /// Waits for and returns the next connection (`TCP_NODELAY` and `SO_KEEPALIVE` on).
+    ///
+    /// `EINTR` and `ECONNABORTED` are retried. Out of descriptors (`EMFILE`, `ENFILE`), it
+    /// returns the error at once rather than spinning; the connection stays queued and a
+    /// later `accept` gets it once descriptors are free.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the listener is or gets closed, [`Error::DeadlineExceeded`],
+    /// `Sys { op: "accept" }`.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> reseau::Result<()> {
+    /// let ln = std::sync::Arc::new(reseau::tcp::listen(reseau::tcp::loopback_addr(0))?);
+    /// let ln2 = ln.clone();
+    /// let t = std::thread::spawn(move || ln2.accept().map(drop));
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// ln.close()?;
+    /// assert!(matches!(t.join().unwrap(), Err(reseau::Error::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub fn accept(&self) -> Result<Conn> {
+        let (fd, peer) = self.fd.accept()?;
+        Conn::from_fd(Fd::new(fd), peer.as_socket())
+    }
+
+    /// Sets the accept deadline (absolute; `None` clears; semantics as for `Conn`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] on a closed listener.
+    pub fn set_deadline(&self, at: Option<Instant>) -> Result<()> {
+        self.fd.set_deadline(Dir::Read, at)
+    }
+
+    /// The bound address (port 0 resolved to the real port).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// Alias of [`addr`](Self::addr).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// Closes; a blocked `accept` fails with [`Error::Closed`]. Idempotent.
+    ///
+    /// # Errors
+    /// None today.
+    pub fn close(&self) -> Result<()> {
+        self.fd.close();
+        Ok(())
+    }
+
+    /// False once [`close`](Self::close) has started.
+    pub fn is_open(&self) -> bool {
+        self.fd.is_open()
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_open() { "active" } else { "closed" };
+        write!(f, "tcp::Listener({}, {state})", show(self.addr))
+    }
+}

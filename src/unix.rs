@@ -1,0 +1,190 @@
+//! Unix-domain stream sockets (Julia's LOCAL endpoints / `PipeEndpoint`).
+//!
+//! The same I/O, close, half-close and deadline surface as [`crate::tcp`]. A path that
+//! starts with `@` names a Linux abstract socket (no file is created).
+//!
+//! ```
+//! use std::io::Read;
+//! # fn main() -> reseau::Result<()> {
+//! let dir = std::env::temp_dir().join(format!("reseau-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("echo.sock");
+//! let ln = reseau::unix::listen(&path)?;
+//! let client = reseau::unix::connect(&path)?;
+//! let server = ln.accept()?;
+//! server.write(b"hi")?;
+//! server.close_write()?;
+//! let mut got = String::new();
+//! (&client).read_to_string(&mut got).unwrap();
+//! assert_eq!(got, "hi");
+//! ln.close()?;
+//! assert!(!path.exists(), "the listener removes its socket file");
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use socket2::Domain;
+
+use crate::poll::{Dir, Fd};
+use crate::{Error, Result, sys};
+
+fn new_fd() -> Result<Fd> {
+    Ok(Fd::new(
+        sys::stream_socket(Domain::UNIX).map_err(|e| Error::sys("socket", e))?,
+    ))
+}
+
+fn sockaddr(path: &Path) -> Result<socket2::SockAddr> {
+    sys::unix_addr(path)
+        .map_err(|e| Error::InvalidArgument(format!("unix path {}: {e}", path.display())))
+}
+
+/// Connects to the unix socket at `path` (`@name` = abstract).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a path too long for `sockaddr_un`; `Sys { op:
+/// "connect" }` (`ENOENT` when nothing is there, `ECONNREFUSED` when nobody listens).
+pub fn connect(path: impl AsRef<Path>) -> Result<Conn> {
+    let path = path.as_ref();
+    let addr = sockaddr(path)?;
+    let fd = new_fd()?;
+    fd.connect(&addr)?;
+    let local = fd.control("getsockname", |fd| sys::sock(&fd).local_addr())?;
+    Ok(Conn {
+        fd,
+        local: sys::unix_path(&local),
+        peer: Some(path.to_path_buf()),
+    })
+}
+
+/// Binds and listens on `path` (`@name` = abstract). The listener removes the file when
+/// it closes.
+///
+/// # Errors
+/// `Sys { op: "bind" }` with `EADDRINUSE` if `path` exists (a stale file is not
+/// removed for you: it may belong to a live server); [`Error::InvalidArgument`] for a
+/// path too long; `Sys { op: "listen" }`.
+pub fn listen(path: impl AsRef<Path>) -> Result<Listener> {
+    let path = path.as_ref();
+    let addr = sockaddr(path)?;
+    let fd = new_fd()?;
+    fd.control("bind", |fd| sys::sock(&fd).bind(&addr))?;
+    let owns_file = addr.as_pathname().is_some();
+    let ln = Listener {
+        fd,
+        path: path.to_path_buf(),
+        owns_file,
+    };
+    ln.fd.control("listen", |fd| {
+        sys::sock(&fd).listen(crate::tcp::default_backlog())
+    })?;
+    Ok(ln)
+}
+
+/// A connected unix-domain stream. `Send + Sync`; one reader plus one writer may run
+/// concurrently. Dropping closes.
+pub struct Conn {
+    fd: Fd,
+    local: Option<PathBuf>,
+    peer: Option<PathBuf>,
+}
+
+stream_io!(Conn);
+
+impl Conn {
+    /// The bound path of this end (`None` for an unnamed client socket).
+    pub fn local_addr(&self) -> Option<PathBuf> {
+        self.local.clone()
+    }
+
+    /// The peer's path (the listener's path, on the client side).
+    pub fn peer_addr(&self) -> Option<PathBuf> {
+        self.peer.clone()
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_open() { "open" } else { "closed" };
+        write!(
+            f,
+            "unix::Conn({:?} => {:?}, {state})",
+            self.local, self.peer
+        )
+    }
+}
+
+/// A listening unix-domain socket. `close` (or drop) wakes a blocked `accept` and
+/// removes the socket file.
+pub struct Listener {
+    fd: Fd,
+    path: PathBuf,
+    owns_file: bool,
+}
+
+fd_traits!(Listener);
+
+impl Listener {
+    /// Waits for and returns the next connection.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::DeadlineExceeded`], `Sys { op: "accept" }` (`EMFILE`
+    /// returns at once; the connection stays queued).
+    pub fn accept(&self) -> Result<Conn> {
+        let (fd, peer) = self.fd.accept()?;
+        Ok(Conn {
+            fd: Fd::new(fd),
+            local: Some(self.path.clone()),
+            peer: sys::unix_path(&peer),
+        })
+    }
+
+    /// Sets the accept deadline.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] on a closed listener.
+    pub fn set_deadline(&self, at: Option<Instant>) -> Result<()> {
+        self.fd.set_deadline(Dir::Read, at)
+    }
+
+    /// The path listened on.
+    pub fn local_addr(&self) -> Option<PathBuf> {
+        Some(self.path.clone())
+    }
+
+    /// Closes, wakes a blocked `accept`, and removes the socket file. Idempotent.
+    ///
+    /// # Errors
+    /// None today.
+    pub fn close(&self) -> Result<()> {
+        if self.fd.is_open() {
+            self.fd.close();
+            if self.owns_file {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+        Ok(())
+    }
+
+    /// False once [`close`](Self::close) has started.
+    pub fn is_open(&self) -> bool {
+        self.fd.is_open()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_open() { "active" } else { "closed" };
+        write!(f, "unix::Listener({}, {state})", self.path.display())
+    }
+}
