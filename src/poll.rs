@@ -77,18 +77,42 @@ pub(crate) enum Dir {
     Write,
 }
 
-thread_local! {
-    static WAKE: std::cell::OnceCell<Arc<EventFd>> = const { std::cell::OnceCell::new() };
+/// Wake-up eventfds of threads that have exited, for reuse: a server that spawns a thread
+/// per connection would otherwise pay `eventfd` + `close` per connection.
+static SPARE_WAKES: Mutex<Vec<Arc<EventFd>>> = Mutex::new(Vec::new());
+
+/// The calling thread's wake-up eventfd; returned to [`SPARE_WAKES`] at thread exit.
+struct ThreadWake(std::cell::OnceCell<Arc<EventFd>>);
+
+impl Drop for ThreadWake {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            // A late signal (a closer that raced this thread's last wait) is harmless: the
+            // next owner sees a spurious wake-up and re-checks its state.
+            w.drain();
+            let mut spare = lock(&SPARE_WAKES);
+            if spare.len() < 1024 {
+                spare.push(w);
+            }
+        }
+    }
 }
 
-/// The calling thread's wake-up eventfd, created on first need.
+thread_local! {
+    static WAKE: ThreadWake = const { ThreadWake(std::cell::OnceCell::new()) };
+}
+
+/// The calling thread's wake-up eventfd, created (or taken from the spares) on first need.
 fn thread_wake() -> Result<Arc<EventFd>> {
-    WAKE.with(|cell| {
-        if let Some(w) = cell.get() {
+    WAKE.with(|tw| {
+        if let Some(w) = tw.0.get() {
             return Ok(w.clone());
         }
-        let w = Arc::new(EventFd::new().map_err(|e| Error::sys("eventfd", e))?);
-        Ok(cell.get_or_init(|| w).clone())
+        let w = match lock(&SPARE_WAKES).pop() {
+            Some(w) => w,
+            None => Arc::new(EventFd::new().map_err(|e| Error::sys("eventfd", e))?),
+        };
+        Ok(tw.0.get_or_init(|| w).clone())
     })
 }
 

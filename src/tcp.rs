@@ -171,7 +171,7 @@ impl Connecting {
         self.fd.set_deadline(Dir::Write, deadline)?;
         self.fd.connect(&sys::ip_addr(self.remote))?;
         self.fd.set_deadline(Dir::Write, None)?;
-        Conn::from_fd(self.fd, Some(self.remote))
+        Conn::from_fd(self.fd, None, Some(self.remote))
     }
 }
 
@@ -249,19 +249,22 @@ pub struct Conn {
 stream_io!(Conn);
 
 impl Conn {
-    fn from_fd(fd: Fd, requested: Option<SocketAddr>) -> Result<Conn> {
+    /// Applies the defaults and caches the addresses; `local`/`remote` already known
+    /// (from the listener and `accept`) save a `getsockname`/`getpeername` each.
+    fn from_fd(fd: Fd, local: Option<SocketAddr>, remote: Option<SocketAddr>) -> Result<Conn> {
         let (local, remote) = fd.control("getsockname", |fd| {
             let s = sys::sock(&fd);
             // Defaults are best effort, as in Go: a socket that refuses them still works.
             let _ = s.set_tcp_nodelay(true);
             let _ = s.set_keepalive(true);
-            Ok((s.local_addr().ok(), s.peer_addr().ok()))
+            let local = local.or_else(|| s.local_addr().ok().and_then(|a| a.as_socket()));
+            let remote = match remote {
+                Some(r) if local.is_some() => Some(r),
+                requested => s.peer_addr().ok().and_then(|a| a.as_socket()).or(requested),
+            };
+            Ok((local, remote))
         })?;
-        Ok(Conn {
-            fd,
-            local: local.and_then(|a| a.as_socket()),
-            remote: remote.and_then(|a| a.as_socket()).or(requested),
-        })
+        Ok(Conn { fd, local, remote })
     }
 
     /// The local address (cached at connect/accept; still readable after close).
@@ -390,7 +393,9 @@ impl Listener {
     /// ```
     pub fn accept(&self) -> Result<Conn> {
         let (fd, peer) = self.fd.accept()?;
-        Conn::from_fd(Fd::new(fd), peer.as_socket())
+        // A listener on a concrete address is also every accepted socket's local address.
+        let local = self.addr.filter(|a| !a.ip().is_unspecified());
+        Conn::from_fd(Fd::new(fd), local, peer.as_socket())
     }
 
     /// Sets the accept deadline (absolute; `None` clears; semantics as for `Conn`).
