@@ -34,6 +34,7 @@ mod error;
 mod poll;
 mod sys;
 
+pub mod resolve;
 pub mod tcp;
 pub mod unix;
 

@@ -1,0 +1,148 @@
+//! A self-contained tour of reseau on loopback: `cargo run --release --example tour`.
+//!
+//! Each step prints what it does and what it saw. Grows with each layer (resolver and
+//! Happy Eyeballs, TLS, the Julia `Sockets` facade).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reseau::{Error, tcp, unix};
+
+fn main() -> reseau::Result<()> {
+    tcp_echo()?;
+    deadlines()?;
+    close_wakes_blocked_calls()?;
+    unix_socket()?;
+    println!("\ntour done");
+    Ok(())
+}
+
+/// Julia: `server = listen(0)`, `sock = connect(port)`; Go: `net.Listen`, `net.Dial`.
+fn tcp_echo() -> reseau::Result<()> {
+    println!("== TCP echo on loopback");
+    let ln = tcp::listen(tcp::loopback_addr(0))?;
+    let addr = ln.local_addr().expect("bound");
+    println!("listening on {addr}  ({ln:?})");
+    let server = thread::spawn(move || -> reseau::Result<()> {
+        let conn = ln.accept()?;
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = conn.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            conn.write(&buf[..n])?;
+        }
+    });
+    let conn = tcp::connect(addr)?;
+    println!(
+        "connected: {conn:?}, nodelay={} keepalive={}",
+        conn.nodelay()?,
+        conn.keepalive()?
+    );
+    conn.write(b"hello, reseau")?;
+    conn.close_write()?; // half-close: the server sees EOF, we keep reading
+    let mut echoed = String::new();
+    (&conn)
+        .read_to_string(&mut echoed)
+        .map_err(|source| Error::Sys { op: "read", source })?;
+    println!("echoed back: {echoed:?}");
+    server.join().expect("server thread")?;
+    Ok(())
+}
+
+/// Go: `conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))`.
+fn deadlines() -> reseau::Result<()> {
+    println!("\n== Go-style absolute deadlines");
+    let ln = tcp::listen(tcp::loopback_addr(0))?;
+    let conn = tcp::connect(ln.local_addr().expect("bound"))?;
+    let peer = ln.accept()?;
+    let start = Instant::now();
+    conn.set_read_deadline(Some(start + Duration::from_millis(50)))?;
+    let err = conn.read(&mut [0u8; 16]).unwrap_err();
+    println!(
+        "read with a 50 ms deadline: {err} after {:?} (is_timeout={})",
+        start.elapsed(),
+        err.is_timeout()
+    );
+    // The deadline is sticky: even with data ready, reads fail until it is reset.
+    peer.write(b"x")?;
+    println!(
+        "read again with data ready: {}",
+        conn.read(&mut [0u8; 16]).unwrap_err()
+    );
+    conn.set_read_deadline(None)?;
+    let mut b = [0u8; 16];
+    let n = conn.read(&mut b)?;
+    println!(
+        "after clearing the deadline: read {:?}",
+        String::from_utf8_lossy(&b[..n])
+    );
+
+    // Moving the deadline while a read is blocked takes effect for that read.
+    conn.set_read_deadline(Some(Instant::now() + Duration::from_secs(60)))?;
+    let conn = Arc::new(conn);
+    let c2 = conn.clone();
+    let blocked = thread::spawn(move || {
+        let t = Instant::now();
+        (c2.read(&mut [0u8; 1]).map(drop), t.elapsed())
+    });
+    thread::sleep(Duration::from_millis(30));
+    conn.set_read_deadline(Some(Instant::now()))?;
+    let (res, took) = blocked.join().expect("reader");
+    println!(
+        "blocked read (deadline moved from +60 s to now): {} after {took:?}",
+        res.unwrap_err()
+    );
+    Ok(())
+}
+
+/// Go: `ln.Close()` unblocks `Accept`; `conn.Close()` unblocks `Read`.
+fn close_wakes_blocked_calls() -> reseau::Result<()> {
+    println!("\n== close() from another thread");
+    let ln = Arc::new(tcp::listen(tcp::loopback_addr(0))?);
+    let l2 = ln.clone();
+    let acceptor = thread::spawn(move || l2.accept().map(drop));
+    thread::sleep(Duration::from_millis(30));
+    ln.close()?;
+    println!(
+        "blocked accept after close: {}",
+        acceptor.join().expect("acceptor").unwrap_err()
+    );
+
+    let ln = tcp::listen(tcp::loopback_addr(0))?;
+    let conn = Arc::new(tcp::connect(ln.local_addr().expect("bound"))?);
+    let _peer = ln.accept()?;
+    let c2 = conn.clone();
+    let reader = thread::spawn(move || c2.read(&mut [0u8; 8]).map(drop));
+    thread::sleep(Duration::from_millis(30));
+    conn.close()?;
+    println!(
+        "blocked read after close: {}",
+        reader.join().expect("reader").unwrap_err()
+    );
+    Ok(())
+}
+
+/// Julia: `listen("/tmp/x.sock")`, `connect("/tmp/x.sock")`.
+fn unix_socket() -> reseau::Result<()> {
+    println!("\n== unix-domain socket");
+    let path = std::env::temp_dir().join(format!("reseau-tour-{}.sock", std::process::id()));
+    let ln = unix::listen(&path)?;
+    let client = unix::connect(&path)?;
+    let server = ln.accept()?;
+    client.write(b"over a unix socket")?;
+    let mut buf = [0u8; 64];
+    let n = server.read(&mut buf)?;
+    println!(
+        "{} got {:?} from {:?}",
+        path.display(),
+        String::from_utf8_lossy(&buf[..n]),
+        client.local_addr()
+    );
+    ln.close()?;
+    println!("socket file removed on close: {}", !path.exists());
+    Ok(())
+}
