@@ -98,7 +98,7 @@ macro_rules! stream_io {
             /// # Errors
             /// None today; the `Result` keeps room for platforms whose close can fail.
             pub fn close(&self) -> crate::Result<()> {
-                self.fd.close();
+                let _ = self.fd.close();
                 Ok(())
             }
 

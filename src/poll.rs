@@ -264,10 +264,12 @@ impl Fd {
     }
 
     /// Closes: wakes every blocked operation (they fail with [`Error::Closed`]) and
-    /// returns once the descriptor is really closed. Idempotent.
-    pub(crate) fn close(&self) {
+    /// returns once the descriptor is really closed. Idempotent; true for the call that
+    /// started the close.
+    pub(crate) fn close(&self) -> bool {
         let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
-        if prev & CLOSED == 0 {
+        let first = prev & CLOSED == 0;
+        if first {
             self.read.wake();
             self.write.wake();
             self.release();
@@ -279,6 +281,7 @@ impl Fd {
                 .wait(done)
                 .unwrap_or_else(|p| p.into_inner());
         }
+        first
     }
 
     /// Sets a direction's deadline (semantics: SPEC §2).
@@ -451,9 +454,9 @@ impl Fd {
         let (r, _g) = self.begin(Dir::Write)?;
         match sys::connect(r.fd(), addr) {
             Ok(()) => return Ok(()),
-            Err(e)
-                if e.raw_os_error() == Some(libc::EINPROGRESS)
-                    || e.raw_os_error() == Some(libc::EAGAIN) => {}
+            // EAGAIN is not "in progress": a unix listener's queue is full, or TCP ran out
+            // of local ports. Go reports it at once; waiting would spin on POLLOUT.
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) if e.raw_os_error() == Some(libc::EISCONN) => return Ok(()),
             Err(e) => return Err(Error::sys("connect", e)),
         }
@@ -483,7 +486,7 @@ impl Fd {
 
 impl Drop for Fd {
     fn drop(&mut self) {
-        self.close();
+        let _ = self.close();
     }
 }
 

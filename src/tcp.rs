@@ -152,12 +152,10 @@ pub(crate) struct Connecting {
 impl Connecting {
     /// Opens (and binds, if `local` is given) the socket.
     pub(crate) fn new(remote: SocketAddr, local: Option<SocketAddr>) -> Result<Connecting> {
-        if let Some(l) = local {
-            if l.is_ipv4() != remote.is_ipv4() {
-                return Err(Error::InvalidArgument(format!(
-                    "local and remote address families must match (local {l}, remote {remote})"
-                )));
-            }
+        if let Some(l) = local.filter(|l| l.is_ipv4() != remote.is_ipv4()) {
+            return Err(Error::InvalidArgument(format!(
+                "local and remote address families must match (local {l}, remote {remote})"
+            )));
         }
         let fd = Fd::new(sys::stream_socket(domain(&remote)).map_err(|e| Error::sys("socket", e))?);
         if let Some(l) = local {
@@ -421,7 +419,7 @@ impl Listener {
     /// # Errors
     /// None today.
     pub fn close(&self) -> Result<()> {
-        self.fd.close();
+        let _ = self.fd.close();
         Ok(())
     }
 

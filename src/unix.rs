@@ -161,11 +161,10 @@ impl Listener {
     /// # Errors
     /// None today.
     pub fn close(&self) -> Result<()> {
-        if self.fd.is_open() {
-            self.fd.close();
-            if self.owns_file {
-                let _ = std::fs::remove_file(&self.path);
-            }
+        // Only the call that closed the socket removes the file: a second close must not
+        // delete a socket a new server has since bound at the same path.
+        if self.fd.close() && self.owns_file {
+            let _ = std::fs::remove_file(&self.path);
         }
         Ok(())
     }
