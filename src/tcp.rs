@@ -26,8 +26,9 @@
 //! ```
 
 use std::fmt;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use socket2::Domain;
@@ -96,7 +97,7 @@ fn domain(addr: &SocketAddr) -> Domain {
 /// # Ok(()) }
 /// ```
 pub fn connect(remote: SocketAddr) -> Result<Conn> {
-    connect_until(remote, None, None)
+    connect_until(remote, None, None, None)
 }
 
 /// Connects to `remote` from the local address `local` (port 0 = any port).
@@ -105,28 +106,46 @@ pub fn connect(remote: SocketAddr) -> Result<Conn> {
 /// [`Error::InvalidArgument`] if the two families differ (before any syscall);
 /// `Sys { op: "bind" }`; otherwise as [`connect`].
 pub fn connect_from(remote: SocketAddr, local: SocketAddr) -> Result<Conn> {
-    connect_until(remote, Some(local), None)
+    connect_until(remote, Some(local), None, None)
 }
 
-/// Connect with an optional local address and an absolute deadline; the dialer's entry
-/// point.
+/// Connect with an optional local address, an absolute deadline and an optional
+/// [`Cancel`] another thread can fire (the dialer's losing attempts).
 pub(crate) fn connect_until(
     remote: SocketAddr,
     local: Option<SocketAddr>,
     deadline: Option<Instant>,
+    cancel: Option<&Cancel>,
 ) -> Result<Conn> {
-    let retries = match local {
+    if let Some(l) = local.filter(|l| l.is_ipv4() != remote.is_ipv4()) {
+        return Err(Error::InvalidArgument(format!(
+            "local and remote address families must match (local {l}, remote {remote})"
+        )));
+    }
+    // A fixed local port cannot help a self-connect or EADDRNOTAVAIL by retrying.
+    let tries = match local {
         Some(l) if l.port() != 0 => 1,
         _ => 3,
     };
     let mut last = None;
-    for _ in 0..retries {
-        let attempt = Connecting::new(remote, local)?;
-        match attempt.finish(deadline) {
-            Ok(conn) if is_self_connect(&conn) => {
+    for _ in 0..tries {
+        let fd = Arc::new(Fd::new(
+            sys::stream_socket(domain(&remote)).map_err(|e| Error::sys("socket", e))?,
+        ));
+        if let Some(c) = cancel {
+            c.track(&fd)?;
+        }
+        let res = connect_fd(&fd, remote, local, deadline);
+        if let Some(c) = cancel {
+            c.untrack()?;
+        }
+        res?;
+        let fd = Arc::into_inner(fd).ok_or(Error::Closed)?;
+        match Conn::from_fd(fd, None, Some(remote)) {
+            Ok(conn) if conn.local.is_some() && conn.local == conn.remote => {
                 last = Some(Error::sys(
                     "connect",
-                    std::io::Error::from_raw_os_error(libc::EADDRINUSE),
+                    io::Error::from_raw_os_error(libc::EADDRINUSE),
                 ));
             }
             Ok(conn) => return Ok(conn),
@@ -137,40 +156,84 @@ pub(crate) fn connect_until(
     Err(last.unwrap_or(Error::Closed))
 }
 
-fn is_self_connect(conn: &Conn) -> bool {
-    conn.local.is_some() && conn.local == conn.remote
-}
-
-/// A connect in progress: the socket is made (and bound) first, then
-/// [`finish`](Self::finish) connects it.
-#[derive(Debug)]
-pub(crate) struct Connecting {
-    fd: Fd,
+fn connect_fd(
+    fd: &Fd,
     remote: SocketAddr,
+    local: Option<SocketAddr>,
+    deadline: Option<Instant>,
+) -> Result<()> {
+    if let Some(l) = local {
+        fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(l)))?;
+    }
+    fd.set_deadline(Dir::Write, deadline)?;
+    fd.connect(&sys::ip_addr(remote))?;
+    fd.set_deadline(Dir::Write, None)
 }
 
-impl Connecting {
-    /// Opens (and binds, if `local` is given) the socket.
-    pub(crate) fn new(remote: SocketAddr, local: Option<SocketAddr>) -> Result<Connecting> {
-        if let Some(l) = local.filter(|l| l.is_ipv4() != remote.is_ipv4()) {
-            return Err(Error::InvalidArgument(format!(
-                "local and remote address families must match (local {l}, remote {remote})"
-            )));
+/// Lets another thread abort a [`connect_until`] in flight: the connect fails with
+/// [`Error::Closed`] and its socket is closed, so it can never connect late.
+#[derive(Debug, Default)]
+pub(crate) struct Cancel {
+    state: Mutex<(bool, Option<Arc<Fd>>)>,
+}
+
+impl Cancel {
+    /// Cancels the current attempt and every later one.
+    pub(crate) fn cancel(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 = true;
+        if let Some(fd) = st.1.take() {
+            let _ = fd.close();
         }
-        let fd = Fd::new(sys::stream_socket(domain(&remote)).map_err(|e| Error::sys("socket", e))?);
-        if let Some(l) = local {
-            fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(l)))?;
-        }
-        Ok(Connecting { fd, remote })
     }
 
-    /// Connects, bounded by `deadline`.
-    pub(crate) fn finish(self, deadline: Option<Instant>) -> Result<Conn> {
-        self.fd.set_deadline(Dir::Write, deadline)?;
-        self.fd.connect(&sys::ip_addr(self.remote))?;
-        self.fd.set_deadline(Dir::Write, None)?;
-        Conn::from_fd(self.fd, None, Some(self.remote))
+    fn track(&self, fd: &Arc<Fd>) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.0 {
+            return Err(Error::Closed);
+        }
+        st.1 = Some(fd.clone());
+        Ok(())
     }
+
+    fn untrack(&self) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1 = None;
+        if st.0 { Err(Error::Closed) } else { Ok(()) }
+    }
+}
+
+/// Dials `address` (`host:port`) on `network` (`tcp`, `tcp4`, `tcp6`) with
+/// [`Dialer::default()`](crate::resolve::Dialer): the system resolver, RFC 8305 Happy
+/// Eyeballs across the resolved addresses, no time limit.
+///
+/// # Errors
+/// One [`Error::Op`] with `op == "dial"`; see [`Dialer::dial`](crate::resolve::Dialer::dial).
+///
+/// # Examples
+/// ```
+/// # fn main() -> reseau::Result<()> {
+/// let ln = reseau::tcp::listen_on("tcp4", "127.0.0.1:0")?;
+/// let port = ln.local_addr().unwrap().port();
+/// let conn = reseau::tcp::dial("tcp", &format!("127.0.0.1:{port}"))?;
+/// assert_eq!(conn.remote_addr(), ln.local_addr());
+/// let err = reseau::tcp::dial("udp", "127.0.0.1:1").unwrap_err();
+/// assert_eq!(err.op(), Some("dial"));
+/// # Ok(()) }
+/// ```
+pub fn dial(network: &str, address: &str) -> Result<Conn> {
+    crate::resolve::Dialer::default().dial(network, address)
+}
+
+/// Listens on `address` (`host:port`) for `network` with
+/// [`ListenConfig::default()`](crate::resolve::ListenConfig): backlog `somaxconn`,
+/// `SO_REUSEADDR`; `":0"` on `tcp` is dual-stack `[::]`.
+///
+/// # Errors
+/// One [`Error::Op`] with `op == "listen"`; see
+/// [`ListenConfig::listen`](crate::resolve::ListenConfig::listen).
+pub fn listen_on(network: &str, address: &str) -> Result<Listener> {
+    crate::resolve::ListenConfig::default().listen(network, address)
 }
 
 /// Binds `local` and listens with backlog `somaxconn` and `SO_REUSEADDR` on.

@@ -353,7 +353,8 @@ mod tests {
         assert_eq!(m.get("tcp/http"), Some(&80));
         assert_eq!(m.get("tcp/www"), Some(&80));
         assert_eq!(m.get("udp/bar"), Some(&7));
-        assert_eq!(m.len(), 3);
+        assert_eq!(m.get("udp/foo"), Some(&7));
+        assert_eq!(m.len(), 4);
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub trait Resolver: Send + Sync + fmt::Debug + 'static {
     ///
     /// The provided implementation runs `lookup` on the internal lookup worker pool and
     /// abandons the wait at the deadline; the lookup finishes in the background and its
-    /// answer is dropped. The built-in resolvers override it to answer cache and map
+    /// answer is dropped. Without a deadline it just calls `lookup` in place. The built-in resolvers override it to answer cache and map
     /// hits without a thread hop. Takes `Arc<Self>` because the abandoned lookup may
     /// outlive the call.
     ///
@@ -164,12 +164,15 @@ pub(crate) fn getaddrinfo(host: &str) -> std::result::Result<Vec<IpAddr>, GaiErr
 /// }
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SystemResolver;
+pub struct SystemResolver {
+    // Private: room for options (hints, pool size) without breaking users.
+    _private: (),
+}
 
 impl SystemResolver {
     /// The system resolver (same as `default()`).
     pub fn new() -> SystemResolver {
-        SystemResolver
+        SystemResolver::default()
     }
 
     /// Looks `host` up, giving up waiting at `deadline` (`None` = no limit). The

@@ -1,0 +1,574 @@
+//! [`Dialer`] (Go's `net.Dialer` with RFC 8305 Happy Eyeballs) and [`ListenConfig`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{
+    Policy, Resolver, SystemResolver, interleave, lookup_port, parse_literal, split_host_port,
+};
+use crate::tcp::{self, Cancel};
+use crate::{Error, OpError, Result};
+
+/// RFC 8305 §5's recommended Connection Attempt Delay.
+pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Go's floor for one attempt's share of a serial dial's budget.
+const SANE_MIN_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// The process-wide system resolver used by `Dialer::default()`.
+fn system_resolver() -> Arc<dyn Resolver> {
+    static SYSTEM: OnceLock<Arc<dyn Resolver>> = OnceLock::new();
+    SYSTEM
+        .get_or_init(|| Arc::new(SystemResolver::new()))
+        .clone()
+}
+
+/// The networks a TCP entry point accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Net {
+    Tcp,
+    Tcp4,
+    Tcp6,
+}
+
+impl Net {
+    pub(crate) fn parse(network: &str) -> Result<Net> {
+        match network {
+            "tcp" => Ok(Net::Tcp),
+            "tcp4" => Ok(Net::Tcp4),
+            "tcp6" => Ok(Net::Tcp6),
+            other => Err(Error::UnknownNetwork(other.to_string())),
+        }
+    }
+
+    fn allows(self, ip: &IpAddr) -> bool {
+        match self {
+            Net::Tcp => true,
+            Net::Tcp4 => ip.is_ipv4(),
+            Net::Tcp6 => ip.is_ipv6(),
+        }
+    }
+}
+
+/// Wraps a string-address entry point's failure in one [`Error::Op`]; configuration
+/// errors found before any I/O and errors that are already wrapped pass through.
+pub(crate) fn wrap(
+    op: &str,
+    net: &str,
+    source: Option<SocketAddr>,
+    addr: &str,
+    err: Error,
+) -> Error {
+    match err {
+        Error::Op(_) | Error::InvalidArgument(_) | Error::TlsConfig(_) => err,
+        err => OpError::new(op, net, source.map(|s| s.to_string()), addr, err).into(),
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn timeout_error() -> Error {
+    Error::DialTimeout("i/o timeout".to_string())
+}
+
+/// Dials TCP by `host:port` string: resolution, then every address raced with RFC 8305
+/// Happy Eyeballs, all under one time budget (Go's `net.Dialer`).
+///
+/// The budget is the earlier of `timeout` (from the start of the call) and `deadline`,
+/// and covers resolution (the resolver runs off the caller's thread, so a slow one is
+/// abandoned), every connect attempt, and — through `dial_tls` — the TLS handshake.
+///
+/// Racing (RFC 8305, better than Go's RFC 6555 two-racer scheme): the addresses are
+/// interleaved by family starting with the first resolved family; attempt *n + 1* starts
+/// `fallback_delay` after attempt *n* (`None` = 250 ms, `Some(ZERO)` = all at once) or at
+/// once when attempt *n* fails; the first connection wins, the others are cancelled, and
+/// one that connects late is closed. `serial: true` instead tries the addresses one by
+/// one in resolver order, each with Go's share of the remaining budget.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use std::sync::Arc;
+/// use reseau::resolve::{Dialer, StaticResolver};
+/// # fn main() -> reseau::Result<()> {
+/// let ln = reseau::tcp::listen(reseau::tcp::loopback_addr(0))?;
+/// let port = ln.local_addr().unwrap().port();
+/// // `db.test` resolves to ::1 first, where nothing listens, then to the live listener.
+/// let hosts = StaticResolver::new();
+/// hosts.insert("db.test", ["::1".parse::<IpAddr>().unwrap(), "127.0.0.1".parse().unwrap()]);
+/// let dialer = Dialer { resolver: Arc::new(hosts), ..Dialer::default() };
+/// let conn = dialer.dial("tcp", &format!("db.test:{port}"))?;
+/// assert!(conn.remote_addr().unwrap().is_ipv4());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    /// Budget for the whole dial, from the start of the call (`None` = no limit).
+    pub timeout: Option<Duration>,
+    /// Absolute end of the whole dial (`None` = no limit).
+    pub deadline: Option<Instant>,
+    /// Local address to bind before connecting; only addresses of its family are dialed.
+    pub local_addr: Option<SocketAddr>,
+    /// RFC 8305 Connection Attempt Delay (`None` = 250 ms; `Some(ZERO)` = no stagger).
+    pub fallback_delay: Option<Duration>,
+    /// Try addresses one by one instead of racing them.
+    pub serial: bool,
+    /// Who turns host names into addresses (literals never reach it).
+    pub resolver: Arc<dyn Resolver>,
+    /// Which families to use and in what order.
+    pub policy: Policy,
+}
+
+impl Default for Dialer {
+    fn default() -> Dialer {
+        Dialer {
+            timeout: None,
+            deadline: None,
+            local_addr: None,
+            fallback_delay: None,
+            serial: false,
+            resolver: system_resolver(),
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl Dialer {
+    /// Connects to `address` (`host:port`; a service name may stand for the port) on
+    /// `network` (`tcp`, `tcp4`, `tcp6`).
+    ///
+    /// An empty host or an unspecified IP (`0.0.0.0`, `::`) dials this machine's
+    /// loopback address of that family, as Go does on systems where the wildcard is
+    /// not routable.
+    ///
+    /// # Errors
+    /// Every failure is one [`Error::Op`] with `op == "dial"` whose `err` is the first
+    /// attempt's error (all of them in [`OpError::attempts`]): [`Error::UnknownNetwork`],
+    /// [`Error::Address`], [`Error::Lookup`], `Sys { op: "connect" }`,
+    /// [`Error::DialTimeout`] when the budget ran out. [`Error::InvalidArgument`]
+    /// (a bad [`Policy`], a `local_addr` of the wrong family for a literal target) comes
+    /// unwrapped, before any I/O.
+    pub fn dial(&self, network: &str, address: &str) -> Result<tcp::Conn> {
+        self.dial_budget(network, address).map(|(conn, _)| conn)
+    }
+
+    /// As [`dial`](Self::dial), also returning the budget's end so a TLS handshake can
+    /// be held to what is left of it.
+    pub(crate) fn dial_budget(
+        &self,
+        network: &str,
+        address: &str,
+    ) -> Result<(tcp::Conn, Option<Instant>)> {
+        let budget = earliest(
+            self.timeout.and_then(|t| Instant::now().checked_add(t)),
+            self.deadline,
+        );
+        let res = self.dial_inner(network, address, budget);
+        res.map(|c| (c, budget))
+            .map_err(|e| wrap("dial", network, self.local_addr, address, e))
+    }
+
+    fn dial_inner(
+        &self,
+        network: &str,
+        address: &str,
+        budget: Option<Instant>,
+    ) -> Result<tcp::Conn> {
+        let net = Net::parse(network)?;
+        self.policy.validate()?;
+        let (host, port) = split_host_port(address)?;
+        let port = lookup_port(network, &port)?;
+        let targets = self.targets(net, &host, port, budget)?;
+        let res = if targets.len() == 1 || self.serial {
+            self.dial_serial(&targets, budget)
+        } else {
+            self.dial_parallel(&targets, budget)
+        };
+        res.map_err(|errs| {
+            let expired = budget.is_some_and(|b| Instant::now() >= b);
+            let errs: Vec<Error> = errs
+                .into_iter()
+                .map(|e| match e {
+                    Error::DeadlineExceeded if expired => timeout_error(),
+                    e => e,
+                })
+                .collect();
+            // The first attempt's error is the one to report (Go: "most relevant"); all of
+            // them stay in `attempts`, in start order.
+            let first = errs.first().map_or_else(timeout_error, clone_shallow);
+            let source = self.local_addr.map(|a| a.to_string());
+            OpError::new("dial", network, source, address, first)
+                .with_attempts(errs)
+                .into()
+        })
+    }
+
+    /// The addresses to try, in order.
+    fn targets(
+        &self,
+        net: Net,
+        host: &str,
+        port: u16,
+        budget: Option<Instant>,
+    ) -> Result<Vec<SocketAddr>> {
+        let literal = if host.is_empty() {
+            Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+        } else {
+            parse_literal(host)?
+        };
+        let (ips, scope) = match literal {
+            Some((ip, scope)) => {
+                let ip = match ip {
+                    IpAddr::V4(v4) if v4.is_unspecified() && net == Net::Tcp6 => {
+                        IpAddr::V6(Ipv6Addr::LOCALHOST)
+                    }
+                    IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    ip => ip,
+                };
+                if let Some(l) = self.local_addr.filter(|l| l.is_ipv4() != ip.is_ipv4()) {
+                    return Err(Error::InvalidArgument(format!(
+                        "local address {l} does not match the family of {ip}"
+                    )));
+                }
+                (vec![ip], scope)
+            }
+            None => {
+                if budget.is_some_and(|b| Instant::now() >= b) {
+                    return Err(timeout_error());
+                }
+                let found =
+                    self.resolver
+                        .clone()
+                        .lookup_until(host, budget)
+                        .map_err(|e| match e {
+                            Error::DeadlineExceeded => timeout_error(),
+                            e => e,
+                        })?;
+                (self.policy.apply(host, found)?, 0)
+            }
+        };
+        let usable: Vec<IpAddr> = ips
+            .into_iter()
+            .filter(|ip| {
+                net.allows(ip) && self.local_addr.is_none_or(|l| l.is_ipv4() == ip.is_ipv4())
+            })
+            .collect();
+        if usable.is_empty() {
+            return Err(Error::Address {
+                msg: "no suitable address found".to_string(),
+                addr: host.to_string(),
+            });
+        }
+        let ordered = if self.serial {
+            usable
+        } else {
+            interleave(&usable)
+        };
+        Ok(ordered
+            .into_iter()
+            .map(|ip| match ip {
+                IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope)),
+                ip => SocketAddr::new(ip, port),
+            })
+            .collect())
+    }
+
+    /// Go's `dialSerial`: each address gets its share of what is left of the budget.
+    fn dial_serial(
+        &self,
+        targets: &[SocketAddr],
+        budget: Option<Instant>,
+    ) -> std::result::Result<tcp::Conn, Vec<Error>> {
+        let mut errs = Vec::new();
+        for (i, &addr) in targets.iter().enumerate() {
+            let share = match partial_deadline(Instant::now(), budget, targets.len() - i) {
+                Ok(d) => d,
+                Err(e) => {
+                    errs.push(e);
+                    break;
+                }
+            };
+            match tcp::connect_until(addr, self.local_addr, share, None) {
+                Ok(c) => return Ok(c),
+                Err(e) => errs.push(e),
+            }
+        }
+        Err(errs)
+    }
+
+    /// RFC 8305 §5: staggered, racing attempts.
+    fn dial_parallel(
+        &self,
+        targets: &[SocketAddr],
+        budget: Option<Instant>,
+    ) -> std::result::Result<tcp::Conn, Vec<Error>> {
+        let delay = self.fallback_delay.unwrap_or(DEFAULT_ATTEMPT_DELAY);
+        let (tx, rx) = mpsc::channel::<(usize, Result<tcp::Conn>)>();
+        let mut cancels: Vec<Arc<Cancel>> = Vec::with_capacity(targets.len());
+        let mut errs: Vec<Option<Error>> = (0..targets.len()).map(|_| None).collect();
+        let mut running = 0usize;
+        let mut next_start = Instant::now();
+        let cancel_all = |cancels: &[Arc<Cancel>]| cancels.iter().for_each(|c| c.cancel());
+        loop {
+            let now = Instant::now();
+            if budget.is_some_and(|b| now >= b) {
+                cancel_all(&cancels);
+                for e in errs.iter_mut().filter(|e| e.is_none()).take(cancels.len()) {
+                    *e = Some(timeout_error());
+                }
+                break;
+            }
+            let started = cancels.len();
+            if started < targets.len() && (running == 0 || now >= next_start) {
+                let cancel = Arc::new(Cancel::default());
+                cancels.push(cancel.clone());
+                let (addr, local, tx) = (targets[started], self.local_addr, tx.clone());
+                let spawned = thread::Builder::new()
+                    .name("reseau-dial".into())
+                    .spawn(move || {
+                        let res = tcp::connect_until(addr, local, budget, Some(&cancel));
+                        // A send to a dial that already returned drops (closes) a late winner.
+                        let _ = tx.send((started, res));
+                    });
+                match spawned {
+                    Ok(_) => running += 1,
+                    Err(e) => errs[started] = Some(Error::sys("spawn", e)),
+                }
+                next_start = now + delay;
+                continue;
+            }
+            if running == 0 {
+                break;
+            }
+            let mut until = budget;
+            if started < targets.len() {
+                until = earliest(until, Some(next_start));
+            }
+            let got = match until {
+                Some(t) => rx.recv_timeout(t.saturating_duration_since(now)),
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            };
+            match got {
+                Ok((_, Ok(conn))) => {
+                    cancel_all(&cancels);
+                    return Ok(conn);
+                }
+                Ok((i, Err(e))) => {
+                    running -= 1;
+                    errs[i] = Some(e);
+                    // RFC 8305 §5: a failed attempt starts the next one at once.
+                    next_start = Instant::now();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Err(errs.into_iter().flatten().collect())
+    }
+}
+
+/// Go's `partialDeadline`: an equal share of the remaining budget per address left,
+/// but at least `min(remaining, 2 s)`.
+fn partial_deadline(now: Instant, budget: Option<Instant>, left: usize) -> Result<Option<Instant>> {
+    let Some(b) = budget else { return Ok(None) };
+    let remaining = b.saturating_duration_since(now);
+    if remaining.is_zero() {
+        return Err(timeout_error());
+    }
+    let share = remaining / left.max(1) as u32;
+    let share = if share < SANE_MIN_ATTEMPT {
+        remaining.min(SANE_MIN_ATTEMPT)
+    } else {
+        share
+    };
+    Ok(Some(now + share))
+}
+
+/// A copy of `e` for [`OpError::attempts`], keeping variant, op and errno (an
+/// `io::Error` cannot be cloned).
+fn clone_shallow(e: &Error) -> Error {
+    match e {
+        Error::DeadlineExceeded => Error::DeadlineExceeded,
+        Error::Closed => Error::Closed,
+        Error::Sys { op, source } => Error::Sys {
+            op,
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        Error::DialTimeout(s) => Error::DialTimeout(s.clone()),
+        Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
+        other => Error::Lookup {
+            msg: other.to_string(),
+            name: String::new(),
+        },
+    }
+}
+
+/// How to listen by `host:port` string (Go's `net.ListenConfig`).
+///
+/// ```
+/// use reseau::resolve::ListenConfig;
+/// # fn main() -> reseau::Result<()> {
+/// let ln = ListenConfig::default().listen("tcp4", "127.0.0.1:0")?;
+/// assert!(ln.local_addr().unwrap().is_ipv4());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenConfig {
+    /// `listen(2)` backlog (default: the system's `somaxconn`, as Go).
+    pub backlog: i32,
+    /// `SO_REUSEADDR` (default on).
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT` (default off).
+    pub reuse_port: bool,
+}
+
+impl Default for ListenConfig {
+    fn default() -> ListenConfig {
+        ListenConfig {
+            backlog: tcp::default_backlog(),
+            reuse_address: true,
+            reuse_port: false,
+        }
+    }
+}
+
+impl ListenConfig {
+    /// Listens on `address` (`host:port`) for `network` (`tcp`, `tcp4`, `tcp6`).
+    ///
+    /// An empty host listens on the wildcard: `tcp` on `[::]` dual-stack
+    /// (`IPV6_V6ONLY` off; `0.0.0.0` where the host has no IPv6), `tcp6` on `[::]` with
+    /// `IPV6_V6ONLY` on, `tcp4` on `0.0.0.0`. A host name listens on its first IPv4
+    /// address (for `tcp6`, its first IPv6 one), as Go does.
+    ///
+    /// # Errors
+    /// One [`Error::Op`] with `op == "listen"` around [`Error::UnknownNetwork`],
+    /// [`Error::Address`], [`Error::Lookup`], `Sys { op: "bind" }` (`EADDRINUSE`, …).
+    pub fn listen(&self, network: &str, address: &str) -> Result<tcp::Listener> {
+        self.listen_inner(network, address)
+            .map_err(|e| wrap("listen", network, None, address, e))
+    }
+
+    fn listen_inner(&self, network: &str, address: &str) -> Result<tcp::Listener> {
+        let net = Net::parse(network)?;
+        let (host, port) = split_host_port(address)?;
+        let port = lookup_port(network, &port)?;
+        let ip = if host.is_empty() {
+            None
+        } else {
+            match parse_literal(&host)? {
+                Some((ip, scope)) => Some((ip, scope)),
+                None => {
+                    let found = system_resolver().lookup(&host)?;
+                    let pick = found
+                        .iter()
+                        .find(|ip| net.allows(ip) && (net == Net::Tcp6 || ip.is_ipv4()))
+                        .or_else(|| found.iter().find(|ip| net.allows(ip)));
+                    pick.map(|ip| (*ip, 0))
+                }
+            }
+        };
+        let ip = match ip {
+            Some((ip, _)) if !net.allows(&ip) => {
+                return Err(Error::Address {
+                    msg: "no suitable address found".to_string(),
+                    addr: host,
+                });
+            }
+            Some(found) => Some(found),
+            None if !host.is_empty() => {
+                return Err(Error::Address {
+                    msg: "no suitable address found".to_string(),
+                    addr: host,
+                });
+            }
+            None => None,
+        };
+        let v6only = Some(net == Net::Tcp6);
+        match ip {
+            Some((IpAddr::V6(v6), scope)) => self.bind(
+                SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope)),
+                v6only,
+            ),
+            Some((ip, _)) => self.bind(SocketAddr::new(ip, port), None),
+            None if net == Net::Tcp4 => {
+                self.bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), None)
+            }
+            None => match self.bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), v6only) {
+                Err(e) if net == Net::Tcp && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                    self.bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), None)
+                }
+                other => other,
+            },
+        }
+    }
+
+    fn bind(&self, addr: SocketAddr, v6only: Option<bool>) -> Result<tcp::Listener> {
+        tcp::listen_with(
+            addr,
+            self.backlog,
+            self.reuse_address,
+            self.reuse_port,
+            v6only,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_deadline_follows_go() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let cases = [
+            (s(12), 1, s(12)),
+            (s(12), 2, s(6)),
+            (s(12), 3, s(4)),
+            (s(12), 999, s(2)),
+        ];
+        for (remaining, left, want) in cases {
+            assert_eq!(
+                partial_deadline(now, Some(now + remaining), left).unwrap(),
+                Some(now + want)
+            );
+        }
+        let short = Duration::from_millis(1900);
+        assert_eq!(
+            partial_deadline(now, Some(now + short), 999).unwrap(),
+            Some(now + short)
+        );
+        assert_eq!(partial_deadline(now, None, 3).unwrap(), None);
+        assert!(
+            partial_deadline(now, Some(now), 1)
+                .unwrap_err()
+                .is_timeout()
+        );
+    }
+
+    #[test]
+    fn wrap_never_double_wraps_or_wraps_config_errors() {
+        let inner = wrap("dial", "tcp", None, "x:1", Error::Closed);
+        assert!(matches!(&inner, Error::Op(_)));
+        let again = wrap("dial", "tcp", None, "x:1", inner);
+        match again {
+            Error::Op(op) => assert!(matches!(op.err, Error::Closed)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            wrap("dial", "tcp", None, "x", Error::InvalidArgument("p".into())),
+            Error::InvalidArgument(_)
+        ));
+    }
+}
