@@ -1,25 +1,29 @@
 //! Echo server for the shared benchmark harness (`../shared/tools/netbench`).
 //!
 //! ```text
-//! echo_server [--addr HOST:PORT] [--unix PATH] [--buf BYTES]
+//! echo_server [--addr HOST:PORT] [--tls --cert CERT.pem --key KEY.pem] [--unix PATH] [--buf BYTES]
 //! ```
 //! Prints exactly `listening on IP:PORT` (or `listening on PATH`) as its first stdout
-//! line, then echoes every connection, one thread each, until killed. `HOST` must be an
-//! IP literal until the resolver lands.
+//! line, then echoes every connection, one thread each, until killed. With `--tls` each
+//! connection's handshake runs on its own thread (on first read).
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::exit;
 use std::thread;
 
 struct Opts {
     addr: String,
     unix: Option<String>,
+    tls: bool,
+    cert: Option<String>,
+    key: Option<String>,
     buf: usize,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: echo_server [--addr IP:PORT] [--unix PATH] [--buf BYTES]");
+    eprintln!(
+        "usage: echo_server [--addr HOST:PORT] [--tls --cert CERT --key KEY] [--unix PATH] [--buf BYTES]"
+    );
     exit(2)
 }
 
@@ -27,6 +31,9 @@ fn parse() -> Opts {
     let mut o = Opts {
         addr: "127.0.0.1:0".into(),
         unix: None,
+        tls: false,
+        cert: None,
+        key: None,
         buf: 64 * 1024,
     };
     let mut it = std::env::args().skip(1);
@@ -35,9 +42,15 @@ fn parse() -> Opts {
         match a.as_str() {
             "--addr" => o.addr = val(),
             "--unix" => o.unix = Some(val()),
+            "--tls" => o.tls = true,
+            "--cert" => o.cert = Some(val()),
+            "--key" => o.key = Some(val()),
             "--buf" => o.buf = val().parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
+    }
+    if o.tls && (o.cert.is_none() || o.key.is_none()) {
+        usage();
     }
     o
 }
@@ -67,6 +80,15 @@ impl EchoConn for reseau::tcp::Conn {
     }
     fn write(&self, buf: &[u8]) -> reseau::Result<usize> {
         reseau::tcp::Conn::write(self, buf)
+    }
+}
+
+impl EchoConn for reseau::tls::Conn {
+    fn read(&self, buf: &mut [u8]) -> reseau::Result<usize> {
+        reseau::tls::Conn::read(self, buf)
+    }
+    fn write(&self, buf: &[u8]) -> reseau::Result<usize> {
+        reseau::tls::Conn::write(self, buf)
     }
 }
 
@@ -117,11 +139,21 @@ fn main() {
         announce(path);
         serve(|| ln.accept(), o.buf);
     }
-    let addr: SocketAddr = o.addr.parse().unwrap_or_else(|_| usage());
-    let ln = reseau::tcp::listen(addr).unwrap_or_else(|e| {
-        eprintln!("echo_server: listen {addr}: {e}");
+    let fail = |e: reseau::Error| -> ! {
+        eprintln!("echo_server: listen {}: {e}", o.addr);
         exit(1)
-    });
+    };
+    if o.tls {
+        let config = reseau::tls::Config {
+            cert_file: o.cert.as_ref().map(Into::into),
+            key_file: o.key.as_ref().map(Into::into),
+            ..reseau::tls::Config::default()
+        };
+        let ln = reseau::tls::listen_on("tcp", &o.addr, config).unwrap_or_else(|e| fail(e));
+        announce(ln.local_addr().expect("bound address"));
+        serve(|| ln.accept(), o.buf);
+    }
+    let ln = reseau::tcp::listen_on("tcp", &o.addr).unwrap_or_else(|e| fail(e));
     announce(ln.local_addr().expect("bound address"));
     serve(|| ln.accept(), o.buf);
 }

@@ -36,6 +36,7 @@ mod sys;
 
 pub mod resolve;
 pub mod tcp;
+pub mod tls;
 pub mod unix;
 
 pub use error::{DnsError, Error, OpError, Result, TlsError};

@@ -9,9 +9,12 @@
 //! own wake-up `eventfd`, with the deadline as its timeout: the kernel wakes exactly the
 //! blocked thread when data arrives, with no hop through a poller thread.
 //!
-//! Each direction has one waiter slot. Whoever changes what a waiter waits for — `close`,
-//! a deadline setter — first publishes the change and then, under the slot's lock,
-//! signals the parked thread's eventfd; the waiter publishes itself in the slot before it
+//! Each direction has two waiter slots: one for the operation that owns the direction
+//! (its lock serialises same-direction calls) and one for a TLS call of the other
+//! direction that needs this one (an `SSL_read` that must write, say). Whoever changes
+//! what a waiter waits for — `close`, a deadline setter — first publishes the change and
+//! then, under the slots' lock, signals the parked threads' eventfds; a waiter publishes
+//! itself in a slot before it
 //! re-checks state. The slot lock orders the two, so no wake-up is lost, and the eventfd
 //! latches, so a wake sent just before the waiter parks still ends its `ppoll`.
 //!
@@ -119,15 +122,16 @@ fn thread_wake() -> Result<Arc<EventFd>> {
 #[derive(Debug, Default)]
 struct Half {
     deadline: AtomicU64,
-    /// The thread parked on this direction, if any (one at a time: ops hold `lock`).
-    waiter: Mutex<Option<Arc<EventFd>>>,
+    /// Threads parked on this direction: at most one owner of `lock` plus one TLS call
+    /// from the other direction (see the module docs).
+    waiters: Mutex<[Option<Arc<EventFd>>; 2]>,
     /// Serialises operations of this direction (concurrent readers queue here).
     lock: Mutex<()>,
 }
 
 impl Half {
     fn wake(&self) {
-        if let Some(w) = lock(&self.waiter).as_ref() {
+        for w in lock(&self.waiters).iter().flatten() {
             w.signal();
         }
     }
@@ -171,6 +175,15 @@ pub(crate) struct Fd {
     drained: AtomicBool,
     destroyed: Mutex<bool>,
     destroyed_cv: Condvar,
+}
+
+/// The buffer of a [`Fd::try_io`] call.
+#[derive(Debug)]
+pub(crate) enum IoBuf<'a> {
+    /// Receive into this.
+    Read(&'a mut [u8]),
+    /// Send this.
+    Write(&'a [u8]),
 }
 
 /// A reference held by a running operation; dropping it may destroy a closed `Fd`.
@@ -317,9 +330,20 @@ impl Fd {
     pub(crate) fn wait(&self, dir: Dir) -> Result<()> {
         let half = self.half(dir);
         let wake = thread_wake()?;
-        *lock(&half.waiter) = Some(wake.clone());
+        let slot = {
+            let mut ws = lock(&half.waiters);
+            let Some(i) = ws.iter().position(Option::is_none) else {
+                // Unreachable by construction (one owner + one cross-direction TLS call);
+                // refusing beats a waiter that could miss its wake-up.
+                return Err(Error::InvalidArgument(
+                    "too many threads waiting on one socket direction".into(),
+                ));
+            };
+            ws[i] = Some(wake.clone());
+            i
+        };
         let res = self.park(half, dir, &wake);
-        *lock(&half.waiter) = None;
+        lock(&half.waiters)[slot] = None;
         res
     }
 
@@ -360,6 +384,67 @@ impl Fd {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(Dir::Read)?,
                 Err(e) => return Err(Error::sys("read", e)),
             }
+        }
+    }
+
+    /// Parks until `dir` is ready without taking the direction's lock: for layers (TLS)
+    /// that serialise their own calls and retry a non-blocking operation after.
+    pub(crate) fn wait_ready(&self, dir: Dir) -> Result<()> {
+        let _r = self.op()?;
+        self.half(dir).remaining()?;
+        self.wait(dir)
+    }
+
+    /// Fails with [`Error::DeadlineExceeded`] if `dir`'s deadline has passed, or
+    /// [`Error::Closed`].
+    pub(crate) fn check_deadline(&self, dir: Dir) -> Result<()> {
+        let _r = self.op()?;
+        self.half(dir).remaining().map(drop)
+    }
+
+    /// The raw deadline words, to restore exactly after a temporary overlay.
+    pub(crate) fn deadline_words(&self) -> (u64, u64) {
+        (
+            self.read.deadline.load(Ordering::Acquire),
+            self.write.deadline.load(Ordering::Acquire),
+        )
+    }
+
+    /// Restores words from [`deadline_words`](Self::deadline_words).
+    pub(crate) fn restore_deadline_words(&self, (read, write): (u64, u64)) {
+        self.read.set_deadline(read);
+        self.write.set_deadline(write);
+    }
+
+    /// Overlays `at` on both deadlines: each becomes the earlier of itself and `at`.
+    pub(crate) fn cap_deadlines(&self, at: Instant) {
+        let w = deadline_word(Some(at));
+        for half in [&self.read, &self.write] {
+            let cur = half.deadline.load(Ordering::Acquire);
+            if cur == NO_DEADLINE || w < cur {
+                half.set_deadline(w);
+            }
+        }
+    }
+
+    /// One non-blocking syscall for a layer above (the TLS transport): `Ok(None)` on
+    /// `EAGAIN`. Checks close but not deadlines: OpenSSL treats a transport error as
+    /// fatal, so the TLS layer checks deadlines itself (in [`check_deadline`] and
+    /// [`wait_ready`]) where a timeout leaves its state intact. Takes no direction lock,
+    /// so a TLS writer can read a record while a reader is parked.
+    ///
+    /// [`check_deadline`]: Self::check_deadline
+    /// [`wait_ready`]: Self::wait_ready
+    pub(crate) fn try_io(&self, buf: IoBuf<'_>) -> Result<Option<usize>> {
+        let r = self.op()?;
+        let (op, res) = match buf {
+            IoBuf::Read(b) => ("read", sys::recv(r.fd(), b, 0)),
+            IoBuf::Write(b) => ("write", sys::send(r.fd(), b)),
+        };
+        match res {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(Error::sys(op, e)),
         }
     }
 

@@ -333,6 +333,11 @@ impl Conn {
         self.local
     }
 
+    /// The descriptor with its deadlines, for layers above (TLS).
+    pub(crate) fn fd(&self) -> &Fd {
+        &self.fd
+    }
+
     /// The peer's address (cached at connect/accept; still readable after close).
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote

@@ -1,0 +1,444 @@
+//! [`Config`], its validation and the shared `SSL_CTX` cache.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use openssl::ssl::{
+    AlpnError, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions,
+    SslVerifyMode, SslVersion,
+};
+use openssl::x509::X509Name;
+
+use crate::{Error, Result};
+
+/// A TLS protocol version. TLS 1.0 and 1.1 are not offered (as in Go since 1.22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl TlsVersion {
+    fn openssl(self) -> SslVersion {
+        match self {
+            TlsVersion::Tls12 => SslVersion::TLS1_2,
+            TlsVersion::Tls13 => SslVersion::TLS1_3,
+        }
+    }
+}
+
+/// What a server asks of client certificates (Go's `tls.ClientAuthType`).
+///
+/// | mode | OpenSSL verify flags | certificate checked against `client_ca_file` |
+/// |---|---|---|
+/// | `NoClientCert` | `NONE` | – |
+/// | `RequestClientCert` | `PEER`, accept-all callback | no |
+/// | `RequireAnyClientCert` | `PEER \| FAIL_IF_NO_PEER_CERT`, accept-all callback | no |
+/// | `VerifyClientCertIfGiven` | `PEER` | yes, if one is sent |
+/// | `RequireAndVerifyClientCert` | `PEER \| FAIL_IF_NO_PEER_CERT` | yes |
+///
+/// With TLS 1.3 the client finishes its handshake before the server judges its
+/// certificate, so a rejected client often sees the failure on its first read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ClientAuthMode {
+    /// Do not ask for a client certificate.
+    #[default]
+    NoClientCert,
+    /// Ask; accept anything or nothing.
+    RequestClientCert,
+    /// Require a certificate; do not verify it.
+    RequireAnyClientCert,
+    /// Verify a certificate if the client sends one.
+    VerifyClientCertIfGiven,
+    /// Require and verify a certificate.
+    RequireAndVerifyClientCert,
+}
+
+/// TLS settings for clients and servers (Go's `tls.Config`, Reseau's `TLS.Config`).
+///
+/// A plain struct with public fields and `Default`; it is validated when used
+/// ([`Error::TlsConfig`], before any I/O). Equivalent configurations share one
+/// OpenSSL `SSL_CTX`.
+///
+/// ```
+/// use reseau::tls::{Config, TlsVersion};
+/// let client = Config {
+///     server_name: Some("localhost".into()),
+///     ca_file: Some("certs/ca.pem".into()),
+///     alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+///     min_version: Some(TlsVersion::Tls13),
+///     ..Config::default()
+/// };
+/// assert!(client.verify_peer);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The name to verify the server's certificate against and to send as SNI (SNI only
+    /// for host names, not IP literals). `connect`/`dial` infer it from the address.
+    pub server_name: Option<String>,
+    /// Client: verify the server's chain and name (default `true`).
+    pub verify_peer: bool,
+    /// Server: what to ask of client certificates.
+    pub client_auth: ClientAuthMode,
+    /// Certificate chain (PEM). Required for servers; a client presents it for mTLS.
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM) for `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Client: CA bundle to trust (default: `SSL_CERT_FILE`, else the system bundle).
+    pub ca_file: Option<PathBuf>,
+    /// Server: CAs that client certificates must chain to (the two `Verify*` modes).
+    pub client_ca_file: Option<PathBuf>,
+    /// ALPN protocols in preference order.
+    pub alpn_protocols: Vec<String>,
+    /// Cap on the handshake's duration, overlaid on the TCP deadlines during the
+    /// handshake only.
+    pub handshake_timeout: Option<Duration>,
+    /// Lowest version offered (default TLS 1.2).
+    pub min_version: Option<TlsVersion>,
+    /// Highest version offered (default: the highest OpenSSL supports, TLS 1.3).
+    pub max_version: Option<TlsVersion>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            server_name: None,
+            verify_peer: true,
+            client_auth: ClientAuthMode::NoClientCert,
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            client_ca_file: None,
+            alpn_protocols: Vec::new(),
+            handshake_timeout: None,
+            min_version: Some(TlsVersion::Tls12),
+            max_version: None,
+        }
+    }
+}
+
+fn cfg_err(msg: impl Into<String>) -> Error {
+    Error::TlsConfig(msg.into())
+}
+
+fn must_exist(what: &str, path: &Path) -> Result<()> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(cfg_err(format!("{what} not found: {}", path.display())))
+    }
+}
+
+/// Strips brackets, an IPv6 zone and trailing dots: `"[fe80::1%lo]"` → `"fe80::1"`,
+/// `"example.com."` → `"example.com"` (case kept).
+pub(crate) fn normalize_name(name: &str) -> String {
+    let n = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    let n = match n.split_once('%') {
+        Some((ip, _)) if ip.parse::<IpAddr>().is_ok() => ip,
+        _ => n,
+    };
+    n.trim_end_matches('.').to_string()
+}
+
+impl Config {
+    /// Checks everything that does not depend on the role.
+    fn validate_common(&self) -> Result<()> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(c), Some(k)) => {
+                must_exist("certificate file", c)?;
+                must_exist("private key file", k)?;
+            }
+            (None, None) => {}
+            _ => {
+                return Err(cfg_err(
+                    "both `cert_file` and `key_file` must be set together",
+                ));
+            }
+        }
+        if let Some(ca) = &self.ca_file {
+            must_exist("CA file", ca)?;
+        }
+        if let Some(ca) = &self.client_ca_file {
+            must_exist("client CA file", ca)?;
+        }
+        if let (Some(min), Some(max)) = (self.min_version, self.max_version)
+            && min > max
+        {
+            return Err(cfg_err(format!(
+                "`min_version` {min:?} is above `max_version` {max:?}"
+            )));
+        }
+        for p in &self.alpn_protocols {
+            if p.is_empty() || p.len() > 255 {
+                return Err(cfg_err(format!(
+                    "ALPN protocol names must be 1 to 255 bytes, got {p:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates for a client (after `server_name` inference).
+    pub(crate) fn validate_client(&self) -> Result<()> {
+        self.validate_common()?;
+        if self.verify_peer && self.server_name.as_deref().is_none_or(str::is_empty) {
+            return Err(cfg_err(
+                "client TLS with `verify_peer = true` requires `server_name`",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates for a server.
+    pub(crate) fn validate_server(&self) -> Result<()> {
+        self.validate_common()?;
+        if self.cert_file.is_none() {
+            return Err(cfg_err("server TLS requires `cert_file` and `key_file`"));
+        }
+        let verifies = matches!(
+            self.client_auth,
+            ClientAuthMode::VerifyClientCertIfGiven | ClientAuthMode::RequireAndVerifyClientCert
+        );
+        if verifies && self.client_ca_file.is_none() {
+            return Err(cfg_err(format!(
+                "client_auth {:?} requires `client_ca_file`",
+                self.client_auth
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ALPN list in wire format (length-prefixed names).
+    fn alpn_wire(&self) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for p in &self.alpn_protocols {
+            wire.push(p.len() as u8);
+            wire.extend_from_slice(p.as_bytes());
+        }
+        wire
+    }
+
+    /// The shared `SSL_CTX` for this config and role (built on first use).
+    pub(crate) fn context(&self, server: bool) -> Result<SslContext> {
+        if server {
+            self.validate_server()?
+        } else {
+            self.validate_client()?
+        }
+        let key = CtxKey::new(self, server);
+        if let Some(ctx) = lock_cache().get(&key) {
+            return Ok(ctx.clone());
+        }
+        let ctx = self.build(server)?;
+        let mut cache = lock_cache();
+        if cache.len() >= CTX_CACHE_MAX {
+            // Bounded: configs built per request (distinct ALPN lists, say) must not leak.
+            cache.clear();
+        }
+        Ok(cache.entry(key).or_insert(ctx).clone())
+    }
+
+    fn build(&self, server: bool) -> Result<SslContext> {
+        let ossl = |what: &str, e: openssl::error::ErrorStack| cfg_err(format!("{what}: {e}"));
+        let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(|e| ossl("SSL_CTX_new", e))?;
+        b.set_min_proto_version(Some(
+            self.min_version.unwrap_or(TlsVersion::Tls12).openssl(),
+        ))
+        .map_err(|e| ossl("min_version", e))?;
+        b.set_max_proto_version(self.max_version.map(TlsVersion::openssl))
+            .map_err(|e| ossl("max_version", e))?;
+        // Renegotiation would let SSL_write need reads mid-stream; Go refuses it too.
+        b.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
+        b.set_mode(SslMode::ENABLE_PARTIAL_WRITE | SslMode::ACCEPT_MOVING_WRITE_BUFFER);
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            b.set_certificate_chain_file(cert)
+                .map_err(|e| ossl("cert_file", e))?;
+            b.set_private_key_file(key, SslFiletype::PEM)
+                .map_err(|e| ossl("key_file", e))?;
+            b.check_private_key()
+                .map_err(|e| ossl("key does not match certificate", e))?;
+        }
+        if server {
+            self.build_server(&mut b)?;
+        } else {
+            self.build_client(&mut b)?;
+        }
+        Ok(b.build())
+    }
+
+    fn build_client(&self, b: &mut SslContextBuilder) -> Result<()> {
+        if self.verify_peer {
+            match &self.ca_file {
+                Some(ca) => b
+                    .set_ca_file(ca)
+                    .map_err(|e| cfg_err(format!("ca_file: {e}")))?,
+                // Honours SSL_CERT_FILE / SSL_CERT_DIR, else the system bundle.
+                None => b
+                    .set_default_verify_paths()
+                    .map_err(|e| cfg_err(format!("system CA bundle: {e}")))?,
+            }
+            b.set_verify(SslVerifyMode::PEER);
+        } else {
+            b.set_verify(SslVerifyMode::NONE);
+        }
+        if !self.alpn_protocols.is_empty() {
+            b.set_alpn_protos(&self.alpn_wire())
+                .map_err(|e| cfg_err(format!("alpn: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn build_server(&self, b: &mut SslContextBuilder) -> Result<()> {
+        use ClientAuthMode::*;
+        let peer = SslVerifyMode::PEER;
+        let require = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
+        match self.client_auth {
+            NoClientCert => b.set_verify(SslVerifyMode::NONE),
+            RequestClientCert => b.set_verify_callback(peer, |_, _| true),
+            RequireAnyClientCert => b.set_verify_callback(require, |_, _| true),
+            VerifyClientCertIfGiven | RequireAndVerifyClientCert => {
+                let ca = self.client_ca_file.as_ref().expect("validated");
+                b.set_ca_file(ca)
+                    .map_err(|e| cfg_err(format!("client_ca_file: {e}")))?;
+                if let Ok(names) = X509Name::load_client_ca_file(ca) {
+                    b.set_client_ca_list(names);
+                }
+                b.set_verify(if self.client_auth == VerifyClientCertIfGiven {
+                    peer
+                } else {
+                    require
+                });
+            }
+        }
+        if !self.alpn_protocols.is_empty() {
+            let ours = self.alpn_wire();
+            b.set_alpn_select_callback(move |_, client| select_alpn(&ours, client));
+        }
+        Ok(())
+    }
+}
+
+/// Go's ALPN rule: the server's first protocol the client also offers; no overlap is a
+/// fatal `no_application_protocol` alert (120), except that a server offering `h2` to
+/// a client offering `http/1.1` goes on with no protocol (golang/go#46310).
+fn select_alpn<'a>(server: &[u8], client: &'a [u8]) -> std::result::Result<&'a [u8], AlpnError> {
+    let names = |wire: &'a [u8]| {
+        let mut out = Vec::new();
+        let mut rest = wire;
+        while let Some((&len, tail)) = rest.split_first() {
+            let len = usize::from(len).min(tail.len());
+            out.push(&tail[..len]);
+            rest = &tail[len..];
+        }
+        out
+    };
+    let offered = names(client);
+    let mut rest = server;
+    let mut server_has_h2 = false;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len).min(tail.len());
+        let proto = &tail[..len];
+        server_has_h2 |= proto == b"h2";
+        if let Some(hit) = offered.iter().find(|c| **c == proto) {
+            return Ok(hit);
+        }
+        rest = &tail[len..];
+    }
+    if server_has_h2 && offered.iter().any(|c| *c == b"http/1.1") {
+        Err(AlpnError::NOACK)
+    } else {
+        Err(AlpnError::ALERT_FATAL)
+    }
+}
+
+/// Everything that makes two contexts different (`server_name` does not: it is set per
+/// connection).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CtxKey {
+    server: bool,
+    verify_peer: bool,
+    client_auth: ClientAuthMode,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+    alpn: Vec<String>,
+    min: Option<TlsVersion>,
+    max: Option<TlsVersion>,
+    /// The default trust store can change with the environment between calls.
+    cert_env: Option<std::ffi::OsString>,
+}
+
+impl CtxKey {
+    fn new(c: &Config, server: bool) -> CtxKey {
+        CtxKey {
+            server,
+            verify_peer: c.verify_peer,
+            client_auth: c.client_auth,
+            cert_file: c.cert_file.clone(),
+            key_file: c.key_file.clone(),
+            ca_file: c.ca_file.clone(),
+            client_ca_file: c.client_ca_file.clone(),
+            alpn: c.alpn_protocols.clone(),
+            min: c.min_version,
+            max: c.max_version,
+            cert_env: std::env::var_os("SSL_CERT_FILE"),
+        }
+    }
+}
+
+const CTX_CACHE_MAX: usize = 128;
+
+fn lock_cache() -> std::sync::MutexGuard<'static, HashMap<CtxKey, SslContext>> {
+    static CACHE: OnceLock<Mutex<HashMap<CtxKey, SslContext>>> = OnceLock::new();
+    CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(names: &[&str]) -> Vec<u8> {
+        Config {
+            alpn_protocols: names.iter().map(|s| s.to_string()).collect(),
+            ..Config::default()
+        }
+        .alpn_wire()
+    }
+
+    #[test]
+    fn alpn_follows_go() {
+        let pick = |s: &[&str], c: &[&str]| select_alpn(&wire(s), &wire(c)).map(|p| p.to_vec());
+        assert_eq!(
+            pick(&["proto1", "proto2"], &["proto2", "proto1"]).unwrap(),
+            b"proto1"
+        );
+        assert_eq!(
+            pick(&["proto3"], &["proto1"]).unwrap_err(),
+            AlpnError::ALERT_FATAL
+        );
+        assert_eq!(
+            pick(&["proto1", "h2", "proto2"], &["proto3", "http/1.1"]).unwrap_err(),
+            AlpnError::NOACK
+        );
+    }
+
+    #[test]
+    fn names_are_normalized() {
+        assert_eq!(normalize_name("example.com."), "example.com");
+        assert_eq!(normalize_name("[::1]"), "::1");
+        assert_eq!(normalize_name("fe80::1%lo0"), "fe80::1");
+        assert_eq!(normalize_name("Example.com"), "Example.com");
+    }
+}

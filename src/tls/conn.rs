@@ -1,0 +1,688 @@
+//! The TLS connection: OpenSSL driven over a non-blocking [`tcp::Conn`].
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{ErrorCode, ShutdownResult, Ssl, SslContext, SslStream};
+use openssl::x509::X509VerifyResult;
+use openssl::x509::verify::X509CheckFlags;
+
+use super::config::Config;
+use crate::poll::{Dir, IoBuf};
+use crate::tcp;
+use crate::{Error, Result, TlsError};
+
+/// OpenSSL's view of the socket: one non-blocking syscall per call, `WouldBlock` on
+/// `EAGAIN`. Waiting happens in [`Conn`], outside OpenSSL and outside the `SSL` lock.
+#[derive(Debug)]
+struct Transport(Arc<tcp::Conn>);
+
+fn would_block<T>(res: Result<Option<T>>) -> io::Result<T> {
+    match res {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        would_block(self.0.fd().try_io(IoBuf::Read(buf)))
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        would_block(self.0.fd().try_io(IoBuf::Write(buf)))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a TLS session negotiated (Go's `tls.ConnectionState`, the fields OpenSSL gives).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionState {
+    /// Whether the handshake has completed.
+    pub handshake_complete: bool,
+    /// `"TLSv1.3"`, `"TLSv1.2"`; empty before the handshake.
+    pub version: String,
+    /// The ALPN protocol agreed on, if any.
+    pub alpn_protocol: Option<String>,
+    /// The cipher suite's OpenSSL name; empty before the handshake.
+    pub cipher_suite: String,
+    /// Whether the session was resumed.
+    pub did_resume: bool,
+    /// The SNI name the client sent (both sides), if any.
+    pub server_name: Option<String>,
+}
+
+/// A failure remembered so it can be returned again (handshake and write failures are
+/// sticky, as in Go). `io::Error`s cannot be cloned, so the recipe is kept.
+#[derive(Debug, Clone)]
+enum Fault {
+    Timeout {
+        op: &'static str,
+    },
+    HandshakeTimeout(Duration),
+    DialTimeout,
+    Closed,
+    Tls {
+        op: &'static str,
+        code: i32,
+        message: String,
+        errno: Option<i32>,
+    },
+}
+
+impl Fault {
+    fn replay(&self) -> Error {
+        match self {
+            Fault::Timeout { op } => tls_err(op, 0, "i/o timeout", Some(Error::DeadlineExceeded)),
+            Fault::HandshakeTimeout(d) => Error::TlsHandshakeTimeout(*d),
+            Fault::DialTimeout => Error::DialTimeout("i/o timeout".into()),
+            Fault::Closed => Error::Closed,
+            Fault::Tls {
+                op,
+                code,
+                message,
+                errno,
+            } => tls_err(
+                op,
+                *code,
+                message,
+                errno.map(|n| Error::Sys {
+                    op,
+                    source: io::Error::from_raw_os_error(n),
+                }),
+            ),
+        }
+    }
+
+    fn of(err: &Error, op: &'static str) -> Fault {
+        match err {
+            Error::DeadlineExceeded => Fault::Timeout { op },
+            Error::TlsHandshakeTimeout(d) => Fault::HandshakeTimeout(*d),
+            Error::DialTimeout(_) => Fault::DialTimeout,
+            Error::Closed => Fault::Closed,
+            Error::Tls(t) if t.cause.as_deref().is_some_and(Error::is_timeout) => {
+                Fault::Timeout { op: t.op }
+            }
+            Error::Tls(t) => Fault::Tls {
+                op: t.op,
+                code: t.code,
+                message: t.message.clone(),
+                errno: t.cause.as_ref().and_then(|c| c.raw_os_error()),
+            },
+            other => Fault::Tls {
+                op,
+                code: 0,
+                message: other.to_string(),
+                errno: other.raw_os_error(),
+            },
+        }
+    }
+}
+
+fn tls_err(op: &'static str, code: i32, message: &str, cause: Option<Error>) -> Error {
+    Error::Tls(TlsError {
+        op,
+        code,
+        message: message.to_string(),
+        cause: cause.map(Box::new),
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Default)]
+struct WriteState {
+    fault: Option<Fault>,
+    shut: bool,
+}
+
+/// A TLS stream over a [`tcp::Conn`] (Go's `tls.Conn`).
+///
+/// `Send + Sync`; one reader and one writer may run at once (`Read`/`Write` for `&Conn`).
+/// Each OpenSSL call runs under one short lock and never while parked: a blocked read
+/// does not hold up a write. The handshake runs on first I/O (or [`handshake`]) for
+/// `client`/`server`/`accept`, and before returning for `connect`/`dial`.
+///
+/// Deadlines are the TCP connection's; a write cut by a deadline leaves the TLS
+/// record stream corrupt, so every later write fails with the same error (Go).
+///
+/// [`handshake`]: Conn::handshake
+pub struct Conn {
+    tcp: Arc<tcp::Conn>,
+    ssl: Mutex<SslStream<Transport>>,
+    server: bool,
+    handshake_timeout: Option<Duration>,
+    done: AtomicBool,
+    closed: AtomicBool,
+    /// The handshake lock; holds a failed handshake's fault.
+    hs: Mutex<Option<Fault>>,
+    read_lock: Mutex<()>,
+    write: Mutex<WriteState>,
+}
+
+impl Conn {
+    /// Wraps `tcp` with a session from `ctx`; no I/O.
+    pub(crate) fn new(
+        tcp: tcp::Conn,
+        ctx: &SslContext,
+        config: &Config,
+        server: bool,
+    ) -> Result<Conn> {
+        let ossl = |what: &'static str, e: openssl::error::ErrorStack| {
+            tls_err(what, 0, &e.to_string(), None)
+        };
+        let mut ssl = Ssl::new(ctx).map_err(|e| ossl("SSL_new", e))?;
+        if server {
+            ssl.set_accept_state();
+        } else {
+            ssl.set_connect_state();
+            if let Some(name) = config
+                .server_name
+                .as_deref()
+                .map(super::config::normalize_name)
+            {
+                match name.parse::<IpAddr>() {
+                    // SNI carries host names only (RFC 6066); IPs are checked against IP SANs.
+                    Ok(ip) if config.verify_peer => {
+                        ssl.param_mut().set_ip(ip).map_err(|e| ossl("set_ip", e))?
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        ssl.set_hostname(&name)
+                            .map_err(|e| ossl("SSL_set_tlsext_host_name", e))?;
+                        if config.verify_peer {
+                            // Go parity: a certificate without SANs does not match on its CN.
+                            ssl.param_mut()
+                                .set_hostflags(X509CheckFlags::NEVER_CHECK_SUBJECT);
+                            ssl.param_mut()
+                                .set_host(&name)
+                                .map_err(|e| ossl("SSL_set1_host", e))?;
+                        }
+                    }
+                }
+            }
+        }
+        let tcp = Arc::new(tcp);
+        let stream =
+            SslStream::new(ssl, Transport(tcp.clone())).map_err(|e| ossl("SSL_set_bio", e))?;
+        Ok(Conn {
+            tcp,
+            ssl: Mutex::new(stream),
+            server,
+            handshake_timeout: config.handshake_timeout,
+            done: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            hs: Mutex::new(None),
+            read_lock: Mutex::new(()),
+            write: Mutex::new(WriteState::default()),
+        })
+    }
+
+    /// Runs one OpenSSL call until it completes, parking on the socket (outside the
+    /// `SSL` lock) while OpenSSL wants I/O. `Ok(None)` is a clean close_notify.
+    fn drive<T>(
+        &self,
+        op: &'static str,
+        mut call: impl FnMut(&mut SslStream<Transport>) -> std::result::Result<T, openssl::ssl::Error>,
+    ) -> Result<Option<T>> {
+        loop {
+            let (res, verify) = {
+                let mut s = lock(&self.ssl);
+                let res = call(&mut s);
+                let verify = res.is_err().then(|| s.ssl().verify_result());
+                (res, verify)
+            };
+            let err = match res {
+                Ok(v) => return Ok(Some(v)),
+                Err(e) => e,
+            };
+            match err.code() {
+                ErrorCode::WANT_READ => self.tcp.fd().wait_ready(Dir::Read)?,
+                ErrorCode::WANT_WRITE => self.tcp.fd().wait_ready(Dir::Write)?,
+                ErrorCode::ZERO_RETURN => return Ok(None),
+                _ => return Err(self.ssl_error(op, err, verify)),
+            }
+        }
+    }
+
+    fn ssl_error(
+        &self,
+        op: &'static str,
+        err: openssl::ssl::Error,
+        verify: Option<X509VerifyResult>,
+    ) -> Error {
+        let code = err.code().as_raw();
+        if self.closed.load(Ordering::Acquire) {
+            return Error::Closed;
+        }
+        if let Some(v) = verify.filter(|v| *v != X509VerifyResult::OK) {
+            return tls_err(
+                op,
+                code,
+                &format!("certificate verify failed: {}", v.error_string()),
+                None,
+            );
+        }
+        match err.into_io_error() {
+            Ok(io_err) => match io_err.into_inner().map(|b| b.downcast::<Error>()) {
+                Some(Ok(inner)) if matches!(*inner, Error::Closed) => Error::Closed,
+                Some(Ok(inner)) => tls_err(op, code, &inner.to_string(), Some(*inner)),
+                Some(Err(other)) => tls_err(op, code, &other.to_string(), None),
+                None => tls_err(op, code, "unexpected EOF", None),
+            },
+            Err(e) if e.code() == ErrorCode::SYSCALL => tls_err(op, code, "unexpected EOF", None),
+            Err(e) => {
+                let text = e.to_string();
+                // OpenSSL 3 reports a TCP FIN without close_notify as an SSL error.
+                let msg = if text.contains("unexpected eof") {
+                    "unexpected EOF".to_string()
+                } else {
+                    text
+                };
+                tls_err(op, code, &msg, None)
+            }
+        }
+    }
+
+    /// Runs the handshake if it has not run yet; idempotent and thread-safe. A failed
+    /// handshake fails every later call the same way.
+    ///
+    /// `handshake_timeout` caps the handshake's TCP deadlines for its duration only; the
+    /// caller's deadlines are restored exactly afterwards.
+    ///
+    /// # Errors
+    /// [`Error::Tls`] (verification, protocol, ALPN `no_application_protocol` alert, a
+    /// peer that closes), [`Error::TlsHandshakeTimeout`], an `Error::Tls` wrapping
+    /// [`Error::DeadlineExceeded`] when the caller's own deadline passed, [`Error::Closed`].
+    pub fn handshake(&self) -> Result<()> {
+        self.handshake_until(None)
+    }
+
+    /// The handshake with an extra cap (the dial budget); hitting it is a `DialTimeout`.
+    pub(crate) fn handshake_until(&self, budget: Option<Instant>) -> Result<()> {
+        if self.done.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut hs = lock(&self.hs);
+        if self.done.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Some(f) = hs.as_ref() {
+            return Err(f.replay());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let fd = self.tcp.fd();
+        let saved = fd.deadline_words();
+        let timeout_at = self
+            .handshake_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        let cap = match (timeout_at, budget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(c) = cap {
+            fd.cap_deadlines(c);
+        }
+        let res = self.drive("handshake", |s| s.do_handshake());
+        if cap.is_some() {
+            fd.restore_deadline_words(saved);
+        }
+        let err = match res {
+            Ok(Some(())) => {
+                self.done.store(true, Ordering::Release);
+                return Ok(());
+            }
+            Ok(None) => tls_err(
+                "handshake",
+                6,
+                "peer closed the connection during the handshake",
+                None,
+            ),
+            Err(Error::DeadlineExceeded) => {
+                let now = Instant::now();
+                match (budget, timeout_at) {
+                    (Some(b), _) if now >= b && cap == Some(b) => {
+                        Error::DialTimeout("i/o timeout".into())
+                    }
+                    (_, Some(t)) if now >= t && cap == timeout_at => {
+                        Error::TlsHandshakeTimeout(self.handshake_timeout.unwrap_or_default())
+                    }
+                    _ => tls_err("handshake", 0, "i/o timeout", Some(Error::DeadlineExceeded)),
+                }
+            }
+            Err(e) => e,
+        };
+        *hs = Some(Fault::of(&err, "handshake"));
+        Err(err)
+    }
+
+    /// Whether the handshake has completed.
+    pub fn is_handshake_complete(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// What was negotiated; never forces a handshake (all empty before it).
+    pub fn connection_state(&self) -> ConnectionState {
+        let complete = self.done.load(Ordering::Acquire);
+        let s = lock(&self.ssl);
+        let ssl = s.ssl();
+        let sni = ssl
+            .servername(openssl::ssl::NameType::HOST_NAME)
+            .map(str::to_string);
+        if !complete {
+            return ConnectionState {
+                server_name: sni,
+                ..ConnectionState::default()
+            };
+        }
+        ConnectionState {
+            handshake_complete: true,
+            version: ssl.version_str().to_string(),
+            alpn_protocol: ssl
+                .selected_alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            cipher_suite: ssl
+                .current_cipher()
+                .map(|c| c.name().to_string())
+                .unwrap_or_default(),
+            did_resume: ssl.session_reused(),
+            server_name: sni,
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One read of decrypted bytes (short reads allowed); `Ok(0)` once the peer's
+    /// close_notify arrived. Runs the handshake first if needed.
+    ///
+    /// # Errors
+    /// [`Error::DeadlineExceeded`] (read deadline passed with nothing decrypted waiting),
+    /// [`Error::Closed`], [`Error::Tls`] — `"unexpected EOF"` when the TCP stream ended
+    /// without close_notify (a truncation attack looks exactly like this).
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.handshake()?;
+        let _g = lock(&self.read_lock);
+        self.check_open()?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // Decrypted bytes already here are returned even past the deadline, as in Go;
+        // anything that needs the socket honours it.
+        if lock(&self.ssl).ssl().pending() == 0 {
+            self.tcp.fd().check_deadline(Dir::Read)?;
+        }
+        Ok(self.drive("read", |s| s.ssl_read(buf))?.unwrap_or(0))
+    }
+
+    /// Reads until `buf` is full or EOF; returns the count (short = EOF).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_full(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read(&mut buf[done..])? {
+                0 => break,
+                n => done += n,
+            }
+        }
+        Ok(done)
+    }
+
+    /// Waits for at least one decrypted byte, then returns all that are decrypted and
+    /// waiting; empty at EOF.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_available(&self) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut n = self.read(&mut buf)?;
+        loop {
+            let pending = lock(&self.ssl).ssl().pending();
+            if n == 0 || pending == 0 {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            buf.resize(n + pending, 0);
+            n += self.read(&mut buf[n..])?;
+        }
+    }
+
+    /// True once the peer's close_notify has been read and no decrypted bytes are left;
+    /// blocks (honouring the read deadline) until that or a byte is known.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn eof(&self) -> Result<bool> {
+        self.handshake()?;
+        let _g = lock(&self.read_lock);
+        self.check_open()?;
+        if lock(&self.ssl).ssl().pending() > 0 {
+            return Ok(false);
+        }
+        self.tcp.fd().check_deadline(Dir::Read)?;
+        let mut b = [0u8; 1];
+        Ok(self
+            .drive("peek", |s| s.ssl_peek(&mut b))?
+            .is_none_or(|n| n == 0))
+    }
+
+    /// Encrypts and writes all of `buf`; runs the handshake first if needed. A write cut
+    /// by the deadline after some bytes returns `Ok(sent)`; the error is then sticky.
+    ///
+    /// # Errors
+    /// `Error::Tls` wrapping [`Error::DeadlineExceeded`] (permanent: the record stream is
+    /// corrupt), `Error::Tls` `"tls: protocol is shutdown"` after
+    /// [`close_write`](Self::close_write), [`Error::Closed`], `Error::Tls` for OpenSSL or
+    /// transport failures.
+    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.handshake()?;
+        let mut w = lock(&self.write);
+        if let Some(f) = &w.fault {
+            return Err(f.replay());
+        }
+        self.check_open()?;
+        if w.shut {
+            return Err(tls_err("write", 0, "tls: protocol is shutdown", None));
+        }
+        let mut done = 0;
+        let res = self.tcp.fd().check_deadline(Dir::Write).and_then(|()| {
+            while done < buf.len() {
+                match self.drive("write", |s| s.ssl_write(&buf[done..]))? {
+                    Some(n) => done += n,
+                    None => return Err(tls_err("write", 6, "peer closed the session", None)),
+                }
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => Ok(done),
+            Err(Error::Closed) => Err(Error::Closed),
+            Err(e) => {
+                let fault = Fault::of(&e, "write");
+                w.fault = Some(fault.clone());
+                if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(fault.replay())
+                }
+            }
+        }
+    }
+
+    /// Sends close_notify (a TLS half-close) and keeps the read side open; later writes
+    /// fail with `"tls: protocol is shutdown"`. The TCP stream stays open (Go's
+    /// `CloseWrite`).
+    ///
+    /// # Errors
+    /// `Error::Tls` `"tls: CloseWrite called before handshake complete"`,
+    /// [`Error::Closed`], transport errors.
+    pub fn close_write(&self) -> Result<()> {
+        if !self.done.load(Ordering::Acquire) {
+            return Err(tls_err(
+                "close_write",
+                0,
+                "tls: CloseWrite called before handshake complete",
+                None,
+            ));
+        }
+        let mut w = lock(&self.write);
+        self.check_open()?;
+        if w.shut {
+            return Ok(());
+        }
+        self.drive("close_write", |s| s.shutdown().map(drop))?;
+        w.shut = true;
+        Ok(())
+    }
+
+    /// Closes: sends close_notify if the handshake completed and no write is in flight
+    /// (best effort, never waits for the peer), then closes the TCP connection, which
+    /// wakes blocked calls ([`Error::Closed`]). Idempotent.
+    ///
+    /// # Errors
+    /// None today.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if self.done.load(Ordering::Acquire)
+            && let Ok(w) = self.write.try_lock()
+            && !w.shut
+            && w.fault.is_none()
+        {
+            // One non-blocking attempt: a full send buffer just skips the alert.
+            let _ = lock(&self.ssl).shutdown().map(|_: ShutdownResult| ());
+        }
+        self.tcp.close()
+    }
+
+    /// False once [`close`](Self::close) has run.
+    pub fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire) && self.tcp.is_open()
+    }
+
+    /// Sets both TCP deadlines (they also govern handshake I/O).
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    pub fn set_deadline(&self, at: Option<Instant>) -> Result<()> {
+        self.tcp.set_deadline(at)
+    }
+
+    /// Sets the TCP read deadline.
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    pub fn set_read_deadline(&self, at: Option<Instant>) -> Result<()> {
+        self.tcp.set_read_deadline(at)
+    }
+
+    /// Sets the TCP write deadline.
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    pub fn set_write_deadline(&self, at: Option<Instant>) -> Result<()> {
+        self.tcp.set_write_deadline(at)
+    }
+
+    /// The underlying TCP connection.
+    pub fn net_conn(&self) -> &tcp::Conn {
+        &self.tcp
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.tcp.remote_addr()
+    }
+
+    /// Whether this is the server end.
+    pub fn is_server(&self) -> bool {
+        self.server
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "?".into(), |a| a.to_string());
+        let role = if self.server { "server" } else { "client" };
+        let state = if !self.is_open() {
+            "closed".to_string()
+        } else if !self.is_handshake_complete() {
+            "handshake pending".to_string()
+        } else {
+            let st = self.connection_state();
+            match st.alpn_protocol {
+                Some(p) => format!("{}, {p}", st.version),
+                None => st.version,
+            }
+        };
+        write!(
+            f,
+            "tls::Conn({} => {}, {role}, {state})",
+            show(self.local_addr()),
+            show(self.remote_addr())
+        )
+    }
+}
+
+impl Read for &Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(Conn::read(self, buf)?)
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(Conn::read(self, buf)?)
+    }
+}
+
+impl Write for &Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(Conn::write(self, buf)?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(Conn::write(self, buf)?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
