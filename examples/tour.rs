@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reseau::{Error, tcp, unix};
+use reseau::resolve::{Dialer, StaticResolver};
+use reseau::{Error, tcp, tls, unix};
 
 fn main() -> reseau::Result<()> {
     tcp_echo()?;
     deadlines()?;
     close_wakes_blocked_calls()?;
     unix_socket()?;
+    happy_eyeballs()?;
+    tls_exchange()?;
     println!("\ntour done");
     Ok(())
 }
@@ -144,5 +147,93 @@ fn unix_socket() -> reseau::Result<()> {
     );
     ln.close()?;
     println!("socket file removed on close: {}", !path.exists());
+    Ok(())
+}
+
+/// Go: `net.Dial("tcp", "service.test:PORT")` racing IPv6 and IPv4 (RFC 8305 here).
+fn happy_eyeballs() -> reseau::Result<()> {
+    println!("\n== Happy Eyeballs: a dead IPv6 address falls back to IPv4");
+    let ln = tcp::listen(tcp::loopback_addr(0))?;
+    let port = ln.local_addr().expect("bound").port();
+    // `service.test` resolves to ::1 first, where nothing listens on this port, then to
+    // the live IPv4 listener. (A resolver map keeps the tour on loopback.)
+    let hosts = StaticResolver::new();
+    hosts.insert(
+        "service.test",
+        ["::1".parse().expect("ip"), "127.0.0.1".parse().expect("ip")],
+    );
+    let dialer = Dialer {
+        resolver: Arc::new(hosts),
+        timeout: Some(Duration::from_secs(5)),
+        ..Dialer::default()
+    };
+    let start = Instant::now();
+    let conn = dialer.dial("tcp", &format!("service.test:{port}"))?;
+    println!(
+        "dialed service.test:{port} -> {} in {:?} (the IPv6 attempt was refused, so IPv4 started at once)",
+        conn.remote_addr().expect("peer"),
+        start.elapsed()
+    );
+    let refused = Dialer {
+        serial: true,
+        ..dialer.clone()
+    };
+    drop(conn);
+    drop(ln);
+    let err = refused
+        .dial("tcp", &format!("service.test:{port}"))
+        .unwrap_err();
+    if let Error::Op(op) = &err {
+        println!(
+            "with both down: {err}\n  every attempt's error: {:?}",
+            op.attempts()
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
+/// Go: `tls.Listen` / `tls.Dial`; Julia: `connect(host, port; tls=true)`.
+fn tls_exchange() -> reseau::Result<()> {
+    println!("\n== TLS on OpenSSL with the test PKI in certs/");
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+    let server_cfg = tls::Config {
+        cert_file: Some(format!("{certs}/server.pem").into()),
+        key_file: Some(format!("{certs}/server.key").into()),
+        alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+        ..tls::Config::default()
+    };
+    let ln = tls::listen(tcp::loopback_addr(0), server_cfg)?;
+    let port = ln.local_addr().expect("bound").port();
+    let server = thread::spawn(move || -> reseau::Result<String> {
+        let conn = ln.accept()?; // lazy: the handshake runs on first read
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf)?;
+        conn.write(&buf[..n].to_ascii_uppercase())?;
+        conn.close_write()?; // close_notify: a TLS half-close
+        Ok(format!("{conn:?}"))
+    });
+    let client_cfg = tls::Config {
+        ca_file: Some(format!("{certs}/ca.pem").into()),
+        alpn_protocols: vec!["http/1.1".into(), "h2".into()],
+        ..tls::Config::default()
+    };
+    let conn = tls::dial("tcp", &format!("localhost:{port}"), &client_cfg)?;
+    let st = conn.connection_state();
+    println!(
+        "handshaken with localhost: {} {} alpn={:?}",
+        st.version, st.cipher_suite, st.alpn_protocol
+    );
+    conn.write(b"hello over tls")?;
+    let mut reply = String::new();
+    (&conn)
+        .read_to_string(&mut reply)
+        .map_err(|source| Error::Sys { op: "read", source })?;
+    println!(
+        "reply {reply:?}, then close_notify read as EOF; server side was {}",
+        server.join().expect("server")?
+    );
     Ok(())
 }
