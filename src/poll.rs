@@ -33,7 +33,7 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::sys::{self, EventFd, Woken};
@@ -82,10 +82,10 @@ pub(crate) enum Dir {
 
 /// Wake-up eventfds of threads that have exited, for reuse: a server that spawns a thread
 /// per connection would otherwise pay `eventfd` + `close` per connection.
-static SPARE_WAKES: Mutex<Vec<Arc<EventFd>>> = Mutex::new(Vec::new());
+static SPARE_WAKES: Mutex<Vec<EventFd>> = Mutex::new(Vec::new());
 
 /// The calling thread's wake-up eventfd; returned to [`SPARE_WAKES`] at thread exit.
-struct ThreadWake(std::cell::OnceCell<Arc<EventFd>>);
+struct ThreadWake(std::cell::OnceCell<EventFd>);
 
 impl Drop for ThreadWake {
     fn drop(&mut self) {
@@ -105,34 +105,51 @@ thread_local! {
     static WAKE: ThreadWake = const { ThreadWake(std::cell::OnceCell::new()) };
 }
 
-/// The calling thread's wake-up eventfd, created (or taken from the spares) on first need.
-fn thread_wake() -> Result<Arc<EventFd>> {
+/// The calling thread's wake-up eventfd, created (or taken from the spares) on first
+/// need. The number is registered in waiter slots without a reference count: it stays
+/// open while the thread lives, and a thread removes it from every slot before its wait
+/// returns, so no slot can name it once the thread has exited.
+fn thread_wake() -> Result<RawFd> {
     WAKE.with(|tw| {
         if let Some(w) = tw.0.get() {
-            return Ok(w.clone());
+            return Ok(w.raw());
         }
         let w = match lock(&SPARE_WAKES).pop() {
             Some(w) => w,
-            None => Arc::new(EventFd::new().map_err(|e| Error::sys("eventfd", e))?),
+            None => EventFd::new().map_err(|e| Error::sys("eventfd", e))?,
         };
-        Ok(tw.0.get_or_init(|| w).clone())
+        Ok(tw.0.get_or_init(|| w).raw())
     })
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Half {
     deadline: AtomicU64,
     /// Threads parked on this direction: at most one owner of `lock` plus one TLS call
     /// from the other direction (see the module docs).
-    waiters: Mutex<[Option<Arc<EventFd>>; 2]>,
+    /// Each is a parked thread's wake eventfd, or -1.
+    waiters: Mutex<[RawFd; 2]>,
     /// Serialises operations of this direction (concurrent readers queue here).
     lock: Mutex<()>,
 }
 
+impl Default for Half {
+    fn default() -> Half {
+        Half {
+            deadline: AtomicU64::new(NO_DEADLINE),
+            waiters: Mutex::new([-1; 2]),
+            lock: Mutex::new(()),
+        }
+    }
+}
+
 impl Half {
     fn wake(&self) {
-        for w in lock(&self.waiters).iter().flatten() {
-            w.signal();
+        // Under the lock: a registered waiter's eventfd is open (see `thread_wake`).
+        for &w in lock(&self.waiters).iter().filter(|w| **w >= 0) {
+            // SAFETY: a registered waiter's eventfd stays open until it leaves the slot,
+            // which it does under this lock (see `thread_wake`).
+            unsafe { sys::signal_eventfd(w) };
         }
     }
 
@@ -332,22 +349,22 @@ impl Fd {
         let wake = thread_wake()?;
         let slot = {
             let mut ws = lock(&half.waiters);
-            let Some(i) = ws.iter().position(Option::is_none) else {
+            let Some(i) = ws.iter().position(|w| *w < 0) else {
                 // Unreachable by construction (one owner + one cross-direction TLS call);
                 // refusing beats a waiter that could miss its wake-up.
                 return Err(Error::InvalidArgument(
                     "too many threads waiting on one socket direction".into(),
                 ));
             };
-            ws[i] = Some(wake.clone());
+            ws[i] = wake;
             i
         };
-        let res = self.park(half, dir, &wake);
-        lock(&half.waiters)[slot] = None;
+        let res = self.park(half, dir, wake);
+        lock(&half.waiters)[slot] = -1;
         res
     }
 
-    fn park(&self, half: &Half, dir: Dir, wake: &EventFd) -> Result<()> {
+    fn park(&self, half: &Half, dir: Dir, wake: RawFd) -> Result<()> {
         let events = match dir {
             Dir::Read => sys::READABLE,
             Dir::Write => sys::WRITABLE,
@@ -357,9 +374,10 @@ impl Fd {
                 return Err(Error::Closed);
             }
             let timeout = half.remaining()?;
-            match sys::wait(self.raw, events, wake.raw(), timeout) {
+            match sys::wait(self.raw, events, wake, timeout) {
                 Ok(Woken::Ready) => return Ok(()),
-                Ok(Woken::Signalled) => wake.drain(),
+                // SAFETY: `wake` is this thread's own eventfd, open while the thread lives.
+                Ok(Woken::Signalled) => unsafe { sys::drain_eventfd(wake) },
                 Ok(Woken::TimedOut) => {}
                 Err(e) => return Err(Error::sys("ppoll", e)),
             }
@@ -634,10 +652,10 @@ mod tests {
     fn thread_wake_is_per_thread_and_reused() {
         let a = thread_wake().unwrap();
         let b = thread_wake().unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
-        let other = std::thread::spawn(|| thread_wake().unwrap().raw())
+        assert_eq!(a, b);
+        let other = std::thread::spawn(|| thread_wake().unwrap())
             .join()
             .unwrap();
-        assert_ne!(other, a.raw());
+        assert_ne!(other, a);
     }
 }

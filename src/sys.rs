@@ -208,20 +208,33 @@ impl EventFd {
         self.0.as_raw_fd()
     }
 
-    /// Latches a wake-up. Cannot fail short of the counter overflowing, which a
-    /// non-blocking eventfd reports as `EAGAIN`; an already-latched wake is enough then.
-    pub(crate) fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
-        let _ = syscall!(libc::write(self.raw(), (&raw const one).cast(), 8));
-    }
-
     /// Clears a latched wake-up.
     pub(crate) fn drain(&self) {
-        let mut v: u64 = 0;
-        // SAFETY: reads 8 bytes into a live u64 from our own eventfd.
-        let _ = syscall!(libc::read(self.raw(), (&raw mut v).cast(), 8));
+        // SAFETY: our own descriptor, open while `self` lives.
+        unsafe { drain_eventfd(self.raw()) }
     }
+}
+
+/// Latches a wake-up on an eventfd. Cannot fail short of the counter overflowing, which
+/// a non-blocking eventfd reports as `EAGAIN`; an already-latched wake is enough then.
+///
+/// # Safety
+/// `fd` must be an open eventfd for the whole call (I/O safety: a stale number could
+/// write into another file).
+pub(crate) unsafe fn signal_eventfd(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to the caller's open eventfd.
+    let _ = syscall!(libc::write(fd, (&raw const one).cast(), 8));
+}
+
+/// Clears a latched wake-up.
+///
+/// # Safety
+/// As [`signal_eventfd`].
+pub(crate) unsafe fn drain_eventfd(fd: RawFd) {
+    let mut v: u64 = 0;
+    // SAFETY: reads 8 bytes into a live u64 from the caller's open eventfd.
+    let _ = syscall!(libc::read(fd, (&raw mut v).cast(), 8));
 }
 
 /// `close(2)`. Errors other than `EBADF` mean the descriptor is gone anyway (Linux), so
@@ -360,7 +373,8 @@ mod tests {
     fn eventfd_latches() {
         let e = EventFd::new().unwrap();
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        e.signal();
+        // SAFETY: `e` is open for the whole test.
+        unsafe { signal_eventfd(e.raw()) };
         assert_eq!(
             wait(a.as_raw_fd(), READABLE, e.raw(), Some(5_000_000_000)).unwrap(),
             Woken::Signalled
