@@ -35,6 +35,7 @@ mod poll;
 mod sys;
 
 pub mod resolve;
+pub mod sockets;
 pub mod tcp;
 pub mod tls;
 pub mod unix;
