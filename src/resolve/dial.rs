@@ -225,7 +225,8 @@ impl Dialer {
         };
         let (ips, scope) = match literal {
             Some((ip, scope)) => {
-                let ip = match ip {
+                // `::ffff:a.b.c.d` is an IPv4 address in Go's eyes (and the kernel's).
+                let ip = match ip.to_canonical() {
                     IpAddr::V4(v4) if v4.is_unspecified() && net == Net::Tcp6 => {
                         IpAddr::V6(Ipv6Addr::LOCALHOST)
                     }
@@ -315,19 +316,21 @@ impl Dialer {
         let mut cancels: Vec<Arc<Cancel>> = Vec::with_capacity(targets.len());
         let mut errs: Vec<Option<Error>> = (0..targets.len()).map(|_| None).collect();
         let mut running = 0usize;
-        let mut next_start = Instant::now();
+        // `None` = no later start is scheduled (a delay too large to represent).
+        let mut next_start = Some(Instant::now());
         let cancel_all = |cancels: &[Arc<Cancel>]| cancels.iter().for_each(|c| c.cancel());
         loop {
             let now = Instant::now();
             if budget.is_some_and(|b| now >= b) {
                 cancel_all(&cancels);
-                for e in errs.iter_mut().filter(|e| e.is_none()).take(cancels.len()) {
+                // Only attempts that started have an error to report.
+                for e in errs[..cancels.len()].iter_mut().filter(|e| e.is_none()) {
                     *e = Some(timeout_error());
                 }
                 break;
             }
             let started = cancels.len();
-            if started < targets.len() && (running == 0 || now >= next_start) {
+            if started < targets.len() && (running == 0 || next_start.is_some_and(|t| now >= t)) {
                 let cancel = Arc::new(Cancel::default());
                 cancels.push(cancel.clone());
                 let (addr, local, tx) = (targets[started], self.local_addr, tx.clone());
@@ -342,7 +345,7 @@ impl Dialer {
                     Ok(_) => running += 1,
                     Err(e) => errs[started] = Some(Error::sys("spawn", e)),
                 }
-                next_start = now + delay;
+                next_start = now.checked_add(delay);
                 continue;
             }
             if running == 0 {
@@ -350,7 +353,7 @@ impl Dialer {
             }
             let mut until = budget;
             if started < targets.len() {
-                until = earliest(until, Some(next_start));
+                until = earliest(until, next_start);
             }
             let got = match until {
                 Some(t) => rx.recv_timeout(t.saturating_duration_since(now)),
@@ -365,7 +368,7 @@ impl Dialer {
                     running -= 1;
                     errs[i] = Some(e);
                     // RFC 8305 §5: a failed attempt starts the next one at once.
-                    next_start = Instant::now();
+                    next_start = Some(Instant::now());
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
