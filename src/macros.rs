@@ -59,6 +59,14 @@ macro_rules! stream_io {
                 }
             }
 
+            /// Bytes that can be read now without waiting (`FIONREAD`).
+            ///
+            /// # Errors
+            /// [`Error::Closed`](crate::Error::Closed), `Sys { op: "ioctl(FIONREAD)" }`.
+            pub fn bytes_available(&self) -> crate::Result<usize> {
+                self.fd.readable_now()
+            }
+
             /// True when the peer has closed its write side and every byte has been read;
             /// blocks (honouring the read deadline) until that or a byte is known.
             ///

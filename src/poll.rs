@@ -551,6 +551,21 @@ impl Fd {
         }
     }
 
+    /// One `accept4` that never parks and ignores the deadline; `Ok(None)` when nothing
+    /// is queued.
+    pub(crate) fn try_accept(&self) -> Result<Option<(OwnedFd, socket2::SockAddr)>> {
+        let r = self.op()?;
+        let _g = lock(&self.read.lock);
+        loop {
+            match sys::accept(r.fd()) {
+                Ok(x) => return Ok(Some(x)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(e) => return Err(Error::sys("accept", e)),
+            }
+        }
+    }
+
     /// Starts a connect and waits for it (bounded by the write deadline), then reads
     /// `SO_ERROR`. Close from another thread cancels it with [`Error::Closed`].
     pub(crate) fn connect(&self, addr: &socket2::SockAddr) -> Result<()> {

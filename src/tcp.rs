@@ -264,24 +264,55 @@ pub(crate) fn listen_with(
     reuse_port: bool,
     v6only: Option<bool>,
 ) -> Result<Listener> {
-    let fd = Fd::new(sys::stream_socket(domain(&local)).map_err(|e| Error::sys("socket", e))?);
-    fd.control("setsockopt", |fd| {
-        let s = sys::sock(&fd);
-        s.set_reuse_address(reuse_address)?;
-        if reuse_port {
-            s.set_reuse_port(true)?;
-        }
-        if let (Some(only), SocketAddr::V6(_)) = (v6only, local) {
-            s.set_only_v6(only)?;
-        }
-        Ok(())
-    })?;
-    fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(local)))?;
-    fd.control("listen", |fd| sys::sock(&fd).listen(backlog))?;
-    let addr = fd
-        .control("getsockname", |fd| sys::sock(&fd).local_addr())?
-        .as_socket();
-    Ok(Listener { fd, addr })
+    Bound::new(local, reuse_address, reuse_port, v6only)?.listen(backlog)
+}
+
+/// A bound socket not yet listening: Julia's `bind(server, host, port)` then
+/// `listen(server)` are two steps.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    fd: Fd,
+}
+
+impl Bound {
+    /// Opens a socket for `local`'s family, sets the options and binds.
+    pub(crate) fn new(
+        local: SocketAddr,
+        reuse_address: bool,
+        reuse_port: bool,
+        v6only: Option<bool>,
+    ) -> Result<Bound> {
+        let fd = Fd::new(sys::stream_socket(domain(&local)).map_err(|e| Error::sys("socket", e))?);
+        fd.control("setsockopt", |fd| {
+            let s = sys::sock(&fd);
+            s.set_reuse_address(reuse_address)?;
+            if reuse_port {
+                s.set_reuse_port(true)?;
+            }
+            if let (Some(only), SocketAddr::V6(_)) = (v6only, local) {
+                s.set_only_v6(only)?;
+            }
+            Ok(())
+        })?;
+        fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(local)))?;
+        Ok(Bound { fd })
+    }
+
+    /// The bound address (port 0 resolved).
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.fd
+            .control("getsockname", |fd| sys::sock(&fd).local_addr())
+            .ok()
+            .and_then(|a| a.as_socket())
+    }
+
+    /// Starts listening.
+    pub(crate) fn listen(self, backlog: i32) -> Result<Listener> {
+        self.fd
+            .control("listen", |fd| sys::sock(&fd).listen(backlog))?;
+        let addr = self.local_addr();
+        Ok(Listener { fd: self.fd, addr })
+    }
 }
 
 /// A connected TCP stream.
@@ -400,14 +431,6 @@ impl Conn {
         self.fd
             .control("setsockopt", |fd| sys::sock(&fd).set_tcp_quickack(on))
     }
-
-    /// Bytes that can be read now without waiting (`FIONREAD`).
-    ///
-    /// # Errors
-    /// [`Error::Closed`], `Sys { op: "ioctl(FIONREAD)" }`.
-    pub fn bytes_available(&self) -> Result<usize> {
-        self.fd.readable_now()
-    }
 }
 
 fn show(a: Option<SocketAddr>) -> String {
@@ -462,6 +485,18 @@ impl Listener {
         // A listener on a concrete address is also every accepted socket's local address.
         let local = self.addr.filter(|a| !a.ip().is_unspecified());
         Conn::from_fd(Fd::new(fd), local, peer.as_socket())
+    }
+
+    /// Accepts one queued connection without waiting or checking the deadline:
+    /// `Ok(None)` when the queue is empty (draining a listener before it closes).
+    pub(crate) fn try_accept(&self) -> Result<Option<Conn>> {
+        match self.fd.try_accept()? {
+            Some((fd, peer)) => {
+                let local = self.addr.filter(|a| !a.ip().is_unspecified());
+                Conn::from_fd(Fd::new(fd), local, peer.as_socket()).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Sets the accept deadline (absolute; `None` clears; semantics as for `Conn`).

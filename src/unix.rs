@@ -143,6 +143,15 @@ impl Listener {
         })
     }
 
+    /// Accepts one queued connection without waiting; `Ok(None)` when none is queued.
+    pub(crate) fn try_accept(&self) -> Result<Option<Conn>> {
+        Ok(self.fd.try_accept()?.map(|(fd, peer)| Conn {
+            fd: Fd::new(fd),
+            local: Some(self.path.clone()),
+            peer: sys::unix_path(&peer),
+        }))
+    }
+
     /// Sets the accept deadline.
     ///
     /// # Errors

@@ -282,6 +282,26 @@ impl Dialer {
             .collect())
     }
 
+    /// Dials already-resolved addresses (the Julia facade resolves with its own DNS
+    /// errors): interleaved and raced unless `serial`, within `budget`.
+    pub(crate) fn dial_addrs(
+        &self,
+        addrs: &[SocketAddr],
+        budget: Option<Instant>,
+    ) -> std::result::Result<tcp::Conn, Vec<Error>> {
+        if addrs.len() <= 1 || self.serial {
+            return self.dial_serial(addrs, budget);
+        }
+        let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+        let mut ordered = Vec::with_capacity(addrs.len());
+        for ip in interleave(&ips) {
+            if let Some(a) = addrs.iter().find(|a| a.ip() == ip && !ordered.contains(*a)) {
+                ordered.push(*a);
+            }
+        }
+        self.dial_parallel(&ordered, budget)
+    }
+
     /// Go's `dialSerial`: each address gets its share of what is left of the budget.
     fn dial_serial(
         &self,
@@ -397,7 +417,7 @@ fn partial_deadline(now: Instant, budget: Option<Instant>, left: usize) -> Resul
 
 /// A copy of `e` for [`OpError::attempts`], keeping variant, op and errno (an
 /// `io::Error` cannot be cloned).
-fn clone_shallow(e: &Error) -> Error {
+pub(crate) fn clone_shallow(e: &Error) -> Error {
     match e {
         Error::DeadlineExceeded => Error::DeadlineExceeded,
         Error::Closed => Error::Closed,

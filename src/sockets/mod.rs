@@ -8,6 +8,25 @@
 //!   [`getnameinfo`], [`getipaddrs`], [`getipaddrs_of`], [`getipaddr`],
 //!   [`getipaddr_of`], [`islinklocaladdr`]. They block the calling thread, as in
 //!   Julia; failures are [`Error::Dns`](crate::Error::Dns) with the `EAI_*` code.
+//! - Streams: [`TcpSocket`] (TCP, unix or TLS behind one `Read + BufRead + Write` type)
+//!   from [`connect`] / [`connect_with`] / [`accept`]; [`TcpServer`] from [`listen`] /
+//!   [`listen_with`] / [`listenany`] or [`TcpServer::new`] + [`bind`] +
+//!   [`TcpServer::listen`]; [`accept_loop`]; [`getsockname`], [`getpeername`].
+//!   Every form of address Julia takes is an [`Endpoint`]: a bare port is 127.0.0.1, a
+//!   path is a unix socket. `tls: true` in [`ConnectOptions`] / [`ListenOptions`], and
+//!   STARTTLS with [`TcpSocket::tls_upgrade`] / [`TcpSocket::tls_accept_upgrade`].
+//!
+//! | Julia | reseau |
+//! |---|---|
+//! | `server = listen(8080)` | `let server = listen(8080u16)?;` |
+//! | `port, server = listenany(0)` | `let (port, server) = listenany(0)?;` |
+//! | `sock = connect("localhost", port)` | `let mut sock = connect(("localhost", port))?;` |
+//! | `sock = connect("/tmp/x.sock")` | `let mut sock = connect(Path::new("/tmp/x.sock"))?;` |
+//! | `sock = accept(server)` | `let mut sock = accept(&server)?;` |
+//! | `write(sock, "hi"); readline(sock)` | `sock.write_all(b"hi")?; sock.read_line(&mut s)?;` |
+//! | `closewrite(sock)` | `sock.closewrite()?` |
+//! | `getsockname(sock)` | `getsockname(&sock)?` |
+//! | `accept(server) do sock … end` | `accept_loop(Arc::new(server), \|sock\| …)` |
 //!
 //! ```
 //! use reseau::ip;
@@ -23,6 +42,13 @@
 
 mod addr;
 mod dns;
+mod server;
+mod socket;
 
 pub use addr::*;
 pub use dns::*;
+pub use server::{
+    BACKLOG_DEFAULT, ListenOptions, SockName, TcpServer, accept, accept_loop, bind, getpeername,
+    getsockname, listen, listen_with, listenany, listenany_on,
+};
+pub use socket::{ConnectOptions, Endpoint, Target, TcpSocket, connect, connect_with};

@@ -370,6 +370,11 @@ impl Conn {
         Err(err)
     }
 
+    /// Decrypted bytes that can be read without touching the socket (`SSL_pending`).
+    pub fn bytes_available(&self) -> usize {
+        lock(&self.ssl).ssl().pending()
+    }
+
     /// Whether the handshake has completed.
     pub fn is_handshake_complete(&self) -> bool {
         self.done.load(Ordering::Acquire)

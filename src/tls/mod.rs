@@ -161,6 +161,15 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Serves TLS on an existing TCP listener.
+    ///
+    /// # Errors
+    /// [`Error::TlsConfig`](crate::Error::TlsConfig) for an unusable server config.
+    pub fn new(tcp: tcp::Listener, config: Config) -> Result<Listener> {
+        let ctx = config.context(true)?;
+        Ok(Listener { tcp, ctx, config })
+    }
+
     /// Accepts the next connection; its handshake runs on first I/O (so one slow client
     /// cannot hold up the accept loop).
     ///

@@ -1,0 +1,501 @@
+//! `TcpServer`, `listen`, `listenany`, `accept`, `accept_loop` and the name queries.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::addr::{IPAddr, LOCALHOST};
+use super::socket::{Endpoint, Stream, Target, TcpSocket};
+use crate::tcp::{self, Bound};
+use crate::{Error, OpError, Result, tls, unix};
+
+/// Julia's `BACKLOG_DEFAULT`.
+pub const BACKLOG_DEFAULT: i32 = 511;
+
+/// Options for [`listen_with`] (Julia keyword arguments).
+#[derive(Debug, Clone)]
+pub struct ListenOptions {
+    /// `listen(2)` backlog (default 511, Julia's).
+    pub backlog: i32,
+    /// Serve TLS: accepted sockets handshake on first I/O.
+    pub tls: bool,
+    /// A full TLS server config; the fields below override it when set.
+    pub tls_config: Option<tls::Config>,
+    /// Server certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// Server key.
+    pub key_file: Option<PathBuf>,
+    /// ALPN protocols, in the server's preference order.
+    pub alpn: Vec<String>,
+    /// Require and verify client certificates against this CA (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl Default for ListenOptions {
+    fn default() -> ListenOptions {
+        ListenOptions {
+            backlog: BACKLOG_DEFAULT,
+            tls: false,
+            tls_config: None,
+            cert_file: None,
+            key_file: None,
+            alpn: Vec::new(),
+            client_ca_file: None,
+        }
+    }
+}
+
+impl ListenOptions {
+    fn tls_config(&self) -> tls::Config {
+        let mut c = self.tls_config.clone().unwrap_or_default();
+        if self.cert_file.is_some() {
+            c.cert_file = self.cert_file.clone();
+            c.key_file = self.key_file.clone();
+        }
+        if !self.alpn.is_empty() {
+            c.alpn_protocols = self.alpn.clone();
+        }
+        if self.client_ca_file.is_some() {
+            c.client_ca_file = self.client_ca_file.clone();
+            c.client_auth = tls::ClientAuthMode::RequireAndVerifyClientCert;
+        }
+        c
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    Unbound,
+    Bound(Bound),
+    Tcp(tcp::Listener),
+    Unix(unix::Listener),
+    Tls(tls::Listener),
+}
+
+/// A listening TCP, unix-domain or TLS server (Julia's `TCPServer`/`PipeServer`).
+///
+/// `Send + Sync`: one thread may block in [`accept`](Self::accept) while another calls
+/// [`close`](Self::close), which wakes it with Julia's `ECONNABORTED` error and lets
+/// connections still queued read EOF rather than a reset.
+#[derive(Debug)]
+pub struct TcpServer {
+    kind: Kind,
+    closing: AtomicBool,
+}
+
+fn aborted(addr: &str) -> Error {
+    let err = Error::Sys {
+        op: "accept",
+        source: io::Error::from_raw_os_error(libc::ECONNABORTED),
+    };
+    OpError::new("accept", "tcp", None, addr, err).into()
+}
+
+impl Default for TcpServer {
+    fn default() -> TcpServer {
+        TcpServer::new()
+    }
+}
+
+impl TcpServer {
+    /// A server that is neither bound nor listening (Julia's `TCPServer()`).
+    pub fn new() -> TcpServer {
+        TcpServer {
+            kind: Kind::Unbound,
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    fn with(kind: Kind) -> TcpServer {
+        TcpServer {
+            kind,
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts listening on the address [`bind`] bound (Julia's `listen(server)`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if not bound (or already listening); one
+    /// [`Error::Op`] with `op() == Some("listen")` for OS errors.
+    pub fn listen(&mut self, backlog: i32) -> Result<()> {
+        let Kind::Bound(b) = std::mem::replace(&mut self.kind, Kind::Unbound) else {
+            return Err(Error::InvalidArgument(
+                "server is not bound (call `bind` first)".into(),
+            ));
+        };
+        let label = b.local_addr().map_or_else(String::new, |a| a.to_string());
+        let ln = b
+            .listen(backlog)
+            .map_err(|e| OpError::new("listen", "tcp", None, &label, e))?;
+        self.kind = Kind::Tcp(ln);
+        Ok(())
+    }
+
+    /// Waits for the next connection. TLS servers return a socket whose handshake runs
+    /// on first I/O.
+    ///
+    /// # Errors
+    /// After (or during) [`close`](Self::close): an [`Error::Op`] with `op() ==
+    /// Some("accept")` and `raw_os_error() == Some(ECONNABORTED)` (Julia's
+    /// `_UVError("accept", UV_ECONNABORTED)`). [`Error::InvalidArgument`] for a server
+    /// that never listened; [`Error::DeadlineExceeded`]; OS errors.
+    pub fn accept(&self) -> Result<TcpSocket> {
+        let label = self.label();
+        if self.closing.load(Ordering::Acquire) {
+            return Err(aborted(&label));
+        }
+        let res = match &self.kind {
+            Kind::Tcp(l) => l.accept().map(Stream::Tcp),
+            Kind::Unix(l) => l.accept().map(Stream::Unix),
+            Kind::Tls(l) => l.accept().map(|c| Stream::Tls(Box::new(c))),
+            Kind::Unbound | Kind::Bound(_) => {
+                return Err(Error::InvalidArgument(
+                    "server not connected, make sure \"listen\" has been called".into(),
+                ));
+            }
+        };
+        match res {
+            Ok(s) => Ok(TcpSocket::new(s, None)),
+            Err(_) if self.closing.load(Ordering::Acquire) => Err(aborted(&label)),
+            Err(Error::Closed) => Err(aborted(&label)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn label(&self) -> String {
+        match &self.kind {
+            Kind::Tcp(l) => l.addr().map_or_else(String::new, |a| a.to_string()),
+            Kind::Tls(l) => l.addr().map_or_else(String::new, |a| a.to_string()),
+            Kind::Unix(l) => l
+                .local_addr()
+                .map_or_else(String::new, |p| p.display().to_string()),
+            Kind::Bound(b) => b.local_addr().map_or_else(String::new, |a| a.to_string()),
+            Kind::Unbound => String::new(),
+        }
+    }
+
+    /// Closes: a blocked `accept` fails with `ECONNABORTED`; connections still queued
+    /// are accepted and closed cleanly first, so their clients read EOF (as in Julia;
+    /// Linux would otherwise reset them). Idempotent.
+    ///
+    /// # Errors
+    /// None today.
+    pub fn close(&self) -> Result<()> {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // A past deadline wakes a blocked accept without closing the socket, so the
+        // queue can still be drained below.
+        let past = Some(Instant::now());
+        match &self.kind {
+            Kind::Tcp(l) => drain_tcp(l, past),
+            Kind::Tls(l) => drain_tcp(l.net_listener(), past),
+            Kind::Unix(l) => {
+                let _ = l.set_deadline(past);
+                while let Ok(Some(c)) = l.try_accept() {
+                    let _ = c.close();
+                }
+                let _ = l.close();
+            }
+            Kind::Bound(_) | Kind::Unbound => {}
+        }
+        Ok(())
+    }
+
+    /// False once closed (or before listening).
+    pub fn is_open(&self) -> bool {
+        !self.closing.load(Ordering::Acquire)
+            && match &self.kind {
+                Kind::Tcp(l) => l.is_open(),
+                Kind::Unix(l) => l.is_open(),
+                Kind::Tls(l) => l.is_open(),
+                Kind::Unbound | Kind::Bound(_) => false,
+            }
+    }
+
+    /// Sets the accept deadline.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::InvalidArgument`] before listening.
+    pub fn set_deadline(&self, at: Option<Instant>) -> Result<()> {
+        match &self.kind {
+            Kind::Tcp(l) => l.set_deadline(at),
+            Kind::Unix(l) => l.set_deadline(at),
+            Kind::Tls(l) => l.set_deadline(at),
+            Kind::Unbound | Kind::Bound(_) => {
+                Err(Error::InvalidArgument("server is not listening".into()))
+            }
+        }
+    }
+
+    fn local(&self) -> Result<SocketAddr> {
+        let addr = match &self.kind {
+            Kind::Tcp(l) => l.addr(),
+            Kind::Tls(l) => l.addr(),
+            Kind::Bound(b) => b.local_addr(),
+            Kind::Unix(_) => {
+                return Err(Error::InvalidArgument(
+                    "a unix socket has no IP address".into(),
+                ));
+            }
+            Kind::Unbound => None,
+        };
+        addr.ok_or_else(|| Error::Sys {
+            op: "cannot obtain socket name",
+            source: io::Error::from_raw_os_error(libc::EBADF),
+        })
+    }
+}
+
+fn drain_tcp(l: &tcp::Listener, past: Option<Instant>) {
+    let _ = l.set_deadline(past);
+    while let Ok(Some(c)) = l.try_accept() {
+        let _ = c.close();
+    }
+    let _ = l.close();
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Julia's `bind(server, host, port)`: binds a fresh [`TcpServer::new`] (with
+/// `SO_REUSEADDR`, as libuv). Returns `false` for `EADDRINUSE`, `EACCES` and
+/// `EADDRNOTAVAIL`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if the server is not fresh; `Sys { op: "bind" }` for
+/// other OS errors.
+///
+/// ```
+/// use reseau::sockets::{bind, TcpServer, LOCALHOST};
+/// # fn main() -> reseau::Result<()> {
+/// let mut server = TcpServer::new();
+/// assert!(bind(&mut server, LOCALHOST, 0)?);
+/// server.listen(16)?;
+/// let (_, port) = reseau::sockets::getsockname(&server)?;
+/// assert!(!bind(&mut TcpServer::new(), LOCALHOST, port)?, "port in use");
+/// # Ok(()) }
+/// ```
+pub fn bind(server: &mut TcpServer, host: impl Into<IPAddr>, port: u16) -> Result<bool> {
+    if !matches!(server.kind, Kind::Unbound) {
+        return Err(Error::InvalidArgument(
+            "TcpServer is not in initialization state".into(),
+        ));
+    }
+    match Bound::new(SocketAddr::new(host.into().into(), port), true, false, None) {
+        Ok(b) => {
+            server.kind = Kind::Bound(b);
+            Ok(true)
+        }
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EADDRINUSE | libc::EACCES | libc::EADDRNOTAVAIL)
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn listen_error(target: &Target, e: Error) -> Error {
+    match e {
+        Error::InvalidArgument(_) | Error::TlsConfig(_) | Error::Dns(_) | Error::Op(_) => e,
+        e => OpError::new("listen", target.net(), None, &target.label(), e).into(),
+    }
+}
+
+/// Listens on `endpoint` with backlog 511 (Julia's `listen(port)`,
+/// `listen(host, port)`, `listen(path)`). A bare port listens on 127.0.0.1 only; pass
+/// `(IPv4::ANY, port)` for every interface. A host name listens on its first IPv4
+/// address (else its first address).
+///
+/// # Errors
+/// One [`Error::Op`] with `op() == Some("listen")` (a port in use:
+/// `raw_os_error() == Some(EADDRINUSE)`); [`Error::Dns`] for a name that does not
+/// resolve.
+pub fn listen(endpoint: impl Endpoint) -> Result<TcpServer> {
+    listen_with(endpoint, &ListenOptions::default())
+}
+
+/// [`listen`] with options (`tls: true`, backlog, …).
+///
+/// # Errors
+/// As [`listen`]; [`Error::TlsConfig`] before any I/O.
+pub fn listen_with(endpoint: impl Endpoint, opts: &ListenOptions) -> Result<TcpServer> {
+    let target = endpoint.target();
+    let tls_cfg = opts.tls.then(|| opts.tls_config());
+    if let Some(cfg) = &tls_cfg {
+        cfg.validate_server()?;
+    }
+    let addr = match &target {
+        Target::Path(p) => {
+            if opts.tls {
+                return Err(Error::InvalidArgument(
+                    "tls over unix sockets is not supported".into(),
+                ));
+            }
+            let l = unix::listen(p).map_err(|e| listen_error(&target, e))?;
+            return Ok(TcpServer::with(Kind::Unix(l)));
+        }
+        _ => {
+            let (addrs, _) = target.resolve()?;
+            *addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .ok_or_else(|| {
+                    listen_error(
+                        &target,
+                        Error::Address {
+                            msg: "no suitable address found".into(),
+                            addr: target.label(),
+                        },
+                    )
+                })?
+        }
+    };
+    let ln = Bound::new(addr, true, false, None)
+        .and_then(|b| b.listen(opts.backlog))
+        .map_err(|e| listen_error(&target, e))?;
+    Ok(TcpServer::with(match tls_cfg {
+        Some(cfg) => Kind::Tls(tls::Listener::new(ln, cfg)?),
+        None => Kind::Tcp(ln),
+    }))
+}
+
+/// Julia's `listenany(port_hint)` on 127.0.0.1.
+///
+/// # Errors
+/// As [`listenany_on`].
+pub fn listenany(port_hint: u16) -> Result<(u16, TcpServer)> {
+    listenany_on(LOCALHOST, port_hint)
+}
+
+/// Julia's `listenany(host, port_hint)`: a hint of 0 takes the port the OS picks;
+/// otherwise tries the hint, hint + 1, … (wrapping past 65535) until one is free.
+///
+/// # Errors
+/// An [`Error::Op`] (`op() == Some("listen")`) with `no ports available` after a full
+/// turn; other OS errors as they come.
+pub fn listenany_on(host: impl Into<IPAddr>, port_hint: u16) -> Result<(u16, TcpServer)> {
+    let ip: std::net::IpAddr = host.into().into();
+    let mut port = port_hint;
+    loop {
+        let addr = SocketAddr::new(ip, port);
+        match Bound::new(addr, true, false, None).and_then(|b| b.listen(BACKLOG_DEFAULT)) {
+            Ok(ln) => {
+                let got = if port_hint == 0 {
+                    ln.addr().map_or(0, |a| a.port())
+                } else {
+                    port
+                };
+                return Ok((got, TcpServer::with(Kind::Tcp(ln))));
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EADDRINUSE | libc::EACCES)) => {}
+            Err(e) => return Err(listen_error(&Target::Inet(addr), e)),
+        }
+        port = port.wrapping_add(1);
+        if port == port_hint {
+            let err = Error::Address {
+                msg: "no ports available".into(),
+                addr: ip.to_string(),
+            };
+            return Err(OpError::new("listen", "tcp", None, &ip.to_string(), err).into());
+        }
+    }
+}
+
+/// Julia's `accept(server)`.
+///
+/// # Errors
+/// As [`TcpServer::accept`].
+pub fn accept(server: &TcpServer) -> Result<TcpSocket> {
+    server.accept()
+}
+
+fn temporary(e: &Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Julia's `accept(callback, server)`: a thread that accepts and calls `f` for each
+/// connection (inline, as Julia does: spawn inside `f` to serve concurrently).
+///
+/// Ends quietly (`Ok(())`) when the server is closed. Temporary accept failures
+/// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) are retried with exponential backoff from
+/// 5 ms to 1 s, as Go's `net/http` does, so the loop neither spins nor dies nor drops
+/// the queued connection. Any other error ends it with that error.
+pub fn accept_loop<F>(server: Arc<TcpServer>, mut f: F) -> JoinHandle<Result<()>>
+where
+    F: FnMut(TcpSocket) + Send + 'static,
+{
+    thread::spawn(move || {
+        let mut backoff = Duration::ZERO;
+        loop {
+            match server.accept() {
+                Ok(s) => {
+                    backoff = Duration::ZERO;
+                    f(s);
+                }
+                Err(_) if !server.is_open() => return Ok(()),
+                Err(e) if temporary(&e) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    thread::sleep(backoff);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    })
+}
+
+/// Types with a local IP address (Julia's `getsockname` methods).
+pub trait SockName {
+    /// The local socket address.
+    ///
+    /// # Errors
+    /// As [`getsockname`].
+    fn sock_name(&self) -> Result<SocketAddr>;
+}
+
+impl SockName for TcpServer {
+    fn sock_name(&self) -> Result<SocketAddr> {
+        self.local()
+    }
+}
+
+impl SockName for TcpSocket {
+    fn sock_name(&self) -> Result<SocketAddr> {
+        self.local()
+    }
+}
+
+/// Julia's `getsockname(sock)`: `(ip, port)` of the local end (IPv6 scope dropped).
+///
+/// # Errors
+/// `Sys { op: "cannot obtain socket name", EBADF }` before bind;
+/// [`Error::InvalidArgument`] for unix sockets; [`Error::Closed`].
+pub fn getsockname(sock: &impl SockName) -> Result<(IPAddr, u16)> {
+    let a = sock.sock_name()?;
+    Ok((a.ip().into(), a.port()))
+}
+
+/// Julia's `getpeername(sock)`: `(ip, port)` of the remote end.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for unix sockets; [`Error::Closed`].
+pub fn getpeername(sock: &TcpSocket) -> Result<(IPAddr, u16)> {
+    let a = sock.peer()?;
+    Ok((a.ip().into(), a.port()))
+}
