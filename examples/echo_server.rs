@@ -1,8 +1,11 @@
 //! Echo server for the shared benchmark harness (`../shared/tools/netbench`).
 //!
 //! ```text
-//! echo_server [--addr HOST:PORT] [--tls --cert CERT.pem --key KEY.pem] [--unix PATH] [--buf BYTES]
+//! echo_server [--addr HOST:PORT] [--tls --cert CERT.pem --key KEY.pem] [--unix PATH]
+//!             [--facade] [--buf BYTES]
 //! ```
+//! `--facade` serves through the Julia-style `sockets::TcpSocket` instead of
+//! `tcp::Conn`/`tls::Conn`, to measure what the facade costs.
 //! Prints exactly `listening on IP:PORT` (or `listening on PATH`) as its first stdout
 //! line, then echoes every connection, one thread each, until killed. With `--tls` each
 //! connection's handshake runs on its own thread (on first read).
@@ -15,6 +18,7 @@ struct Opts {
     addr: String,
     unix: Option<String>,
     tls: bool,
+    facade: bool,
     cert: Option<String>,
     key: Option<String>,
     buf: usize,
@@ -32,6 +36,7 @@ fn parse() -> Opts {
         addr: "127.0.0.1:0".into(),
         unix: None,
         tls: false,
+        facade: false,
         cert: None,
         key: None,
         buf: 64 * 1024,
@@ -43,6 +48,7 @@ fn parse() -> Opts {
             "--addr" => o.addr = val(),
             "--unix" => o.unix = Some(val()),
             "--tls" => o.tls = true,
+            "--facade" => o.facade = true,
             "--cert" => o.cert = Some(val()),
             "--key" => o.key = Some(val()),
             "--buf" => o.buf = val().parse().unwrap_or_else(|_| usage()),
@@ -107,16 +113,17 @@ fn announce(what: impl std::fmt::Display) {
     let _ = out.flush();
 }
 
-fn serve<C: EchoConn + Send + 'static>(
+fn serve<C: Send + 'static>(
     accept: impl Fn() -> reseau::Result<C>,
-    bufsize: usize,
+    handle: impl Fn(C) + Send + Clone + 'static,
 ) -> ! {
     loop {
         match accept() {
             Ok(c) => {
+                let handle = handle.clone();
                 if let Err(e) = thread::Builder::new()
                     .name("conn".into())
-                    .spawn(move || echo(c, bufsize))
+                    .spawn(move || handle(c))
                 {
                     eprintln!("echo_server: spawn: {e}");
                 }
@@ -129,15 +136,49 @@ fn serve<C: EchoConn + Send + 'static>(
     }
 }
 
+/// The same echo loop over the facade's buffered `TcpSocket`.
+fn serve_facade(o: &Opts) -> ! {
+    use reseau::sockets::{ListenOptions, TcpSocket, listen_with};
+    use std::io::{Read, Write};
+    let (host, port) = reseau::resolve::split_host_port(&o.addr).unwrap_or_else(|_| usage());
+    let port: u16 = port.parse().unwrap_or_else(|_| usage());
+    let opts = ListenOptions {
+        tls: o.tls,
+        cert_file: o.cert.as_ref().map(Into::into),
+        key_file: o.key.as_ref().map(Into::into),
+        ..ListenOptions::default()
+    };
+    let server = listen_with((host.as_str(), port), &opts).unwrap_or_else(|e| {
+        eprintln!("echo_server: listen {}: {e}", o.addr);
+        exit(1)
+    });
+    let (ip, port) = reseau::sockets::getsockname(&server).expect("bound address");
+    announce(std::net::SocketAddr::new(ip.into(), port));
+    let bufsize = o.buf;
+    let echo = move |mut s: TcpSocket| {
+        let mut buf = vec![0u8; bufsize];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    };
+    serve(|| server.accept(), echo)
+}
+
 fn main() {
     let o = parse();
+    let bufsize = o.buf;
     if let Some(path) = &o.unix {
         let ln = reseau::unix::listen(path).unwrap_or_else(|e| {
             eprintln!("echo_server: listen {path}: {e}");
             exit(1)
         });
         announce(path);
-        serve(|| ln.accept(), o.buf);
+        serve(|| ln.accept(), move |c| echo(c, bufsize));
+    }
+    if o.facade {
+        serve_facade(&o);
     }
     let fail = |e: reseau::Error| -> ! {
         eprintln!("echo_server: listen {}: {e}", o.addr);
@@ -151,9 +192,9 @@ fn main() {
         };
         let ln = reseau::tls::listen_on("tcp", &o.addr, config).unwrap_or_else(|e| fail(e));
         announce(ln.local_addr().expect("bound address"));
-        serve(|| ln.accept(), o.buf);
+        serve(|| ln.accept(), move |c| echo(c, bufsize));
     }
     let ln = reseau::tcp::listen_on("tcp", &o.addr).unwrap_or_else(|e| fail(e));
     announce(ln.local_addr().expect("bound address"));
-    serve(|| ln.accept(), o.buf);
+    serve(|| ln.accept(), move |c| echo(c, bufsize));
 }
