@@ -18,6 +18,7 @@ fn main() -> reseau::Result<()> {
     unix_socket()?;
     happy_eyeballs()?;
     tls_exchange()?;
+    julia_facade()?;
     println!("\ntour done");
     Ok(())
 }
@@ -235,5 +236,74 @@ fn tls_exchange() -> reseau::Result<()> {
         "reply {reply:?}, then close_notify read as EOF; server side was {}",
         server.join().expect("server")?
     );
+    Ok(())
+}
+
+/// Julia's `Sockets`, line by line: `listenany`, `accept`, `connect(port)`,
+/// `getpeername`, a unix path, and `tls=true`.
+fn julia_facade() -> reseau::Result<()> {
+    use reseau::sockets::{
+        ConnectOptions, LOCALHOST, ListenOptions, accept, connect, connect_with, getpeername,
+        getsockname, listen, listen_with, listenany,
+    };
+    use std::io::{BufRead, Write};
+    let io = |source| Error::Sys { op: "io", source };
+    println!("\n== the Julia Sockets facade");
+
+    // port, server = listenany(0); sock = connect(port); conn = accept(server)
+    let (port, server) = listenany(0)?;
+    let mut sock = connect(port)?;
+    let mut conn = accept(&server)?;
+    println!(
+        "listenany(0) -> port {port}; getpeername(sock) = {:?}; getsockname(conn) = {:?}",
+        getpeername(&sock)?,
+        getsockname(&conn)?
+    );
+    sock.write_all(b"hello julia\n").map_err(io)?;
+    let mut line = String::new();
+    conn.read_line(&mut line).map_err(io)?;
+    println!("readline(conn) = {line:?}");
+
+    // server = listen("/tmp/x.sock"); sock = connect("/tmp/x.sock")
+    let path = std::env::temp_dir().join(format!("reseau-tour-facade-{}.sock", std::process::id()));
+    let unix_server = listen(path.clone())?;
+    let mut a = connect(path.clone())?;
+    let mut b = accept(&unix_server)?;
+    a.write_all(b"over a path\n").map_err(io)?;
+    line.clear();
+    b.read_line(&mut line).map_err(io)?;
+    println!("unix {}: {line:?}", path.display());
+    unix_server.close()?;
+
+    // listen(port; tls=true, …); connect("localhost", port; tls=true, …)
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+    let opts = ListenOptions {
+        tls: true,
+        cert_file: Some(format!("{certs}/server.pem").into()),
+        key_file: Some(format!("{certs}/server.key").into()),
+        ..ListenOptions::default()
+    };
+    let tls_server = listen_with((LOCALHOST, 0), &opts)?;
+    let (_, tls_port) = getsockname(&tls_server)?;
+    let echo = thread::spawn(move || -> reseau::Result<()> {
+        let mut c = accept(&tls_server)?;
+        let mut l = String::new();
+        c.read_line(&mut l).map_err(io)?;
+        c.write_all(l.to_uppercase().as_bytes()).map_err(io)
+    });
+    let copts = ConnectOptions {
+        tls: true,
+        ca_file: Some(format!("{certs}/ca.pem").into()),
+        ..ConnectOptions::default()
+    };
+    let mut t = connect_with(("localhost", tls_port), &copts)?;
+    t.write_all(b"tls=true echo\n").map_err(io)?;
+    line.clear();
+    t.read_line(&mut line).map_err(io)?;
+    println!(
+        "tls=true: {line:?} ({})",
+        t.connection_state().map(|s| s.version).unwrap_or_default()
+    );
+    echo.join().expect("echo")?;
     Ok(())
 }
