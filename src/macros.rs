@@ -59,6 +59,17 @@ macro_rules! stream_io {
                 }
             }
 
+            /// Reads and drops whatever input is queued, without waiting: closing with
+            /// unread input makes the kernel reset the connection instead of ending it.
+            pub(crate) fn discard_input(&self) {
+                let mut sink = [0u8; 4096];
+                while let Ok(Some(n)) = self.fd.try_read(&mut sink) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+
             /// Bytes that can be read now without waiting (`FIONREAD`).
             ///
             /// # Errors

@@ -87,12 +87,12 @@ pub struct TcpServer {
     closing: AtomicBool,
 }
 
-fn aborted(addr: &str) -> Error {
+fn aborted(net: &str, addr: &str) -> Error {
     let err = Error::Sys {
         op: "accept",
         source: io::Error::from_raw_os_error(libc::ECONNABORTED),
     };
-    OpError::new("accept", "tcp", None, addr, err).into()
+    OpError::new("accept", net, None, addr, err).into()
 }
 
 impl Default for TcpServer {
@@ -123,10 +123,16 @@ impl TcpServer {
     /// [`Error::InvalidArgument`] if not bound (or already listening); one
     /// [`Error::Op`] with `op() == Some("listen")` for OS errors.
     pub fn listen(&mut self, backlog: i32) -> Result<()> {
+        if !matches!(self.kind, Kind::Bound(_)) {
+            let why = if matches!(self.kind, Kind::Unbound) {
+                "not bound (call `bind` first)"
+            } else {
+                "already listening"
+            };
+            return Err(Error::InvalidArgument(format!("server is {why}")));
+        }
         let Kind::Bound(b) = std::mem::replace(&mut self.kind, Kind::Unbound) else {
-            return Err(Error::InvalidArgument(
-                "server is not bound (call `bind` first)".into(),
-            ));
+            unreachable!("checked above");
         };
         let label = b.local_addr().map_or_else(String::new, |a| a.to_string());
         let ln = b
@@ -145,9 +151,14 @@ impl TcpServer {
     /// `_UVError("accept", UV_ECONNABORTED)`). [`Error::InvalidArgument`] for a server
     /// that never listened; [`Error::DeadlineExceeded`]; OS errors.
     pub fn accept(&self) -> Result<TcpSocket> {
-        let label = self.label();
+        let net = if matches!(self.kind, Kind::Unix(_)) {
+            "unix"
+        } else {
+            "tcp"
+        };
+        let aborted = || aborted(net, &self.label());
         if self.closing.load(Ordering::Acquire) {
-            return Err(aborted(&label));
+            return Err(aborted());
         }
         let res = match &self.kind {
             Kind::Tcp(l) => l.accept().map(Stream::Tcp),
@@ -161,8 +172,8 @@ impl TcpServer {
         };
         match res {
             Ok(s) => Ok(TcpSocket::new(s, None)),
-            Err(_) if self.closing.load(Ordering::Acquire) => Err(aborted(&label)),
-            Err(Error::Closed) => Err(aborted(&label)),
+            Err(_) if self.closing.load(Ordering::Acquire) => Err(aborted()),
+            Err(Error::Closed) => Err(aborted()),
             Err(e) => Err(e),
         }
     }
@@ -198,6 +209,8 @@ impl TcpServer {
             Kind::Unix(l) => {
                 let _ = l.set_deadline(past);
                 while let Ok(Some(c)) = l.try_accept() {
+                    let _ = c.close_write();
+                    c.discard_input();
                     let _ = c.close();
                 }
                 let _ = l.close();
@@ -255,6 +268,9 @@ impl TcpServer {
 fn drain_tcp(l: &tcp::Listener, past: Option<Instant>) {
     let _ = l.set_deadline(past);
     while let Ok(Some(c)) = l.try_accept() {
+        // Unread input at close would make the kernel send RST instead of FIN.
+        let _ = c.close_write();
+        c.discard_input();
         let _ = c.close();
     }
     let _ = l.close();
@@ -449,7 +465,7 @@ where
                     backoff = Duration::ZERO;
                     f(s);
                 }
-                Err(_) if !server.is_open() => return Ok(()),
+                Err(_) if server.closing.load(Ordering::Acquire) => return Ok(()),
                 Err(e) if temporary(&e) => {
                     backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
                     thread::sleep(backoff);

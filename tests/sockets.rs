@@ -1,0 +1,1829 @@
+//! Integration tests for the Julia `Sockets`-shaped facade (`reseau::sockets`): every
+//! `Endpoint` form, error shapes, `bind`/`listen`/`listenany`, `TcpSocket` I/O and Julia's
+//! half-close rules, deadlines, `accept_loop` (including its `EMFILE` backoff, in a child
+//! process), TLS and STARTTLS (with the CVE-2021-23222 guard).
+//!
+//! Only loopback addresses and unix sockets in temporary directories (or abstract names)
+//! are used. Every wait is bounded: sockets get far-off safety deadlines and calls that
+//! could hang run on helper threads read through `recv_timeout`. Upper time bounds are
+//! generous (noisy 2-core machines); lower bounds only where a deadline makes them exact.
+//!
+//! TLS tests that run handshakes are gated like the crate's other TLS tests: they run
+//! only with `RESEAU_RUN_TLS_TESTS=1` (or `true`/`yes`/`on`); otherwise they print why and
+//! pass.
+
+use std::io::{self, BufRead, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use reseau::resolve::ListenConfig;
+use reseau::sockets::{
+    self, ConnectOptions, IPAddr, IPv4, IPv6, InetAddr, LOCALHOST, LOCALHOST6, ListenOptions,
+    TcpServer, TcpSocket, accept, accept_loop, bind, connect, connect_with, getpeername,
+    getsockname, listen, listen_with, listenany, listenany_on,
+};
+use reseau::{Error, ip, tls};
+
+/// Bound for anything that should finish "soon"; far above normal, so only a hang trips it.
+const SAFETY: Duration = Duration::from_secs(20);
+/// Bound for a wake-up that should be prompt.
+const PROMPT: Duration = Duration::from_secs(1);
+
+// Compile-time: the facade's types cross threads.
+const _: fn() = || {
+    fn send<T: Send + 'static>() {}
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send::<TcpSocket>();
+    send_sync::<TcpServer>();
+    send_sync::<Error>();
+};
+
+macro_rules! cert {
+    ($name:literal) => {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/", $name))
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// The TLS gate (Reseau's `RESEAU_RUN_TLS_TESTS`).
+fn tls_enabled(test: &str) -> bool {
+    let on = std::env::var("RESEAU_RUN_TLS_TESTS").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    });
+    if !on {
+        println!("skipping {test}: set RESEAU_RUN_TLS_TESTS=1 to run the TLS tests");
+    }
+    on
+}
+
+/// Whether `::1` is usable here (prints a skip reason when not).
+fn has_ipv6(test: &str) -> bool {
+    let ok = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !ok {
+        println!("skipping {test}: no IPv6 loopback");
+    }
+    ok
+}
+
+fn soon() -> Option<Instant> {
+    Some(Instant::now() + SAFETY)
+}
+
+/// Runs `f` on a helper thread and waits at most `limit` for it.
+fn bounded<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: did not finish within {limit:?}"),
+    }
+}
+
+/// Polls `cond` every few ms until it holds; panics after `limit`.
+fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < end, "{what}: not within {limit:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (bounded) for a thread that must end soon.
+fn join_within<T>(h: JoinHandle<T>, limit: Duration, what: &str) -> T {
+    wait_until(limit, what, || h.is_finished());
+    h.join().expect("thread panicked")
+}
+
+/// A temporary directory for unix sockets, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("reseau-sockets-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn sock(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A unique Linux abstract socket name (`@…`).
+fn abstract_name() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    PathBuf::from(format!(
+        "@reseau-sockets-{}-{n}-{nanos}",
+        std::process::id()
+    ))
+}
+
+fn port_of(server: &TcpServer) -> u16 {
+    let (_, port) = getsockname(server).unwrap();
+    assert_ne!(port, 0);
+    port
+}
+
+fn guard(sock: &TcpSocket) {
+    sock.set_deadline(soon()).unwrap();
+}
+
+/// Accepts one connection with a safety deadline.
+fn accept_one(server: &TcpServer) -> TcpSocket {
+    server.set_deadline(soon()).unwrap();
+    let s = accept(server).unwrap();
+    guard(&s);
+    s
+}
+
+/// A connected TCP pair on 127.0.0.1: (server, client, accepted).
+fn tcp_pair() -> (TcpServer, TcpSocket, TcpSocket) {
+    let (port, server) = listenany(0).unwrap();
+    let client = connect(port).unwrap();
+    guard(&client);
+    let conn = accept_one(&server);
+    (server, client, conn)
+}
+
+/// A connected unix pair in `dir`: (server, client, accepted).
+fn unix_pair(dir: &TempDir) -> (TcpServer, TcpSocket, TcpSocket) {
+    let path = dir.sock("pair.sock");
+    let server = listen(path.as_path()).unwrap();
+    let client = connect(path.as_path()).unwrap();
+    guard(&client);
+    let conn = accept_one(&server);
+    (server, client, conn)
+}
+
+fn read_line(s: &mut TcpSocket) -> String {
+    let mut line = String::new();
+    s.read_line(&mut line).unwrap();
+    line
+}
+
+/// A line each way: proves the two ends are connected to each other.
+fn exchange(a: &mut TcpSocket, b: &mut TcpSocket) {
+    a.write_all(b"ping\n").unwrap();
+    assert_eq!(read_line(b), "ping\n");
+    b.write_all(b"pong\n").unwrap();
+    assert_eq!(read_line(a), "pong\n");
+}
+
+/// Takes the result of a `connect` to `server`, accepts the other end and exchanges a
+/// line each way.
+fn roundtrip(server: &TcpServer, client: reseau::Result<TcpSocket>) -> (TcpSocket, TcpSocket) {
+    let mut c = client.unwrap();
+    guard(&c);
+    let mut s = accept_one(server);
+    exchange(&mut c, &mut s);
+    (c, s)
+}
+
+#[track_caller]
+fn assert_op_errno(err: &Error, op: &str, errno: i32) {
+    assert_eq!(err.op(), Some(op), "wrong op in {err:?}");
+    assert_eq!(err.raw_os_error(), Some(errno), "wrong errno in {err:?}");
+}
+
+/// A pattern that does not repeat at any power-of-two period.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            let x = (i as u32).wrapping_add(seed).wrapping_mul(2_654_435_761);
+            (x >> 24) as u8 ^ (i / 65_521) as u8
+        })
+        .collect()
+}
+
+/// Reads to EOF with chunk sizes that exercise both the buffered and the bypass path,
+/// checking every chunk against `expect` as it comes.
+fn read_checked(s: &mut TcpSocket, expect: &[u8]) {
+    const SIZES: [usize; 7] = [1, 13, 4096, 70_000, 65_536, 200_000, 777];
+    let mut got = 0;
+    let mut buf = vec![0u8; 200_000];
+    for i in 0.. {
+        let want = SIZES[i % SIZES.len()];
+        let n = s.read(&mut buf[..want]).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(got + n <= expect.len(), "more bytes than were sent");
+        assert!(
+            buf[..n] == expect[got..got + n],
+            "corrupt bytes at offset {got}"
+        );
+        got += n;
+    }
+    assert_eq!(got, expect.len(), "short transfer");
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+// ---------------------------------------------------------------------------------------
+// Endpoint forms
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn endpoint_u16_is_ipv4_loopback_only() {
+    let server = listen(0u16).unwrap();
+    let (ip, port) = getsockname(&server).unwrap();
+    assert_eq!(ip, IPAddr::from(LOCALHOST));
+    assert_ne!(port, 0);
+    let (c, s) = roundtrip(&server, connect(port));
+    assert_eq!(getpeername(&c).unwrap(), (IPAddr::from(LOCALHOST), port));
+    assert_eq!(getsockname(&c).unwrap(), getpeername(&s).unwrap());
+    assert_eq!(getsockname(&s).unwrap(), (IPAddr::from(LOCALHOST), port));
+    if has_ipv6("endpoint_u16 (::1 part)") {
+        let err = connect((LOCALHOST6, port)).unwrap_err();
+        assert_op_errno(&err, "connect", libc::ECONNREFUSED);
+    }
+}
+
+#[test]
+fn endpoint_str_127_0_0_1() {
+    let server = listen(("127.0.0.1", 0)).unwrap();
+    let port = port_of(&server);
+    assert_eq!(getsockname(&server).unwrap().0, ip!("127.0.0.1"));
+    let (c, _s) = roundtrip(&server, connect(("127.0.0.1", port)));
+    assert_eq!(getpeername(&c).unwrap(), (ip!("127.0.0.1"), port));
+}
+
+#[test]
+fn endpoint_str_localhost() {
+    let server = listen(("localhost", 0)).unwrap();
+    let port = port_of(&server);
+    // A name listens on its first IPv4 address.
+    assert_eq!(getsockname(&server).unwrap().0, ip!("127.0.0.1"));
+    let (c, _s) = roundtrip(&server, connect(("localhost", port)));
+    assert_eq!(getpeername(&c).unwrap(), (ip!("127.0.0.1"), port));
+}
+
+#[test]
+fn endpoint_str_ipv6_loopback() {
+    if !has_ipv6("endpoint_str_ipv6_loopback") {
+        return;
+    }
+    let server = listen(("::1", 0)).unwrap();
+    let port = port_of(&server);
+    assert_eq!(getsockname(&server).unwrap().0, ip!("::1"));
+    let (c, s) = roundtrip(&server, connect(("::1", port)));
+    assert_eq!(getpeername(&c).unwrap(), (ip!("::1"), port));
+    assert_eq!(getpeername(&s).unwrap().0, ip!("::1"));
+    // Not reachable through IPv4.
+    let err = connect(("127.0.0.1", port)).unwrap_err();
+    assert_op_errno(&err, "connect", libc::ECONNREFUSED);
+}
+
+#[test]
+fn endpoint_string_u16() {
+    let server = listen((String::from("127.0.0.1"), 0)).unwrap();
+    let port = port_of(&server);
+    let (c, _s) = roundtrip(&server, connect((String::from("localhost"), port)));
+    assert_eq!(getpeername(&c).unwrap(), (ip!("127.0.0.1"), port));
+}
+
+#[test]
+fn endpoint_ipaddr_u16() {
+    let server = listen((ip!("127.0.0.1"), 0)).unwrap();
+    let port = port_of(&server);
+    let (c, _s) = roundtrip(&server, connect((ip!("127.0.0.1"), port)));
+    assert_eq!(getpeername(&c).unwrap(), (ip!("127.0.0.1"), port));
+    if has_ipv6("endpoint_ipaddr_u16 (::1 part)") {
+        let server = listen((ip!("::1"), 0)).unwrap();
+        let port = port_of(&server);
+        let (c, _s) = roundtrip(&server, connect((ip!("::1"), port)));
+        assert_eq!(getpeername(&c).unwrap(), (ip!("::1"), port));
+    }
+}
+
+#[test]
+fn endpoint_ipv4_u16() {
+    let server = listen((IPv4::new(127, 0, 0, 1), 0)).unwrap();
+    let port = port_of(&server);
+    let (c, _s) = roundtrip(&server, connect((LOCALHOST, port)));
+    assert_eq!(getpeername(&c).unwrap(), (IPAddr::V4(LOCALHOST), port));
+}
+
+#[test]
+fn endpoint_ipv6_u16() {
+    if !has_ipv6("endpoint_ipv6_u16") {
+        return;
+    }
+    let server = listen((IPv6::new(0, 0, 0, 0, 0, 0, 0, 1), 0)).unwrap();
+    let port = port_of(&server);
+    assert_eq!(getsockname(&server).unwrap().0, IPAddr::V6(LOCALHOST6));
+    let (c, _s) = roundtrip(&server, connect((LOCALHOST6, port)));
+    assert_eq!(getpeername(&c).unwrap(), (IPAddr::V6(LOCALHOST6), port));
+}
+
+#[test]
+fn endpoint_inetaddr() {
+    let server = listen(InetAddr::new(LOCALHOST, 0)).unwrap();
+    let port = port_of(&server);
+    let (c, _s) = roundtrip(&server, connect(InetAddr::new(LOCALHOST, port)));
+    assert_eq!(getpeername(&c).unwrap(), (IPAddr::V4(LOCALHOST), port));
+}
+
+#[test]
+fn endpoint_socketaddr() {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = listen(any).unwrap();
+    let port = port_of(&server);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (c, _s) = roundtrip(&server, connect(addr));
+    assert_eq!(getpeername(&c).unwrap(), (ip!("127.0.0.1"), port));
+}
+
+#[test]
+fn endpoint_path_and_pathbuf_are_unix_sockets() {
+    let dir = TempDir::new();
+    let path = dir.sock("a.sock");
+    let server = listen(path.as_path()).unwrap();
+    assert!(path.exists(), "the socket file is created");
+    assert!(server.is_open());
+    let (c, s) = roundtrip(&server, connect(path.clone()));
+    // Unix sockets have no IP names and no TCP options.
+    assert!(matches!(getpeername(&c), Err(Error::InvalidArgument(_))));
+    assert!(matches!(getsockname(&s), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        getsockname(&server),
+        Err(Error::InvalidArgument(_))
+    ));
+
+    let path2 = dir.sock("b.sock");
+    let server2 = listen(path2.clone()).unwrap();
+    roundtrip(&server2, connect(path2.as_path()));
+}
+
+#[test]
+fn endpoint_abstract_unix_name() {
+    let name = abstract_name();
+    let server = listen(name.as_path()).unwrap();
+    assert!(!name.exists(), "abstract sockets create no file");
+    roundtrip(&server, connect(name.as_path()));
+    roundtrip(&server, connect(name.clone()));
+    server.close().unwrap();
+    assert!(connect(name.as_path()).is_err(), "gone once closed");
+}
+
+// ---------------------------------------------------------------------------------------
+// Connecting by name; timeouts
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn connect_by_name_tries_every_address() {
+    // The server is on 127.0.0.1 only; wherever `localhost` resolves to `::1` first, the
+    // connect must fall through to the IPv4 address (Julia tries only the first).
+    let order = sockets::getalladdrinfo("localhost").unwrap();
+    println!("localhost resolves to {order:?}");
+    let (port, server) = listenany(0).unwrap();
+    let (c, _s) = bounded(SAFETY, "connect localhost", move || {
+        let c = connect(("localhost", port));
+        let r = roundtrip(&server, c);
+        drop(server);
+        r
+    });
+    assert_eq!(getpeername(&c).unwrap(), (ip!("127.0.0.1"), port));
+    // The same through connect_with and a timeout.
+    let (port, server) = listenany(0).unwrap();
+    let opts = ConnectOptions {
+        timeout: Some(Duration::from_secs(10)),
+        ..ConnectOptions::default()
+    };
+    roundtrip(&server, connect_with(("localhost", port), &opts));
+}
+
+#[test]
+fn connect_timeout_bounds_a_black_hole() {
+    // A backlog-0 listener whose queue is full drops further SYNs: a black hole.
+    let ln = ListenConfig {
+        backlog: 0,
+        ..ListenConfig::default()
+    }
+    .listen("tcp4", "127.0.0.1:0")
+    .unwrap();
+    let port = ln.addr().unwrap().port();
+    let quick = ConnectOptions {
+        timeout: Some(Duration::from_millis(200)),
+        ..ConnectOptions::default()
+    };
+    // Fill the queue (one connection fills a backlog of 0 on Linux; allow a few more on
+    // stacks that round the backlog up).
+    let mut fillers = Vec::new();
+    loop {
+        match connect_with(port, &quick) {
+            Ok(c) => fillers.push(c),
+            Err(e) if e.is_timeout() => break,
+            Err(e) => panic!("unexpected error while filling the queue: {e:?}"),
+        }
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    println!("queue filled by {} connection(s)", fillers.len());
+    let opts = ConnectOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..ConnectOptions::default()
+    };
+    let t = Instant::now();
+    let err = bounded(SAFETY, "black-hole connect", move || {
+        connect_with(port, &opts).unwrap_err()
+    });
+    let took = t.elapsed();
+    assert!(err.is_timeout(), "not a timeout: {err:?}");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(took >= Duration::from_millis(250), "fired early: {took:?}");
+    assert!(took < Duration::from_millis(1500), "too slow: {took:?}");
+    drop(ln);
+}
+
+// ---------------------------------------------------------------------------------------
+// Error shapes
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn connect_refused_shape() {
+    let (port, server) = listenany(0).unwrap();
+    server.close().unwrap();
+    drop(server);
+    let err = connect(port).unwrap_err();
+    assert_op_errno(&err, "connect", libc::ECONNREFUSED);
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    let err = connect(("127.0.0.1", port)).unwrap_err();
+    assert_op_errno(&err, "connect", libc::ECONNREFUSED);
+    let err = connect(("localhost", port)).unwrap_err();
+    assert_op_errno(&err, "connect", libc::ECONNREFUSED);
+    // A unix path nobody listens on.
+    let dir = TempDir::new();
+    let err = connect(dir.sock("none.sock").as_path()).unwrap_err();
+    assert_eq!(err.op(), Some("connect"), "{err:?}");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err:?}");
+}
+
+#[test]
+fn listen_port_in_use_shape() {
+    let (port, _held) = listenany(0).unwrap();
+    let err = listen(port).unwrap_err();
+    assert_op_errno(&err, "listen", libc::EADDRINUSE);
+    let err = listen(("127.0.0.1", port)).unwrap_err();
+    assert_op_errno(&err, "listen", libc::EADDRINUSE);
+    // A unix path in use.
+    let dir = TempDir::new();
+    let path = dir.sock("busy.sock");
+    let _unix = listen(path.as_path()).unwrap();
+    let err = listen(path.as_path()).unwrap_err();
+    assert_op_errno(&err, "listen", libc::EADDRINUSE);
+}
+
+#[test]
+fn accept_on_server_closed_before() {
+    let (_, server) = listenany(0).unwrap();
+    assert!(server.is_open());
+    server.close().unwrap();
+    assert!(!server.is_open());
+    server.close().unwrap(); // idempotent
+    let err = accept(&server).unwrap_err();
+    assert_op_errno(&err, "accept", libc::ECONNABORTED);
+
+    let dir = TempDir::new();
+    let server = listen(dir.sock("c.sock").as_path()).unwrap();
+    server.close().unwrap();
+    let err = accept(&server).unwrap_err();
+    assert_op_errno(&err, "accept", libc::ECONNABORTED);
+}
+
+fn accept_woken_by_close(server: TcpServer) {
+    let server = Arc::new(server);
+    server.set_deadline(soon()).unwrap();
+    let s2 = server.clone();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let r = accept(&s2).map(drop);
+        let _ = tx.send((r, Instant::now()));
+    });
+    thread::sleep(Duration::from_millis(100));
+    assert!(
+        rx.try_recv().is_err(),
+        "accept returned with nothing to accept"
+    );
+    let closed = Instant::now();
+    server.close().unwrap();
+    let (res, woke) = rx.recv_timeout(PROMPT).expect("accept not woken by close");
+    let err = res.unwrap_err();
+    assert_op_errno(&err, "accept", libc::ECONNABORTED);
+    assert!(woke.duration_since(closed) < PROMPT);
+}
+
+#[test]
+fn accept_on_server_closed_while_blocked_tcp() {
+    accept_woken_by_close(listenany(0).unwrap().1);
+}
+
+#[test]
+fn accept_on_server_closed_while_blocked_unix() {
+    let dir = TempDir::new();
+    accept_woken_by_close(listen(dir.sock("w.sock").as_path()).unwrap());
+}
+
+#[test]
+fn accept_on_server_that_never_listened() {
+    let server = TcpServer::new();
+    assert!(!server.is_open());
+    assert!(matches!(accept(&server), Err(Error::InvalidArgument(_))));
+    let mut bound = TcpServer::new();
+    assert!(bind(&mut bound, LOCALHOST, 0).unwrap());
+    assert!(!bound.is_open());
+    assert!(matches!(accept(&bound), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        bound.set_deadline(soon()),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn unresolvable_host_is_dns_error() {
+    // A resolver that hangs (no network) is not what this test is about: bounded.
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let c = connect(("nonexistent.invalid", 80)).map(drop);
+        let l = listen(("nonexistent.invalid", 0)).map(drop);
+        let _ = tx.send((c, l));
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok((c, l)) => {
+            let err = c.unwrap_err();
+            assert!(matches!(err, Error::Dns(_)), "connect: {err:?}");
+            let Error::Dns(d) = &err else { unreachable!() };
+            assert_eq!(d.host, "nonexistent.invalid");
+            assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err:?}");
+            let err = l.unwrap_err();
+            assert!(matches!(err, Error::Dns(_)), "listen: {err:?}");
+        }
+        Err(_) => println!("skipping: the resolver hangs on nonexistent.invalid"),
+    }
+}
+
+#[test]
+fn host_with_nul_is_invalid_argument() {
+    let err = connect(("local\0host", 80)).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = connect((String::from("\0"), 80)).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = listen(("local\0host", 0)).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// bind / TcpServer::listen / getsockname / listenany
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn bind_then_listen_then_accept() {
+    let mut server = TcpServer::new();
+    assert!(bind(&mut server, LOCALHOST, 0).unwrap());
+    let (ip, port) = getsockname(&server).unwrap();
+    assert_eq!(ip, IPAddr::V4(LOCALHOST));
+    assert_ne!(port, 0, "a bound server knows its port");
+    // Binding twice is refused.
+    assert!(matches!(
+        bind(&mut server, LOCALHOST, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    server.listen(16).unwrap();
+    assert!(server.is_open());
+    assert!(
+        matches!(
+            bind(&mut server, LOCALHOST, 0),
+            Err(Error::InvalidArgument(_))
+        ),
+        "bind on a listening server"
+    );
+    let (c, _s) = roundtrip(&server, connect(port));
+    assert_eq!(getpeername(&c).unwrap(), (IPAddr::V4(LOCALHOST), port));
+    // The port is in use now.
+    let mut other = TcpServer::new();
+    assert!(!bind(&mut other, LOCALHOST, port).unwrap());
+    assert!(
+        getsockname(&other).is_err(),
+        "failed bind leaves it unbound"
+    );
+    // ...and the server stays fresh, so a later bind works.
+    assert!(bind(&mut other, LOCALHOST, 0).unwrap());
+}
+
+#[test]
+fn listen_twice_is_refused_and_keeps_the_server() {
+    let mut server = TcpServer::new();
+    assert!(bind(&mut server, LOCALHOST, 0).unwrap());
+    server.listen(16).unwrap();
+    let port = port_of(&server);
+    assert!(matches!(server.listen(16), Err(Error::InvalidArgument(_))));
+    assert!(
+        server.is_open(),
+        "a refused second listen closed the server"
+    );
+    assert_eq!(getsockname(&server).unwrap().1, port);
+    roundtrip(&server, connect(port));
+    // The same for servers made by `listen`, on TCP and unix.
+    let (port, mut server) = listenany(0).unwrap();
+    assert!(server.listen(16).is_err());
+    assert!(server.is_open());
+    roundtrip(&server, connect(port));
+    let dir = TempDir::new();
+    let path = dir.sock("l2.sock");
+    let mut server = listen(path.as_path()).unwrap();
+    assert!(server.listen(16).is_err());
+    assert!(server.is_open());
+    roundtrip(&server, connect(path.as_path()));
+}
+
+#[test]
+fn bind_on_ipv6_loopback() {
+    if !has_ipv6("bind_on_ipv6_loopback") {
+        return;
+    }
+    let mut server = TcpServer::new();
+    assert!(bind(&mut server, LOCALHOST6, 0).unwrap());
+    server.listen(sockets::BACKLOG_DEFAULT).unwrap();
+    let (ip, port) = getsockname(&server).unwrap();
+    assert_eq!(ip, IPAddr::V6(LOCALHOST6));
+    roundtrip(&server, connect((LOCALHOST6, port)));
+}
+
+#[test]
+fn getsockname_of_unbound_server_is_an_error() {
+    let server = TcpServer::new();
+    let err = getsockname(&server).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err:?}");
+    let mut server = TcpServer::new();
+    assert!(matches!(server.listen(16), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn listenany_zero_returns_the_os_port() {
+    let (port, server) = listenany(0).unwrap();
+    assert_ne!(port, 0);
+    assert_eq!(getsockname(&server).unwrap(), (IPAddr::V4(LOCALHOST), port));
+    roundtrip(&server, connect(port));
+}
+
+#[test]
+fn listenany_skips_a_busy_hint() {
+    let (hint, _busy) = listenany(0).unwrap();
+    if hint == u16::MAX {
+        println!("skipping: the OS picked port 65535");
+        return;
+    }
+    let (port, server) = listenany(hint).unwrap();
+    assert!(port > hint, "returned {port} for busy hint {hint}");
+    if port != hint + 1 {
+        println!("note: {} was busy as well", hint + 1);
+    }
+    assert_eq!(getsockname(&server).unwrap(), (IPAddr::V4(LOCALHOST), port));
+    assert!(server.is_open());
+    roundtrip(&server, connect(port));
+    // A free hint is taken as is (retried: another socket may grab a freed port).
+    drop(server);
+    let taken = (0..5).any(|_| {
+        let (free, probe) = listenany(0).unwrap();
+        drop(probe);
+        let (got, server) = listenany(free).unwrap();
+        if got == free {
+            roundtrip(&server, connect(free));
+        }
+        got == free
+    });
+    assert!(taken, "listenany never returned a free hint as is");
+}
+
+#[test]
+fn listenany_on_ipv6_loopback() {
+    if !has_ipv6("listenany_on_ipv6_loopback") {
+        return;
+    }
+    let (port, server) = listenany_on(LOCALHOST6, 0).unwrap();
+    assert_ne!(port, 0);
+    assert_eq!(
+        getsockname(&server).unwrap(),
+        (IPAddr::V6(LOCALHOST6), port)
+    );
+    let (c, _s) = roundtrip(&server, connect((ip!("::1"), port)));
+    assert_eq!(getpeername(&c).unwrap(), (ip!("::1"), port));
+    let (port2, _server2) = listenany_on(ip!("::1"), port).unwrap();
+    assert!(port2 > port);
+}
+
+// ---------------------------------------------------------------------------------------
+// TcpSocket I/O
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn read_line_across_several_writes() {
+    let (_server, mut c, mut s) = tcp_pair();
+    let (tx, rx) = mpsc::channel();
+    let writer = thread::spawn(move || {
+        for part in ["hel", "lo wo", "rld\nsec", "ond line", "\n"] {
+            c.write_all(part.as_bytes()).unwrap();
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = rx.recv_timeout(SAFETY);
+        c
+    });
+    assert_eq!(read_line(&mut s), "hello world\n");
+    assert_eq!(read_line(&mut s), "second line\n");
+    tx.send(()).unwrap();
+    let mut c = join_within(writer, SAFETY, "writer");
+    c.closewrite().unwrap();
+    let mut rest = String::new();
+    assert_eq!(s.read_line(&mut rest).unwrap(), 0);
+}
+
+#[test]
+fn peek_byte_does_not_consume() {
+    let (_server, mut c, mut s) = tcp_pair();
+    c.write_all(b"ab").unwrap();
+    assert_eq!(s.peek_byte().unwrap(), Some(b'a'));
+    assert_eq!(s.peek_byte().unwrap(), Some(b'a'));
+    let mut one = [0u8; 1];
+    s.read_exact(&mut one).unwrap();
+    assert_eq!(&one, b"a");
+    assert_eq!(s.peek_byte().unwrap(), Some(b'b'));
+    s.read_exact(&mut one).unwrap();
+    assert_eq!(&one, b"b");
+    c.closewrite().unwrap();
+    assert_eq!(s.peek_byte().unwrap(), None, "None at EOF");
+}
+
+#[test]
+fn bytesavailable_counts_buffered_and_kernel_bytes() {
+    let (_server, mut c, mut s) = tcp_pair();
+    assert_eq!(s.bytesavailable().unwrap(), 0);
+    c.write_all(b"abc\ndef").unwrap();
+    wait_until(SAFETY, "7 bytes queued", || {
+        s.bytesavailable().unwrap() == 7
+    });
+    assert_eq!(read_line(&mut s), "abc\n");
+    assert_eq!(s.bytesavailable().unwrap(), 3, "\"def\" buffered");
+    c.write_all(b"gh").unwrap();
+    wait_until(SAFETY, "3 buffered + 2 queued", || {
+        s.bytesavailable().unwrap() == 5
+    });
+    // read_available: the buffered bytes first, then what the kernel has.
+    assert_eq!(s.read_available().unwrap(), b"def");
+    assert_eq!(s.bytesavailable().unwrap(), 2);
+    assert_eq!(s.read_available().unwrap(), b"gh");
+    assert_eq!(s.bytesavailable().unwrap(), 0);
+    c.closewrite().unwrap();
+    assert_eq!(s.read_available().unwrap(), b"", "empty at EOF");
+    s.close().unwrap();
+    assert!(matches!(s.bytesavailable(), Err(Error::Closed)));
+}
+
+#[test]
+fn bytesavailable_on_unix() {
+    let dir = TempDir::new();
+    let (_server, mut c, mut s) = unix_pair(&dir);
+    c.write_all(b"xy\nz").unwrap();
+    wait_until(SAFETY, "4 bytes queued", || {
+        s.bytesavailable().unwrap() == 4
+    });
+    assert_eq!(read_line(&mut s), "xy\n");
+    assert_eq!(s.bytesavailable().unwrap(), 1);
+    assert_eq!(s.read_available().unwrap(), b"z");
+}
+
+#[test]
+fn read_available_waits_for_data() {
+    let (_server, mut c, mut s) = tcp_pair();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(100));
+        c.write_all(b"late").unwrap();
+        c
+    });
+    let got = s.read_available().unwrap();
+    assert_eq!(got, b"late");
+    let _c = join_within(t, SAFETY, "writer");
+}
+
+#[test]
+fn eof_after_peer_closewrite() {
+    let (_server, mut c, mut s) = tcp_pair();
+    c.write_all(b"x").unwrap();
+    c.closewrite().unwrap();
+    assert!(!s.eof().unwrap(), "a byte is pending");
+    let mut one = [0u8; 1];
+    s.read_exact(&mut one).unwrap();
+    assert!(s.eof().unwrap());
+    assert!(s.eof().unwrap(), "eof stays true");
+    let mut buf = [0u8; 4];
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+}
+
+#[test]
+fn eof_blocks_until_data_or_eof() {
+    let (_server, mut c, mut s) = tcp_pair();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(100));
+        c.write_all(b"y").unwrap();
+        c
+    });
+    let start = Instant::now();
+    assert!(!s.eof().unwrap());
+    assert!(
+        start.elapsed() >= Duration::from_millis(50),
+        "did not block"
+    );
+    assert_eq!(s.bytesavailable().unwrap(), 1);
+    let _c = join_within(t, SAFETY, "writer");
+}
+
+/// Julia's half-close rules on a connected pair `(a, b)`.
+fn half_close_rules(mut a: TcpSocket, mut b: TcpSocket) {
+    for s in [&a, &b] {
+        assert!(s.is_open() && s.isreadable() && s.iswritable());
+    }
+    // b shuts its write side: b stays readable, not writable.
+    b.closewrite().unwrap();
+    assert!(!b.iswritable(), "after closewrite: !iswritable");
+    assert!(b.isreadable(), "after closewrite: isreadable");
+    assert!(b.is_open(), "after closewrite alone: still open");
+    assert!(b.write_all(b"nope").is_err(), "write after closewrite");
+
+    // a reads b's EOF: reading EOF alone does not make it unwritable (julia#35442).
+    let mut buf = [0u8; 16];
+    assert_eq!(a.read(&mut buf).unwrap(), 0);
+    assert!(a.eof().unwrap());
+    assert!(a.iswritable(), "reading EOF alone keeps iswritable");
+    assert!(a.is_open(), "reading EOF alone keeps isopen");
+    a.write_all(b"after eof\n").unwrap();
+    assert_eq!(read_line(&mut b), "after eof\n");
+    assert!(b.is_open());
+
+    // a shuts its write side too: both directions are done for a.
+    a.closewrite().unwrap();
+    assert!(!a.is_open(), "closewrite + EOF read: !isopen");
+    assert!(!a.isreadable(), "closewrite + EOF read: !isreadable");
+    assert!(!a.iswritable());
+
+    // b reads a's EOF: both directions done for b as well.
+    assert_eq!(b.read(&mut buf).unwrap(), 0);
+    assert!(!b.is_open(), "closewrite + EOF read: !isopen");
+    assert!(!b.isreadable(), "closewrite + EOF read: !isreadable");
+    assert!(!b.iswritable());
+
+    // close is still fine and idempotent.
+    a.close().unwrap();
+    a.close().unwrap();
+    b.close().unwrap();
+}
+
+#[test]
+fn half_close_rules_tcp() {
+    let (_server, c, s) = tcp_pair();
+    half_close_rules(c, s);
+}
+
+#[test]
+fn half_close_rules_unix() {
+    let dir = TempDir::new();
+    let (_server, c, s) = unix_pair(&dir);
+    half_close_rules(c, s);
+}
+
+#[test]
+fn close_makes_everything_false_and_fails_io() {
+    let (_server, mut c, _s) = tcp_pair();
+    c.close().unwrap();
+    assert!(!c.is_open() && !c.isreadable() && !c.iswritable());
+    let mut buf = [0u8; 4];
+    assert!(c.read(&mut buf).is_err());
+    assert!(c.write_all(b"x").is_err());
+    assert!(c.closewrite().is_err());
+}
+
+#[test]
+fn peer_close_wakes_a_blocked_read() {
+    // `read` needs `&mut`, so a blocked read is woken by the peer here.
+    let (_server, mut c, s) = tcp_pair();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4];
+        let _ = tx.send(c.read(&mut buf).map_err(|e| e.kind()));
+    });
+    thread::sleep(Duration::from_millis(100));
+    assert!(rx.try_recv().is_err(), "read returned early");
+    s.close().unwrap();
+    assert_eq!(rx.recv_timeout(PROMPT).expect("not woken"), Ok(0));
+}
+
+fn large_transfer(mut client: TcpSocket, mut conn: TcpSocket) {
+    const LEN: usize = 8 << 20;
+    let up = pattern(LEN, 1);
+    let down = pattern(LEN, 7);
+    let up2 = up.clone();
+    let down2 = down.clone();
+    let server = thread::spawn(move || {
+        read_checked(&mut conn, &up2);
+        conn.write_all(&down2).unwrap();
+        conn.closewrite().unwrap();
+        conn
+    });
+    client.write_all(&up).unwrap();
+    client.closewrite().unwrap();
+    read_checked(&mut client, &down);
+    let _conn = join_within(server, SAFETY, "server side");
+}
+
+#[test]
+fn large_transfer_tcp() {
+    let (_server, c, s) = tcp_pair();
+    large_transfer(c, s);
+}
+
+#[test]
+fn large_transfer_unix() {
+    let dir = TempDir::new();
+    let (_server, c, s) = unix_pair(&dir);
+    large_transfer(c, s);
+}
+
+#[test]
+fn large_transfer_concurrent_both_directions() {
+    // Two connections so each side can read and write at once without splitting a socket.
+    let (_s1, mut c_up, mut s_up) = tcp_pair();
+    let (_s2, mut c_down, mut s_down) = tcp_pair();
+    const LEN: usize = 8 << 20;
+    let up = pattern(LEN, 3);
+    let down = pattern(LEN, 11);
+    let (up2, down2) = (up.clone(), down.clone());
+    let reader_up = thread::spawn(move || read_checked(&mut s_up, &up2));
+    let reader_down = thread::spawn(move || read_checked(&mut c_down, &down2));
+    let writer_down = thread::spawn(move || {
+        s_down.write_all(&down).unwrap();
+        s_down.closewrite().unwrap();
+        s_down
+    });
+    c_up.write_all(&up).unwrap();
+    c_up.closewrite().unwrap();
+    join_within(reader_up, SAFETY, "reader up");
+    join_within(reader_down, SAFETY, "reader down");
+    let _ = join_within(writer_down, SAFETY, "writer down");
+}
+
+fn read_deadline(mut a: TcpSocket, mut b: TcpSocket) {
+    a.set_read_deadline(Some(Instant::now() + Duration::from_millis(150)))
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 8];
+    let err = a.read(&mut buf).unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err:?}");
+    let inner = Error::from_io(&err).expect("a reseau::Error inside");
+    assert!(inner.is_timeout(), "{inner:?}");
+    assert!(took >= Duration::from_millis(140), "fired early: {took:?}");
+    assert!(took < Duration::from_secs(3), "fired late: {took:?}");
+    // The inherent calls report the reseau error directly.
+    let err = a.peek_byte().unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let err = a.eof().unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let err = a.read_available().unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    // Extending the deadline makes the socket usable again.
+    a.set_read_deadline(soon()).unwrap();
+    b.write_all(b"ok\n").unwrap();
+    assert_eq!(read_line(&mut a), "ok\n");
+    // set_deadline covers reads too.
+    a.set_deadline(Some(Instant::now() + Duration::from_millis(50)))
+        .unwrap();
+    let err = a.read(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    // A past deadline fails at once.
+    a.set_read_deadline(Some(Instant::now())).unwrap();
+    let t = Instant::now();
+    assert!(a.read(&mut buf).is_err());
+    assert!(t.elapsed() < PROMPT);
+}
+
+#[test]
+fn read_deadline_tcp() {
+    let (_server, c, s) = tcp_pair();
+    read_deadline(c, s);
+}
+
+#[test]
+fn read_deadline_unix() {
+    let dir = TempDir::new();
+    let (_server, c, s) = unix_pair(&dir);
+    read_deadline(c, s);
+}
+
+#[test]
+fn write_deadline_tcp() {
+    let (_server, mut c, _s) = tcp_pair();
+    c.set_write_deadline(Some(Instant::now() + Duration::from_millis(300)))
+        .unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let t = Instant::now();
+    let err = loop {
+        // The peer never reads, so the buffers fill and the deadline fires.
+        if let Err(e) = c.write_all(&chunk) {
+            break e;
+        }
+        assert!(t.elapsed() < SAFETY, "write deadline never fired");
+    };
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err:?}");
+    assert!(Error::from_io(&err).unwrap().is_timeout());
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn accept_deadline() {
+    let (_, server) = listenany(0).unwrap();
+    server
+        .set_deadline(Some(Instant::now() + Duration::from_millis(100)))
+        .unwrap();
+    let t = Instant::now();
+    let err = accept(&server).unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(t.elapsed() >= Duration::from_millis(90));
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(server.is_open(), "a deadline does not close the server");
+}
+
+#[test]
+fn nagle_and_quickack() {
+    let (_server, c, s) = tcp_pair();
+    for sock in [&c, &s] {
+        sock.nagle(true).unwrap();
+        sock.nagle(false).unwrap();
+        sock.quickack(true).unwrap();
+        sock.quickack(false).unwrap();
+    }
+    let dir = TempDir::new();
+    let (_userver, uc, us) = unix_pair(&dir);
+    for sock in [&uc, &us] {
+        assert!(matches!(sock.nagle(true), Err(Error::InvalidArgument(_))));
+        assert!(matches!(sock.nagle(false), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            sock.quickack(true),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    c.close().unwrap();
+    assert!(matches!(
+        c.nagle(true),
+        Err(Error::Closed) | Err(Error::Sys { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// accept_loop
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn accept_loop_serves_clients_and_ends_quietly() {
+    const N: usize = 8;
+    let (port, server) = listenany(0).unwrap();
+    let server = Arc::new(server);
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let h = accept_loop(server.clone(), move |mut sock| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        thread::spawn(move || {
+            guard(&sock);
+            let mut line = String::new();
+            while sock.read_line(&mut line).unwrap_or(0) > 0 {
+                if sock.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        });
+    });
+    // All clients connected at once: the callback must not serialise them.
+    let mut clients: Vec<TcpSocket> = (0..N)
+        .map(|_| {
+            let c = connect(port).unwrap();
+            guard(&c);
+            c
+        })
+        .collect();
+    for round in 0..3 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.write_all(format!("client {i} round {round}\n").as_bytes())
+                .unwrap();
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            assert_eq!(read_line(c), format!("client {i} round {round}\n"));
+        }
+    }
+    assert_eq!(served.load(Ordering::SeqCst), N);
+    assert!(!h.is_finished());
+    server.close().unwrap();
+    let res = join_within(h, Duration::from_secs(2), "accept_loop after close");
+    assert!(res.is_ok(), "{res:?}");
+    // Connections already served are unaffected by closing the server.
+    clients[0].write_all(b"still here\n").unwrap();
+    assert_eq!(read_line(&mut clients[0]), "still here\n");
+}
+
+/// A connection still queued when the server closes reads EOF (not a reset): with an
+/// `accept_loop` stuck in a slow callback.
+fn queued_reads_eof_with_loop(server: TcpServer, dial: impl Fn() -> TcpSocket) {
+    let server = Arc::new(server);
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let h = accept_loop(server.clone(), move |sock| {
+        let _ = entered_tx.send(());
+        let _ = release_rx.recv_timeout(SAFETY);
+        drop(sock);
+    });
+    let _first = dial();
+    entered_rx
+        .recv_timeout(SAFETY)
+        .expect("first connection accepted");
+    let mut queued = dial();
+    thread::sleep(Duration::from_millis(50));
+    server.close().unwrap();
+    queued
+        .set_read_deadline(Some(Instant::now() + PROMPT))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    let t = Instant::now();
+    match queued.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "queued connection got data"),
+        Err(e) => panic!(
+            "queued connection: {e:?} (want EOF) after {:?}",
+            t.elapsed()
+        ),
+    }
+    assert!(queued.eof().unwrap());
+    release_tx.send(()).unwrap();
+    let res = join_within(h, Duration::from_secs(2), "accept_loop after close");
+    assert!(res.is_ok(), "{res:?}");
+}
+
+#[test]
+fn accept_loop_queued_connection_reads_eof_tcp() {
+    let (port, server) = listenany(0).unwrap();
+    queued_reads_eof_with_loop(server, move || {
+        let c = connect(port).unwrap();
+        guard(&c);
+        c
+    });
+}
+
+#[test]
+fn accept_loop_queued_connection_reads_eof_unix() {
+    let dir = TempDir::new();
+    let path = dir.sock("q.sock");
+    let server = listen(path.as_path()).unwrap();
+    queued_reads_eof_with_loop(server, move || {
+        let c = connect(path.as_path()).unwrap();
+        guard(&c);
+        c
+    });
+}
+
+/// Connections queued on a server nobody accepts from read EOF once it closes. With
+/// `send_first`, each client has sent a request first (which the server never read).
+fn queued_reads_eof_plain(server: TcpServer, send_first: bool, dial: impl Fn() -> TcpSocket) {
+    let mut queued: Vec<TcpSocket> = (0..3).map(|_| dial()).collect();
+    if send_first {
+        for q in &mut queued {
+            q.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        }
+    }
+    thread::sleep(Duration::from_millis(50));
+    server.close().unwrap();
+    for q in &mut queued {
+        q.set_read_deadline(Some(Instant::now() + PROMPT)).unwrap();
+        let mut buf = [0u8; 8];
+        match q.read(&mut buf) {
+            Ok(n) => assert_eq!(n, 0),
+            Err(e) => panic!("queued connection: {e:?} (want EOF)"),
+        }
+        assert!(q.eof().unwrap());
+    }
+}
+
+fn queued_tcp(send_first: bool) {
+    let (port, server) = listenany(0).unwrap();
+    queued_reads_eof_plain(server, send_first, move || {
+        let c = connect(port).unwrap();
+        guard(&c);
+        c
+    });
+}
+
+fn queued_unix(send_first: bool) {
+    let dir = TempDir::new();
+    let path = dir.sock("p.sock");
+    let server = listen(path.as_path()).unwrap();
+    queued_reads_eof_plain(server, send_first, move || {
+        let c = connect(path.as_path()).unwrap();
+        guard(&c);
+        c
+    });
+}
+
+#[test]
+fn server_close_queued_connections_read_eof_tcp() {
+    queued_tcp(false);
+}
+
+#[test]
+fn server_close_queued_connections_read_eof_unix() {
+    queued_unix(false);
+}
+
+#[test]
+fn server_close_queued_connections_with_a_request_read_eof_tcp() {
+    queued_tcp(true);
+}
+
+#[test]
+fn server_close_queued_connections_with_a_request_read_eof_unix() {
+    queued_unix(true);
+}
+
+#[test]
+fn accept_loop_ends_with_error_on_never_listened_server() {
+    let h = accept_loop(Arc::new(TcpServer::new()), drop);
+    let res = join_within(h, SAFETY, "accept_loop on a fresh server");
+    assert!(matches!(res, Err(Error::InvalidArgument(_))), "{res:?}");
+}
+
+const EMFILE_CHILD_ENV: &str = "RESEAU_SOCKETS_EMFILE_CHILD";
+const EMFILE_CHILD_OK: &str = "EMFILE-CHILD-OK";
+
+#[test]
+fn accept_loop_backs_off_on_emfile() {
+    if std::env::var_os(EMFILE_CHILD_ENV).is_some() {
+        emfile_child();
+        println!("{EMFILE_CHILD_OK}");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .env(EMFILE_CHILD_ENV, "1")
+        .args([
+            "--exact",
+            "accept_loop_backs_off_on_emfile",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let out = out.join().unwrap();
+    let err = err.join().unwrap();
+    let status = status.unwrap_or_else(|| panic!("child hung; stdout:\n{out}\nstderr:\n{err}"));
+    assert!(
+        status.success() && out.contains(EMFILE_CHILD_OK),
+        "child failed ({status}); stdout:\n{out}\nstderr:\n{err}"
+    );
+}
+
+/// Runs in the child: starts an `accept_loop` with a client queued and no descriptors
+/// left, then frees them.
+fn emfile_child() {
+    // The CPU clock must work for the spin check to mean anything.
+    // Spin until it counts 30 ms (however busy the machine is), bounded in wall time.
+    let c0 = cpu_time();
+    let spin = Instant::now();
+    while cpu_time() - c0 < Duration::from_millis(30) {
+        assert!(
+            spin.elapsed() < Duration::from_secs(10),
+            "getrusage does not track CPU time here"
+        );
+        std::hint::black_box(0u64);
+    }
+
+    let (port, server) = listenany(0).unwrap();
+    let server = Arc::new(server);
+    // Queued before the loop exists, so nothing can accept it early.
+    let mut client = connect(port).unwrap();
+    client.set_deadline(soon()).unwrap();
+
+    // A low limit so exhausting it is quick.
+    let open_now = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count());
+    // SAFETY: getrlimit/setrlimit read or write only the struct given.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim.rlim_cur = (open_now as libc::rlim_t + 64).min(lim.rlim_max);
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut hog = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => hog.push(f),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e:?}");
+                break;
+            }
+        }
+        assert!(hog.len() < 100_000, "RLIMIT_NOFILE had no effect");
+    }
+    println!("holding {} extra descriptors", hog.len());
+
+    let (tx, rx) = mpsc::channel();
+    let h = accept_loop(server.clone(), move |mut sock| {
+        let _ = sock.write_all(b"served\n");
+        let _ = tx.send(());
+    });
+    // The loop now fails accept with EMFILE: it must neither exit nor spin.
+    thread::sleep(Duration::from_millis(200));
+    let cpu0 = cpu_time();
+    thread::sleep(Duration::from_millis(1200));
+    let cpu = cpu_time() - cpu0;
+    println!("cpu during EMFILE: {cpu:?}");
+    assert!(
+        rx.try_recv().is_err(),
+        "served although descriptors were exhausted (no EMFILE?)"
+    );
+    assert!(!h.is_finished(), "accept_loop exited on EMFILE");
+    assert!(
+        cpu < Duration::from_millis(300),
+        "accept_loop spins: {cpu:?}"
+    );
+
+    drop(hog);
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("queued connection not served after freeing descriptors");
+    assert_eq!(read_line(&mut client), "served\n");
+    server.close().unwrap();
+    let res = join_within(h, Duration::from_secs(2), "accept_loop after close");
+    assert!(res.is_ok(), "{res:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS (gated)
+// ---------------------------------------------------------------------------------------
+
+fn tls_listen(cert: PathBuf, key: PathBuf, alpn: &[&str]) -> (u16, TcpServer) {
+    let server = listen_with(
+        0u16,
+        &ListenOptions {
+            tls: true,
+            cert_file: Some(cert),
+            key_file: Some(key),
+            alpn: alpn.iter().map(|s| s.to_string()).collect(),
+            ..ListenOptions::default()
+        },
+    )
+    .unwrap();
+    (port_of(&server), server)
+}
+
+type Served = Result<(bool, Option<tls::ConnectionState>), String>;
+
+/// Accepts one connection on a TLS server and echoes one line.
+fn echo_once(server: TcpServer) -> Receiver<Served> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let res = (|| -> Result<_, String> {
+            server.set_deadline(soon()).map_err(|e| e.to_string())?;
+            let mut s = accept(&server).map_err(|e| e.to_string())?;
+            guard(&s);
+            let mut line = String::new();
+            s.read_line(&mut line).map_err(|e| e.to_string())?;
+            s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+            Ok(s)
+        })();
+        match res {
+            Ok(mut s) => {
+                let _ = tx.send(Ok((s.is_tls(), s.connection_state())));
+                // Stay open until the client is done (EOF, error or the safety deadline),
+                // so the client never races our close.
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    });
+    rx
+}
+
+fn trusting_client() -> ConnectOptions {
+    ConnectOptions {
+        tls: true,
+        ca_file: Some(cert!("ca.pem")),
+        timeout: Some(SAFETY),
+        ..ConnectOptions::default()
+    }
+}
+
+#[test]
+fn tls_echo_with_listen_with_and_connect_with() {
+    if !tls_enabled("tls_echo_with_listen_with_and_connect_with") {
+        return;
+    }
+    let (port, server) = tls_listen(cert!("server.pem"), cert!("server.key"), &[]);
+    let rx = echo_once(server);
+    let mut c = connect_with(("localhost", port), &trusting_client()).unwrap();
+    guard(&c);
+    assert!(c.is_tls());
+    let st = c.connection_state().unwrap();
+    assert!(st.handshake_complete);
+    assert!(st.version.starts_with("TLSv1."), "{:?}", st.version);
+    assert_eq!(st.alpn_protocol, None);
+    c.write_all(b"secret hello\n").unwrap();
+    assert_eq!(read_line(&mut c), "secret hello\n");
+    let (server_tls, server_st) = rx.recv_timeout(SAFETY).unwrap().unwrap();
+    assert!(server_tls);
+    assert_eq!(server_st.unwrap().version, st.version);
+    // STARTTLS on an already-TLS socket is a no-op.
+    c.tls_upgrade(&tls::Config::default()).unwrap();
+    assert!(c.is_tls());
+    // Half-close over TLS: close_notify reads as EOF on the other side.
+    c.closewrite().unwrap();
+    assert!(!c.iswritable());
+    let mut buf = [0u8; 4];
+    assert_eq!(c.read(&mut buf).unwrap(), 0, "server closed after the echo");
+    // Plain sockets have no TLS state.
+    let (_s, plain, _p) = tcp_pair();
+    assert!(!plain.is_tls());
+    assert!(plain.connection_state().is_none());
+}
+
+#[test]
+fn tls_insecure_against_untrusted_server() {
+    if !tls_enabled("tls_insecure_against_untrusted_server") {
+        return;
+    }
+    // Verification on (trusting only the test CA): the untrusted cert is refused.
+    let (port, server) = tls_listen(cert!("untrusted.pem"), cert!("untrusted.key"), &[]);
+    let rx = echo_once(server);
+    let err = connect_with(("localhost", port), &trusting_client()).unwrap_err();
+    assert!(!err.is_timeout(), "{err:?}");
+    assert_eq!(err.op(), Some("connect"), "{err:?}");
+    assert!(
+        rx.recv_timeout(SAFETY).unwrap().is_err(),
+        "server side must fail too"
+    );
+
+    // insecure: true skips verification.
+    let (port, server) = tls_listen(cert!("untrusted.pem"), cert!("untrusted.key"), &[]);
+    let rx = echo_once(server);
+    let opts = ConnectOptions {
+        tls: true,
+        insecure: true,
+        timeout: Some(SAFETY),
+        ..ConnectOptions::default()
+    };
+    let mut c = connect_with(("localhost", port), &opts).unwrap();
+    guard(&c);
+    assert!(c.is_tls());
+    c.write_all(b"anyway\n").unwrap();
+    assert_eq!(read_line(&mut c), "anyway\n");
+    assert!(rx.recv_timeout(SAFETY).unwrap().unwrap().0);
+}
+
+#[test]
+fn tls_alpn_through_options() {
+    if !tls_enabled("tls_alpn_through_options") {
+        return;
+    }
+    let (port, server) = tls_listen(
+        cert!("server.pem"),
+        cert!("server.key"),
+        &["http/1.1", "h2"],
+    );
+    let rx = echo_once(server);
+    let opts = ConnectOptions {
+        alpn: vec!["h2".into(), "http/1.1".into()],
+        ..trusting_client()
+    };
+    let mut c = connect_with(("localhost", port), &opts).unwrap();
+    guard(&c);
+    // Server preference wins (Go).
+    assert_eq!(
+        c.connection_state().unwrap().alpn_protocol.as_deref(),
+        Some("http/1.1")
+    );
+    c.write_all(b"alpn\n").unwrap();
+    assert_eq!(read_line(&mut c), "alpn\n");
+    let (_, st) = rx.recv_timeout(SAFETY).unwrap().unwrap();
+    assert_eq!(st.unwrap().alpn_protocol.as_deref(), Some("http/1.1"));
+}
+
+#[test]
+fn tls_connect_timeout_covers_the_handshake() {
+    if !tls_enabled("tls_connect_timeout_covers_the_handshake") {
+        return;
+    }
+    // A plain server that never answers the ClientHello: the budget must end the wait.
+    let (port, _server) = listenany(0).unwrap();
+    let opts = ConnectOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..trusting_client()
+    };
+    let t = Instant::now();
+    let err = bounded(SAFETY, "stuck TLS handshake", move || {
+        connect_with(("localhost", port), &opts).unwrap_err()
+    });
+    let took = t.elapsed();
+    assert!(err.is_timeout(), "not a timeout: {err:?}");
+    assert!(took >= Duration::from_millis(250), "fired early: {took:?}");
+    assert!(took < Duration::from_millis(1500), "too slow: {took:?}");
+}
+
+#[test]
+fn tls_over_unix_is_invalid_argument() {
+    let dir = TempDir::new();
+    let path = dir.sock("t.sock");
+    let err = listen_with(
+        path.as_path(),
+        &ListenOptions {
+            tls: true,
+            cert_file: Some(cert!("server.pem")),
+            key_file: Some(cert!("server.key")),
+            ..ListenOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let _plain = listen(path.as_path()).unwrap();
+    let err = connect_with(path.as_path(), &trusting_client()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+#[test]
+fn tls_config_errors_before_io() {
+    // A TLS server without a certificate.
+    let err = listen_with(
+        0u16,
+        &ListenOptions {
+            tls: true,
+            ..ListenOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
+    // A client with a CA file that does not exist.
+    let (port, _server) = listenany(0).unwrap();
+    let opts = ConnectOptions {
+        ca_file: Some(cert!("does-not-exist.pem")),
+        ..trusting_client()
+    };
+    let err = connect_with(("localhost", port), &opts).unwrap_err();
+    assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// STARTTLS
+// ---------------------------------------------------------------------------------------
+
+fn server_tls_cfg() -> tls::Config {
+    tls::Config {
+        cert_file: Some(cert!("server.pem")),
+        key_file: Some(cert!("server.key")),
+        ..tls::Config::default()
+    }
+}
+
+fn client_tls_cfg() -> tls::Config {
+    tls::Config {
+        ca_file: Some(cert!("ca.pem")),
+        ..tls::Config::default()
+    }
+}
+
+/// A plain TCP pair whose client connected by the name `localhost` (the STARTTLS server
+/// name is inferred from it).
+fn starttls_pair() -> (TcpServer, TcpSocket, TcpSocket) {
+    let (port, server) = listenany(0).unwrap();
+    let c = connect(("localhost", port)).unwrap();
+    guard(&c);
+    let s = accept_one(&server);
+    (server, c, s)
+}
+
+#[test]
+fn starttls_upgrade_and_echo() {
+    if !tls_enabled("starttls_upgrade_and_echo") {
+        return;
+    }
+    let (_server, mut c, mut s) = starttls_pair();
+    let srv = thread::spawn(move || {
+        assert_eq!(read_line(&mut s), "STARTTLS\n");
+        s.write_all(b"GO\n").unwrap();
+        s.tls_accept_upgrade(&server_tls_cfg()).unwrap();
+        assert!(s.is_tls());
+        let line = read_line(&mut s);
+        s.write_all(format!("echo {line}").as_bytes()).unwrap();
+        let st = s.connection_state().unwrap();
+        (s, st)
+    });
+    c.write_all(b"STARTTLS\n").unwrap();
+    assert_eq!(read_line(&mut c), "GO\n");
+    assert!(!c.is_tls());
+    c.tls_upgrade(&client_tls_cfg()).unwrap();
+    assert!(c.is_tls());
+    let st = c.connection_state().unwrap();
+    assert!(st.handshake_complete);
+    assert!(st.version.starts_with("TLSv1."), "{:?}", st.version);
+    assert_eq!(st.server_name.as_deref(), Some("localhost"));
+    c.write_all(b"over tls\n").unwrap();
+    assert_eq!(read_line(&mut c), "echo over tls\n");
+    let (s, sst) = join_within(srv, SAFETY, "STARTTLS server");
+    assert!(s.is_tls());
+    assert_eq!(sst.version, st.version);
+    // A second upgrade is a no-op.
+    c.tls_upgrade(&client_tls_cfg()).unwrap();
+    assert!(c.is_tls());
+}
+
+#[test]
+fn starttls_refuses_injected_bytes_in_the_buffer() {
+    // CVE-2021-23222: "GO\n" and injected plaintext in one write; the client reads only
+    // the line, the rest sits in its buffer.
+    let (_server, mut c, mut s) = starttls_pair();
+    c.write_all(b"STARTTLS\n").unwrap();
+    assert_eq!(read_line(&mut s), "STARTTLS\n");
+    s.write_all(b"GO\nINJECTED").unwrap();
+    wait_until(SAFETY, "reply queued", || c.bytesavailable().unwrap() == 11);
+    assert_eq!(read_line(&mut c), "GO\n");
+    assert_eq!(c.bytesavailable().unwrap(), 8, "INJECTED is buffered");
+    let err = c.tls_upgrade(&client_tls_cfg()).unwrap_err();
+    assert!(matches!(err, Error::TlsUpgradeNotReady(_)), "{err:?}");
+    assert!(!c.is_tls());
+    // The plain connection is intact.
+    let mut rest = [0u8; 8];
+    c.read_exact(&mut rest).unwrap();
+    assert_eq!(&rest, b"INJECTED");
+    exchange(&mut c, &mut s);
+}
+
+#[test]
+fn starttls_refuses_injected_bytes_in_the_kernel() {
+    // The injected bytes arrive after the client read the line: they sit in the kernel
+    // queue, not in the client's buffer.
+    let (_server, mut c, mut s) = starttls_pair();
+    let (read_tx, read_rx) = mpsc::channel::<()>();
+    let srv = thread::spawn(move || {
+        assert_eq!(read_line(&mut s), "STARTTLS\n");
+        s.write_all(b"GO\n").unwrap();
+        read_rx.recv_timeout(SAFETY).unwrap();
+        thread::sleep(Duration::from_millis(20));
+        s.write_all(b"INJECTED").unwrap();
+        s
+    });
+    c.write_all(b"STARTTLS\n").unwrap();
+    assert_eq!(read_line(&mut c), "GO\n");
+    assert_eq!(
+        c.bytesavailable().unwrap(),
+        0,
+        "nothing buffered after the line"
+    );
+    read_tx.send(()).unwrap();
+    wait_until(SAFETY, "injected bytes queued", || {
+        c.bytesavailable().unwrap() > 0
+    });
+    let err = c.tls_upgrade(&client_tls_cfg()).unwrap_err();
+    assert!(matches!(err, Error::TlsUpgradeNotReady(_)), "{err:?}");
+    assert!(!c.is_tls());
+    let mut rest = [0u8; 8];
+    c.read_exact(&mut rest).unwrap();
+    assert_eq!(&rest, b"INJECTED");
+    let mut s = join_within(srv, SAFETY, "server");
+    exchange(&mut c, &mut s);
+}
+
+#[test]
+fn starttls_server_refuses_buffered_plaintext() {
+    let (_server, mut c, mut s) = starttls_pair();
+    c.write_all(b"STARTTLS\nEXTRA").unwrap();
+    // All 14 bytes reach the kernel first, so one buffered read takes them all.
+    wait_until(SAFETY, "request queued", || {
+        s.bytesavailable().unwrap() == 14
+    });
+    assert_eq!(read_line(&mut s), "STARTTLS\n");
+    let err = s.tls_accept_upgrade(&server_tls_cfg()).unwrap_err();
+    assert!(matches!(err, Error::TlsUpgradeNotReady(_)), "{err:?}");
+    assert!(!s.is_tls());
+    let mut rest = [0u8; 5];
+    s.read_exact(&mut rest).unwrap();
+    assert_eq!(&rest, b"EXTRA");
+    exchange(&mut c, &mut s);
+}
+
+#[test]
+fn starttls_on_unix_socket_is_refused() {
+    let dir = TempDir::new();
+    let (_server, mut c, mut s) = unix_pair(&dir);
+    let err = c.tls_upgrade(&client_tls_cfg()).unwrap_err();
+    assert!(matches!(err, Error::TlsUpgradeNotReady(_)), "{err:?}");
+    let err = s.tls_accept_upgrade(&server_tls_cfg()).unwrap_err();
+    assert!(matches!(err, Error::TlsUpgradeNotReady(_)), "{err:?}");
+    exchange(&mut c, &mut s);
+}
+
+#[test]
+fn starttls_on_closed_socket_is_refused() {
+    let (_server, mut c, _s) = starttls_pair();
+    c.close().unwrap();
+    let err = c.tls_upgrade(&client_tls_cfg()).unwrap_err();
+    assert!(matches!(err, Error::TlsUpgradeNotReady(_)), "{err:?}");
+}
+
+#[test]
+fn starttls_config_error_keeps_the_plain_connection() {
+    let (_server, mut c, mut s) = starttls_pair();
+    let bad = tls::Config {
+        ca_file: Some(cert!("does-not-exist.pem")),
+        ..tls::Config::default()
+    };
+    let err = c.tls_upgrade(&bad).unwrap_err();
+    assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
+    assert!(!c.is_tls());
+    exchange(&mut c, &mut s);
+    // A server config without a certificate: also a config error, connection kept.
+    let err = s.tls_accept_upgrade(&tls::Config::default()).unwrap_err();
+    assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
+    exchange(&mut c, &mut s);
+}
+
+#[test]
+fn starttls_without_a_name_needs_server_name() {
+    // Connected by port only: no host name to infer, so verify_peer cannot check one.
+    let (_server, mut c, mut s) = tcp_pair();
+    let err = c.tls_upgrade(&client_tls_cfg()).unwrap_err();
+    assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
+    exchange(&mut c, &mut s);
+}
