@@ -41,22 +41,23 @@ macro_rules! stream_io {
             pub fn read_available(&self) -> crate::Result<Vec<u8>> {
                 let mut buf = vec![0u8; 4096];
                 let n = self.fd.read(&mut buf)?;
-                if n < buf.len() {
-                    buf.truncate(n);
-                    return Ok(buf);
-                }
-                loop {
-                    let more = self.fd.readable_now()?.max(4096);
-                    let len = buf.len();
-                    buf.resize(len + more, 0);
-                    match self.fd.try_read(&mut buf[len..])? {
-                        Some(m) if m > 0 => buf.truncate(len + m),
-                        _ => {
-                            buf.truncate(len);
-                            return Ok(buf);
-                        }
+                // What was queued at this moment, not what a fast sender adds meanwhile:
+                // the call must end, and its memory stay bounded.
+                let more = if n < buf.len() {
+                    0
+                } else {
+                    self.fd.readable_now()?
+                };
+                buf.resize(n + more, 0);
+                let mut got = n;
+                while got < buf.len() {
+                    match self.fd.try_read(&mut buf[got..])? {
+                        Some(m) if m > 0 => got += m,
+                        _ => break,
                     }
                 }
+                buf.truncate(got);
+                Ok(buf)
             }
 
             /// Reads and drops whatever input is queued, without waiting: closing with
