@@ -91,8 +91,8 @@ impl Drop for ThreadWake {
     fn drop(&mut self) {
         if let Some(w) = self.0.take() {
             // A late signal (a closer that raced this thread's last wait) is harmless: the
-            // next owner sees a spurious wake-up and re-checks its state.
-            w.drain();
+            // next owner sees one spurious wake-up and re-checks its state. Not draining
+            // here saves a syscall per thread.
             let mut spare = lock(&SPARE_WAKES);
             if spare.len() < 1024 {
                 spare.push(w);
@@ -190,7 +190,9 @@ pub(crate) struct Fd {
     /// Set by an operation that saw the receive queue drained (`EAGAIN` or a short read),
     /// so the next read parks first instead of paying for a syscall that would fail.
     drained: AtomicBool,
-    destroyed: Mutex<bool>,
+    /// `(closed(2) has run, closers waiting for it)`: the count lets the common case
+    /// (the closer drops the last reference itself) skip the condvar's wake syscall.
+    destroyed: Mutex<(bool, usize)>,
     destroyed_cv: Condvar,
 }
 
@@ -231,7 +233,7 @@ impl Fd {
             read: Half::default(),
             write: Half::default(),
             drained: AtomicBool::new(false),
-            destroyed: Mutex::new(false),
+            destroyed: Mutex::new((false, 0)),
             destroyed_cv: Condvar::new(),
         }
     }
@@ -284,8 +286,11 @@ impl Fd {
 
     fn destroy(&self) {
         sys::close(self.raw);
-        *lock(&self.destroyed) = true;
-        self.destroyed_cv.notify_all();
+        let mut d = lock(&self.destroyed);
+        d.0 = true;
+        if d.1 > 0 {
+            self.destroyed_cv.notify_all();
+        }
     }
 
     /// True until `close` starts.
@@ -304,12 +309,13 @@ impl Fd {
             self.write.wake();
             self.release();
         }
-        let mut done = lock(&self.destroyed);
-        while !*done {
-            done = self
-                .destroyed_cv
-                .wait(done)
-                .unwrap_or_else(|p| p.into_inner());
+        let mut d = lock(&self.destroyed);
+        if !d.0 {
+            d.1 += 1;
+            while !d.0 {
+                d = self.destroyed_cv.wait(d).unwrap_or_else(|p| p.into_inner());
+            }
+            d.1 -= 1;
         }
         first
     }
@@ -541,10 +547,23 @@ impl Fd {
     /// queued), so a caller never spins on a readiness that cannot be consumed.
     pub(crate) fn accept(&self) -> Result<(OwnedFd, socket2::SockAddr)> {
         let (r, _g) = self.begin(Dir::Read)?;
+        // `drained` here: the last accept had to wait, so the queue is likely empty again
+        // (light load) and parking first saves an accept4 that would fail. Under a burst
+        // accepts succeed without waiting and the hint stays off.
+        let mut waited = self.drained.load(Ordering::Relaxed);
+        if waited {
+            self.wait(Dir::Read)?;
+        }
         loop {
             match sys::accept(r.fd()) {
-                Ok(x) => return Ok(x),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(Dir::Read)?,
+                Ok(x) => {
+                    self.drained.store(waited, Ordering::Relaxed);
+                    return Ok(x);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    waited = true;
+                    self.wait(Dir::Read)?;
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
                 Err(e) => return Err(Error::sys("accept", e)),
             }

@@ -35,6 +35,11 @@ macro_rules! syscall {
     };
 }
 
+/// Whether a socket returned by `accept` carries its listener's `TCP_NODELAY` and
+/// `SO_KEEPALIVE` (Linux copies the listener's socket state into the child), so they
+/// can be set once on the listener instead of on every connection.
+pub(crate) const ACCEPT_INHERITS_TCP_OPTIONS: bool = cfg!(target_os = "linux");
+
 /// Opens a non-blocking, close-on-exec stream socket.
 pub(crate) fn stream_socket(domain: Domain) -> io::Result<OwnedFd> {
     let sock = socket2::Socket::new(domain, Type::STREAM.nonblocking().cloexec(), None)?;
@@ -207,12 +212,6 @@ impl EventFd {
     pub(crate) fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }
-
-    /// Clears a latched wake-up.
-    pub(crate) fn drain(&self) {
-        // SAFETY: our own descriptor, open while `self` lives.
-        unsafe { drain_eventfd(self.raw()) }
-    }
 }
 
 /// Latches a wake-up on an eventfd. Cannot fail short of the counter overflowing, which
@@ -379,7 +378,8 @@ mod tests {
             wait(a.as_raw_fd(), READABLE, e.raw(), Some(5_000_000_000)).unwrap(),
             Woken::Signalled
         );
-        e.drain();
+        // SAFETY: as above.
+        unsafe { drain_eventfd(e.raw()) };
         assert_eq!(
             wait(a.as_raw_fd(), READABLE, e.raw(), Some(1_000_000)).unwrap(),
             Woken::TimedOut

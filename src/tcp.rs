@@ -141,7 +141,7 @@ pub(crate) fn connect_until(
         }
         res?;
         let fd = Arc::into_inner(fd).ok_or(Error::Closed)?;
-        match Conn::from_fd(fd, None, Some(remote)) {
+        match Conn::from_fd(fd, None, Some(remote), true) {
             Ok(conn) if conn.local.is_some() && conn.local == conn.remote => {
                 last = Some(Error::sys(
                     "connect",
@@ -311,7 +311,20 @@ impl Bound {
         self.fd
             .control("listen", |fd| sys::sock(&fd).listen(backlog))?;
         let addr = self.local_addr();
-        Ok(Listener { fd: self.fd, addr })
+        let inherits = sys::ACCEPT_INHERITS_TCP_OPTIONS
+            && self
+                .fd
+                .control("setsockopt", |fd| {
+                    let s = sys::sock(&fd);
+                    s.set_tcp_nodelay(true)?;
+                    s.set_keepalive(true)
+                })
+                .is_ok();
+        Ok(Listener {
+            fd: self.fd,
+            addr,
+            inherits,
+        })
     }
 }
 
@@ -343,12 +356,20 @@ stream_io!(Conn);
 impl Conn {
     /// Applies the defaults and caches the addresses; `local`/`remote` already known
     /// (from the listener and `accept`) save a `getsockname`/`getpeername` each.
-    fn from_fd(fd: Fd, local: Option<SocketAddr>, remote: Option<SocketAddr>) -> Result<Conn> {
+    /// `defaults: false` when the socket inherited them from its listener.
+    fn from_fd(
+        fd: Fd,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+        defaults: bool,
+    ) -> Result<Conn> {
         let (local, remote) = fd.control("getsockname", |fd| {
             let s = sys::sock(&fd);
-            // Defaults are best effort, as in Go: a socket that refuses them still works.
-            let _ = s.set_tcp_nodelay(true);
-            let _ = s.set_keepalive(true);
+            if defaults {
+                // Best effort, as in Go: a socket that refuses them still works.
+                let _ = s.set_tcp_nodelay(true);
+                let _ = s.set_keepalive(true);
+            }
             let local = local.or_else(|| s.local_addr().ok().and_then(|a| a.as_socket()));
             let remote = match remote {
                 Some(r) if local.is_some() => Some(r),
@@ -454,6 +475,9 @@ impl fmt::Debug for Conn {
 pub struct Listener {
     fd: Fd,
     addr: Option<SocketAddr>,
+    /// Accepted sockets inherit `TCP_NODELAY` and `SO_KEEPALIVE` from this one (set at
+    /// listen time where the OS copies them), saving two syscalls per accept.
+    inherits: bool,
 }
 
 fd_traits!(Listener);
@@ -484,7 +508,7 @@ impl Listener {
         let (fd, peer) = self.fd.accept()?;
         // A listener on a concrete address is also every accepted socket's local address.
         let local = self.addr.filter(|a| !a.ip().is_unspecified());
-        Conn::from_fd(Fd::new(fd), local, peer.as_socket())
+        Conn::from_fd(Fd::new(fd), local, peer.as_socket(), !self.inherits)
     }
 
     /// Accepts one queued connection without waiting or checking the deadline:
@@ -493,7 +517,7 @@ impl Listener {
         match self.fd.try_accept()? {
             Some((fd, peer)) => {
                 let local = self.addr.filter(|a| !a.ip().is_unspecified());
-                Conn::from_fd(Fd::new(fd), local, peer.as_socket()).map(Some)
+                Conn::from_fd(Fd::new(fd), local, peer.as_socket(), !self.inherits).map(Some)
             }
             None => Ok(None),
         }
