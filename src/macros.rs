@@ -60,15 +60,17 @@ macro_rules! stream_io {
                 Ok(buf)
             }
 
-            /// Reads and drops whatever input is queued, without waiting: closing with
-            /// unread input makes the kernel reset the connection instead of ending it.
-            pub(crate) fn discard_input(&self) {
+            /// Closes so the peer reads EOF, not a reset: half-closes, drops whatever input
+            /// is queued (closing with unread input makes the kernel send RST), closes.
+            pub(crate) fn close_gracefully(&self) {
+                let _ = self.close_write();
                 let mut sink = [0u8; 4096];
                 while let Ok(Some(n)) = self.fd.try_read(&mut sink) {
                     if n == 0 {
                         break;
                     }
                 }
+                let _ = self.close();
             }
 
             /// Bytes that can be read now without waiting (`FIONREAD`).

@@ -69,6 +69,7 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
     let mut storage: libc::sockaddr_storage = unsafe_zeroed();
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: `storage`/`len` describe a writable sockaddr buffer that outlives the call.
     let raw = syscall!(libc::accept4(
         fd.as_raw_fd(),
         (&raw mut storage).cast(),

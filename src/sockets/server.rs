@@ -209,9 +209,7 @@ impl TcpServer {
             Kind::Unix(l) => {
                 let _ = l.set_deadline(past);
                 while let Ok(Some(c)) = l.try_accept() {
-                    let _ = c.close_write();
-                    c.discard_input();
-                    let _ = c.close();
+                    c.close_gracefully();
                 }
                 let _ = l.close();
             }
@@ -268,10 +266,7 @@ impl TcpServer {
 fn drain_tcp(l: &tcp::Listener, past: Option<Instant>) {
     let _ = l.set_deadline(past);
     while let Ok(Some(c)) = l.try_accept() {
-        // Unread input at close would make the kernel send RST instead of FIN.
-        let _ = c.close_write();
-        c.discard_input();
-        let _ = c.close();
+        c.close_gracefully();
     }
     let _ = l.close();
 }
