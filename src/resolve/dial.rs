@@ -183,9 +183,9 @@ impl Dialer {
     ) -> Result<tcp::Conn> {
         let net = Net::parse(network)?;
         self.policy.validate()?;
-        let (host, port) = split_host_port(address)?;
-        let port = lookup_port(network, &port)?;
-        let targets = self.targets(net, &host, port, budget)?;
+        let (host, port) = super::split(address)?;
+        let port = lookup_port(network, port)?;
+        let targets = self.targets(net, host, port, budget)?;
         let res = if targets.len() == 1 || self.serial {
             self.dial_serial(&targets, budget)
         } else {

@@ -38,6 +38,11 @@ pub(crate) fn addr_err(msg: &str, addr: &str) -> Error {
 /// `missing port in address`, `too many colons in address`, `missing ']' in address`,
 /// `unexpected '[' in address`, `unexpected ']' in address`.
 pub fn split_host_port(hostport: &str) -> Result<(String, String)> {
+    split(hostport).map(|(h, p)| (h.to_string(), p.to_string()))
+}
+
+/// [`split_host_port`] without copying (the dialer's hot path).
+pub(crate) fn split(hostport: &str) -> Result<(&str, &str)> {
     const MISSING_PORT: &str = "missing port in address";
     const TOO_MANY_COLONS: &str = "too many colons in address";
     let err = |msg: &str| Err(addr_err(msg, hostport));
@@ -81,7 +86,7 @@ pub fn split_host_port(hostport: &str) -> Result<(String, String)> {
     if hostport[k..].contains(']') {
         return err("unexpected ']' in address");
     }
-    Ok((host.to_string(), hostport[i + 1..].to_string()))
+    Ok((host, &hostport[i + 1..]))
 }
 
 /// Joins a host and a port into `"host:port"`, bracketing a host that contains a colon

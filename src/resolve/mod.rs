@@ -32,6 +32,7 @@
 mod cache;
 mod dial;
 mod hostport;
+pub(crate) use hostport::split;
 mod policy;
 mod pool;
 mod resolver;
