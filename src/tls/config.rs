@@ -438,6 +438,38 @@ mod tests {
     }
 
     #[test]
+    fn equivalent_configs_share_one_context() {
+        let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+        let client = |name: &str| Config {
+            server_name: Some(name.into()),
+            ca_file: Some(format!("{certs}/ca.pem").into()),
+            ..Config::default()
+        };
+        // server_name is per connection, so it does not split the cache.
+        let a = client("localhost").context(false).unwrap();
+        let b = client("127.0.0.1").context(false).unwrap();
+        // A context's `Ref` lives at the address of the OpenSSL object itself.
+        let same = |x: &SslContext, y: &SslContext| {
+            std::ptr::eq::<openssl::ssl::SslContextRef>(&**x, &**y)
+        };
+        assert!(same(&a, &b));
+        let alpn = Config {
+            alpn_protocols: vec!["h2".into()],
+            ..client("localhost")
+        };
+        assert!(!same(&alpn.context(false).unwrap(), &a));
+        let server = Config {
+            cert_file: Some(format!("{certs}/server.pem").into()),
+            key_file: Some(format!("{certs}/server.key").into()),
+            ..Config::default()
+        };
+        assert!(same(
+            &server.context(true).unwrap(),
+            &server.clone().context(true).unwrap()
+        ));
+    }
+
+    #[test]
     fn names_are_normalized() {
         assert_eq!(normalize_name("example.com."), "example.com");
         assert_eq!(normalize_name("[::1]"), "::1");
