@@ -346,7 +346,7 @@ pub fn listen_with(endpoint: impl Endpoint, opts: &ListenOptions) -> Result<TcpS
     let target = endpoint.target();
     let tls_cfg = opts.tls.then(|| opts.tls_config());
     if let Some(cfg) = &tls_cfg {
-        cfg.validate_server()?;
+        cfg.context(true)?;
     }
     let addr = match &target {
         Target::Path(p) => {

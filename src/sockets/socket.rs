@@ -658,8 +658,10 @@ pub fn connect_with(endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<Tc
             .or_else(|| addrs.first().map(|a| a.ip().to_string()));
         opts.tls_config(name.as_deref())
     });
+    // Building the context loads every file, so a bad CA or key is a TlsConfig error
+    // before any connection is made.
     if let Some(cfg) = &tls_cfg {
-        cfg.validate_client()?;
+        cfg.context(false)?;
     }
     let dialer = Dialer {
         timeout: opts.timeout,

@@ -187,7 +187,7 @@ impl Config {
     }
 
     /// Validates for a client (after `server_name` inference).
-    pub(crate) fn validate_client(&self) -> Result<()> {
+    fn validate_client(&self) -> Result<()> {
         self.validate_common()?;
         if self.verify_peer && self.server_name.as_deref().is_none_or(str::is_empty) {
             return Err(cfg_err(
@@ -198,7 +198,7 @@ impl Config {
     }
 
     /// Validates for a server.
-    pub(crate) fn validate_server(&self) -> Result<()> {
+    fn validate_server(&self) -> Result<()> {
         self.validate_common()?;
         if self.cert_file.is_none() {
             return Err(cfg_err("server TLS requires `cert_file` and `key_file`"));
