@@ -1,10 +1,10 @@
 //! # reseau
 //!
-//! Blocking, `std::io`-shaped TCP and unix-domain sockets with the networking model of
-//! Go's `net` and Julia's `Sockets`: absolute read/write/accept deadlines that can be
-//! moved while a call is blocked, a `close()` from another thread that wakes every
-//! blocked call, and a descriptor lifetime that never lets a reused fd number reach the
-//! wrong connection.
+//! Blocking, `std::io`-shaped TCP, unix-domain and TLS sockets with the networking
+//! model of Go's `net` + `crypto/tls` and Julia's `Sockets`: absolute read/write/accept
+//! deadlines that can be moved while a call is blocked, a `close()` from another thread
+//! that wakes every blocked call, and a descriptor lifetime that never lets a reused fd
+//! number reach the wrong connection.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -23,7 +23,9 @@
 //! ```
 //!
 //! Layers, bottom up: `sys` (syscalls, the only `unsafe` besides `poll`), `poll`
-//! (waiting, deadlines, descriptor lifetime), [`tcp`], [`unix`].
+//! (waiting, deadlines, descriptor lifetime), [`tcp`] and [`unix`] (streams and
+//! listeners), [`resolve`] (host:port parsing, resolvers, the RFC 8305 [`Dialer`](resolve::Dialer)),
+//! [`tls`] (OpenSSL with Go's semantics) and [`sockets`] (the Julia `Sockets` facade).
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings))))]
 
