@@ -118,25 +118,19 @@ impl Target {
         match self {
             Target::Inet(a) => Ok((vec![*a], None)),
             Target::Host(h, port) => {
-                let ips: Vec<IpAddr> = match parse_literal(h)? {
-                    Some((ip, 0)) => vec![ip.to_canonical()],
-                    Some((IpAddr::V6(v6), scope)) => {
-                        return Ok((
-                            vec![SocketAddr::V6(std::net::SocketAddrV6::new(
-                                v6, *port, 0, scope,
-                            ))],
-                            None,
-                        ));
+                let addrs = match parse_literal(h)? {
+                    Some((IpAddr::V6(v6), scope)) if scope != 0 => {
+                        vec![SocketAddr::V6(std::net::SocketAddrV6::new(
+                            v6, *port, 0, scope,
+                        ))]
                     }
-                    Some((ip, _)) => vec![ip],
-                    None => getalladdrinfo(h)?.into_iter().map(IpAddr::from).collect(),
-                };
-                Ok((
-                    ips.into_iter()
-                        .map(|ip| SocketAddr::new(ip.to_canonical(), *port))
+                    Some((ip, _)) => vec![SocketAddr::new(ip.to_canonical(), *port)],
+                    None => getalladdrinfo(h)?
+                        .into_iter()
+                        .map(|ip| SocketAddr::new(IpAddr::from(ip).to_canonical(), *port))
                         .collect(),
-                    Some(h.clone()),
-                ))
+                };
+                Ok((addrs, Some(h.clone())))
             }
             Target::Path(_) => Ok((Vec::new(), None)),
         }
