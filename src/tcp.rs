@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use socket2::Domain;
 
-use crate::poll::{Dir, Fd};
+use crate::poll::{Dir, Fd, lock};
 use crate::{Error, Result, sys};
 
 /// `127.0.0.1:port`.
@@ -180,7 +180,7 @@ pub(crate) struct Cancel {
 impl Cancel {
     /// Cancels the current attempt and every later one.
     pub(crate) fn cancel(&self) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         st.0 = true;
         if let Some(fd) = st.1.take() {
             let _ = fd.close();
@@ -188,7 +188,7 @@ impl Cancel {
     }
 
     fn track(&self, fd: &Arc<Fd>) -> Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         if st.0 {
             return Err(Error::Closed);
         }
@@ -197,7 +197,7 @@ impl Cancel {
     }
 
     fn untrack(&self) -> Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         st.1 = None;
         if st.0 { Err(Error::Closed) } else { Ok(()) }
     }

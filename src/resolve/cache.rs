@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::hostport::host_key;
 use super::pool;
 use super::resolver::{Resolver, check_host, dup_err};
+use crate::poll::lock;
 use crate::{Error, Result};
 
 /// What the cache has done so far (for tests and metrics).
@@ -63,10 +64,6 @@ struct State {
 }
 
 type Shared = Arc<Mutex<State>>;
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn later(now: Instant, d: Duration) -> Option<Instant> {
     now.checked_add(d)
@@ -270,7 +267,7 @@ impl CachingResolver {
 
 /// Waits for a flight's answer until `deadline`.
 fn wait(flight: &Flight, host: &str, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
-    let mut res = flight.result.lock().unwrap_or_else(|e| e.into_inner());
+    let mut res = lock(&flight.result);
     loop {
         if let Some(r) = res.as_ref() {
             return match r {
@@ -352,7 +349,7 @@ impl Job {
             }
         }
         if let Some(f) = self.flight.take() {
-            *f.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
+            *lock(&f.result) = Some(res);
             f.done.notify_all();
         }
     }

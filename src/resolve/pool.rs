@@ -44,7 +44,7 @@ static POOL: Pool = Pool {
 fn lock() -> MutexGuard<'static, State> {
     // Jobs run outside the lock and are unwind-caught, so poisoning cannot leave the
     // state inconsistent.
-    POOL.state.lock().unwrap_or_else(|e| e.into_inner())
+    crate::poll::lock(&POOL.state)
 }
 
 /// Queues `job`; spawns a worker when no idle one will pick it up.

@@ -402,10 +402,7 @@ const CTX_CACHE_MAX: usize = 128;
 
 fn lock_cache() -> std::sync::MutexGuard<'static, HashMap<CtxKey, SslContext>> {
     static CACHE: OnceLock<Mutex<HashMap<CtxKey, SslContext>>> = OnceLock::new();
-    CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    crate::poll::lock(CACHE.get_or_init(Default::default))
 }
 
 #[cfg(test)]

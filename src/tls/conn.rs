@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openssl::ssl::{ErrorCode, ShutdownResult, Ssl, SslContext, SslStream};
@@ -12,7 +12,7 @@ use openssl::x509::X509VerifyResult;
 use openssl::x509::verify::X509CheckFlags;
 
 use super::config::Config;
-use crate::poll::{Dir, IoBuf};
+use crate::poll::{Dir, IoBuf, lock};
 use crate::tcp;
 use crate::{Error, Result, TlsError};
 
@@ -136,10 +136,6 @@ fn tls_err(op: &'static str, code: i32, message: &str, cause: Option<Error>) -> 
         message: message.to_string(),
         cause: cause.map(Box::new),
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug, Default)]
