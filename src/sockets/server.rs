@@ -178,15 +178,15 @@ impl TcpServer {
         }
     }
 
+    /// The address for error messages: the path, or `ip:port`.
     fn label(&self) -> String {
         match &self.kind {
-            Kind::Tcp(l) => l.addr().map_or_else(String::new, |a| a.to_string()),
-            Kind::Tls(l) => l.addr().map_or_else(String::new, |a| a.to_string()),
             Kind::Unix(l) => l
                 .local_addr()
                 .map_or_else(String::new, |p| p.display().to_string()),
-            Kind::Bound(b) => b.local_addr().map_or_else(String::new, |a| a.to_string()),
-            Kind::Unbound => String::new(),
+            _ => self
+                .local()
+                .map_or_else(|_| String::new(), |a| a.to_string()),
         }
     }
 

@@ -198,6 +198,79 @@ pub(crate) enum Stream {
     Gone,
 }
 
+/// What [`TcpSocket`] needs of each stream kind, so it dispatches once instead of
+/// matching on every call.
+trait Duplex {
+    fn read(&self, out: &mut [u8]) -> Result<usize>;
+    fn write(&self, data: &[u8]) -> Result<usize>;
+    fn read_available(&self) -> Result<Vec<u8>>;
+    fn eof(&self) -> Result<bool>;
+    fn bytes_available(&self) -> Result<usize>;
+    fn close(&self) -> Result<()>;
+    fn close_write(&self) -> Result<()>;
+    fn is_open(&self) -> bool;
+    fn set_deadline(&self, at: Option<Instant>) -> Result<()>;
+    fn set_read_deadline(&self, at: Option<Instant>) -> Result<()>;
+    fn set_write_deadline(&self, at: Option<Instant>) -> Result<()>;
+}
+
+macro_rules! duplex {
+    ($ty:ty, |$c:ident| $available:expr) => {
+        impl Duplex for $ty {
+            fn read(&self, out: &mut [u8]) -> Result<usize> {
+                <$ty>::read(self, out)
+            }
+            fn write(&self, data: &[u8]) -> Result<usize> {
+                <$ty>::write(self, data)
+            }
+            fn read_available(&self) -> Result<Vec<u8>> {
+                <$ty>::read_available(self)
+            }
+            fn eof(&self) -> Result<bool> {
+                <$ty>::eof(self)
+            }
+            fn bytes_available(&self) -> Result<usize> {
+                let $c = self;
+                $available
+            }
+            fn close(&self) -> Result<()> {
+                <$ty>::close(self)
+            }
+            fn close_write(&self) -> Result<()> {
+                <$ty>::close_write(self)
+            }
+            fn is_open(&self) -> bool {
+                <$ty>::is_open(self)
+            }
+            fn set_deadline(&self, at: Option<Instant>) -> Result<()> {
+                <$ty>::set_deadline(self, at)
+            }
+            fn set_read_deadline(&self, at: Option<Instant>) -> Result<()> {
+                <$ty>::set_read_deadline(self, at)
+            }
+            fn set_write_deadline(&self, at: Option<Instant>) -> Result<()> {
+                <$ty>::set_write_deadline(self, at)
+            }
+        }
+    };
+}
+
+duplex!(tcp::Conn, |c| c.bytes_available());
+duplex!(unix::Conn, |c| c.bytes_available());
+duplex!(tls::Conn, |c| Ok(c.bytes_available()));
+
+impl Stream {
+    /// The open stream, or [`Error::Closed`] after a failed STARTTLS.
+    fn duplex(&self) -> Result<&dyn Duplex> {
+        match self {
+            Stream::Tcp(c) => Ok(c),
+            Stream::Unix(c) => Ok(c),
+            Stream::Tls(c) => Ok(&**c),
+            Stream::Gone => Err(Error::Closed),
+        }
+    }
+}
+
 const BUF_SIZE: usize = 64 * 1024;
 
 /// A connected TCP, unix-domain or TLS stream (Julia's `TCPSocket`/`PipeEndpoint`).
@@ -248,12 +321,7 @@ impl TcpSocket {
     }
 
     fn raw_read(&mut self, out: &mut [u8]) -> Result<usize> {
-        let n = match &self.stream {
-            Stream::Tcp(c) => c.read(out),
-            Stream::Unix(c) => c.read(out),
-            Stream::Tls(c) => tls::Conn::read(c, out),
-            Stream::Gone => Err(Error::Closed),
-        }?;
+        let n = self.stream.duplex()?.read(out)?;
         if n == 0 && !out.is_empty() {
             self.peer_eof = true;
         }
@@ -291,13 +359,7 @@ impl TcpSocket {
     /// # Errors
     /// [`Error::Closed`] for a closed socket.
     pub fn bytesavailable(&self) -> Result<usize> {
-        let below = match &self.stream {
-            Stream::Tcp(c) => c.bytes_available()?,
-            Stream::Unix(c) => c.bytes_available()?,
-            Stream::Tls(c) => c.bytes_available(),
-            Stream::Gone => return Err(Error::Closed),
-        };
-        Ok(self.buffered() + below)
+        Ok(self.buffered() + self.stream.duplex()?.bytes_available()?)
     }
 
     /// Buffered bytes if there are any, else waits for at least one and returns all
@@ -311,12 +373,7 @@ impl TcpSocket {
             self.pos = self.buf.len();
             return Ok(out);
         }
-        let out = match &self.stream {
-            Stream::Tcp(c) => c.read_available(),
-            Stream::Unix(c) => c.read_available(),
-            Stream::Tls(c) => c.read_available(),
-            Stream::Gone => Err(Error::Closed),
-        }?;
+        let out = self.stream.duplex()?.read_available()?;
         self.peer_eof |= out.is_empty();
         Ok(out)
     }
@@ -330,12 +387,7 @@ impl TcpSocket {
         if self.buffered() > 0 {
             return Ok(false);
         }
-        let at_end = match &self.stream {
-            Stream::Tcp(c) => c.eof(),
-            Stream::Unix(c) => c.eof(),
-            Stream::Tls(c) => c.eof(),
-            Stream::Gone => Err(Error::Closed),
-        }?;
+        let at_end = self.stream.duplex()?.eof()?;
         self.peer_eof |= at_end;
         Ok(at_end)
     }
@@ -346,12 +398,8 @@ impl TcpSocket {
     /// # Errors
     /// None today.
     pub fn close(&self) -> Result<()> {
-        match &self.stream {
-            Stream::Tcp(c) => c.close(),
-            Stream::Unix(c) => c.close(),
-            Stream::Tls(c) => c.close(),
-            Stream::Gone => Ok(()),
-        }
+        // After a failed STARTTLS the connection is already closed.
+        self.stream.duplex().map_or(Ok(()), |d| d.close())
     }
 
     /// Shuts the write side (TLS: close_notify); reading goes on (Julia's `closewrite`).
@@ -359,29 +407,15 @@ impl TcpSocket {
     /// # Errors
     /// [`Error::Closed`]; for TLS, an error before the handshake completed.
     pub fn closewrite(&mut self) -> Result<()> {
-        match &self.stream {
-            Stream::Tcp(c) => c.close_write(),
-            Stream::Unix(c) => c.close_write(),
-            Stream::Tls(c) => c.close_write(),
-            Stream::Gone => Err(Error::Closed),
-        }?;
+        self.stream.duplex()?.close_write()?;
         self.write_shut = true;
         Ok(())
-    }
-
-    fn stream_open(&self) -> bool {
-        match &self.stream {
-            Stream::Tcp(c) => c.is_open(),
-            Stream::Unix(c) => c.is_open(),
-            Stream::Tls(c) => c.is_open(),
-            Stream::Gone => false,
-        }
     }
 
     /// Julia's `isopen`: false after `close`, and once both directions are done (our
     /// `closewrite` and the peer's EOF read).
     pub fn is_open(&self) -> bool {
-        self.stream_open() && !(self.write_shut && self.peer_eof)
+        self.stream.duplex().is_ok_and(|d| d.is_open()) && !(self.write_shut && self.peer_eof)
     }
 
     /// Julia's `isreadable`: open, or buffered bytes left.
@@ -395,25 +429,12 @@ impl TcpSocket {
         self.is_open() && !self.write_shut
     }
 
-    fn with_deadlines(
-        &self,
-        f: impl FnOnce(&tcp::Conn) -> Result<()>,
-        u: impl FnOnce(&unix::Conn) -> Result<()>,
-    ) -> Result<()> {
-        match &self.stream {
-            Stream::Tcp(c) => f(c),
-            Stream::Tls(c) => f(c.net_conn()),
-            Stream::Unix(c) => u(c),
-            Stream::Gone => Err(Error::Closed),
-        }
-    }
-
     /// Sets both deadlines (absolute; `None` clears). Go semantics.
     ///
     /// # Errors
     /// [`Error::Closed`].
     pub fn set_deadline(&self, at: Option<Instant>) -> Result<()> {
-        self.with_deadlines(|c| c.set_deadline(at), |c| c.set_deadline(at))
+        self.stream.duplex()?.set_deadline(at)
     }
 
     /// Sets the read deadline.
@@ -421,7 +442,7 @@ impl TcpSocket {
     /// # Errors
     /// [`Error::Closed`].
     pub fn set_read_deadline(&self, at: Option<Instant>) -> Result<()> {
-        self.with_deadlines(|c| c.set_read_deadline(at), |c| c.set_read_deadline(at))
+        self.stream.duplex()?.set_read_deadline(at)
     }
 
     /// Sets the write deadline.
@@ -429,7 +450,7 @@ impl TcpSocket {
     /// # Errors
     /// [`Error::Closed`].
     pub fn set_write_deadline(&self, at: Option<Instant>) -> Result<()> {
-        self.with_deadlines(|c| c.set_write_deadline(at), |c| c.set_write_deadline(at))
+        self.stream.duplex()?.set_write_deadline(at)
     }
 
     fn tcp(&self) -> Result<&tcp::Conn> {
@@ -575,12 +596,7 @@ impl BufRead for TcpSocket {
 
 impl Write for TcpSocket {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        Ok(match &self.stream {
-            Stream::Tcp(c) => c.write(data),
-            Stream::Unix(c) => c.write(data),
-            Stream::Tls(c) => tls::Conn::write(c, data),
-            Stream::Gone => Err(Error::Closed),
-        }?)
+        Ok(self.stream.duplex()?.write(data)?)
     }
 
     fn flush(&mut self) -> io::Result<()> {
