@@ -428,9 +428,12 @@ impl Conn {
             return Ok(0);
         }
         // Decrypted bytes already here are returned even past the deadline, as in Go;
-        // anything that needs the socket honours it.
-        if lock(&self.ssl).ssl().pending() == 0 {
-            self.tcp.fd().check_deadline(Dir::Read)?;
+        // anything that needs the socket honours it. Deadline first: without one, the
+        // common case, this costs no extra `SSL` lock per read.
+        if let Err(e) = self.tcp.fd().check_deadline(Dir::Read)
+            && lock(&self.ssl).ssl().pending() == 0
+        {
+            return Err(e);
         }
         Ok(self.drive("read", |s| s.ssl_read(buf))?.unwrap_or(0))
     }
