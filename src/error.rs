@@ -306,6 +306,85 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kinds_follow_the_spec_table() {
+        use io::ErrorKind as K;
+        let tls = |cause: Option<Error>| {
+            Error::Tls(TlsError {
+                op: "read",
+                code: 0,
+                message: "x".into(),
+                cause: cause.map(Box::new),
+            })
+        };
+        let dns = |code| {
+            Error::Dns(DnsError {
+                host: "h".into(),
+                code,
+            })
+        };
+        let table = [
+            (Error::DeadlineExceeded, K::TimedOut, true),
+            (Error::Closed, K::NotConnected, false),
+            (
+                Error::sys("read", io::Error::from_raw_os_error(libc::ECONNRESET)),
+                K::ConnectionReset,
+                false,
+            ),
+            (Error::InvalidArgument("p".into()), K::InvalidInput, false),
+            (
+                Error::Address {
+                    msg: "m".into(),
+                    addr: "a".into(),
+                },
+                K::InvalidInput,
+                false,
+            ),
+            (
+                Error::Lookup {
+                    msg: "m".into(),
+                    name: "n".into(),
+                },
+                K::NotFound,
+                false,
+            ),
+            (Error::UnknownNetwork("udp".into()), K::InvalidInput, false),
+            (Error::DialTimeout("i/o timeout".into()), K::TimedOut, true),
+            (dns(libc::EAI_NONAME), K::NotFound, false),
+            (dns(libc::EAI_AGAIN), K::Other, false),
+            (Error::TlsConfig("c".into()), K::InvalidInput, false),
+            (tls(None), K::Other, false),
+            (tls(Some(Error::DeadlineExceeded)), K::TimedOut, true),
+            (
+                Error::TlsHandshakeTimeout(Duration::from_millis(1)),
+                K::TimedOut,
+                true,
+            ),
+            (
+                Error::TlsUpgradeNotReady("b".into()),
+                K::InvalidInput,
+                false,
+            ),
+        ];
+        for (err, kind, timeout) in table {
+            assert_eq!(err.kind(), kind, "{err:?}");
+            assert_eq!(err.is_timeout(), timeout, "{err:?}");
+            let wrapped = Error::from(OpError::new("dial", "tcp", None, "x:1", err));
+            assert_eq!(wrapped.kind(), kind, "{wrapped:?}");
+            assert_eq!(wrapped.is_timeout(), timeout, "{wrapped:?}");
+        }
+        let reset = tls(Some(Error::sys(
+            "read",
+            io::Error::from_raw_os_error(libc::ECONNRESET),
+        )));
+        assert_eq!(reset.raw_os_error(), Some(libc::ECONNRESET));
+        assert_eq!(
+            Error::sys("bind", io::Error::from_raw_os_error(libc::EACCES)).op(),
+            Some("bind")
+        );
+        assert_eq!(Error::Closed.op(), None);
+    }
+
+    #[test]
     fn helpers_look_through_wrappers() {
         let refused = Error::sys("connect", io::Error::from_raw_os_error(libc::ECONNREFUSED));
         let op = Error::from(OpError::new("dial", "tcp", None, "127.0.0.1:1", refused));

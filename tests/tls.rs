@@ -2295,3 +2295,56 @@ fn listener_deadline_and_close() {
     ln.close().expect("idempotent");
     assert!(!ln.is_open());
 }
+
+#[test]
+fn default_ca_comes_from_ssl_cert_file() {
+    // SPEC §6: the default CA is `ca_file`, else `SSL_CERT_FILE`, else the system bundle.
+    // The environment is process-wide, so the SSL_CERT_FILE half runs in a child process
+    // (this test binary re-run with the variable set).
+    if !enabled() {
+        return;
+    }
+    let no_ca = Config {
+        server_name: Some("localhost".into()),
+        ..Config::default()
+    };
+    let connect_without_ca_file = || {
+        let (addr, srv) = serve_one(server_cfg(), echo);
+        let res = tls::connect(addr, &no_ca).map(|c| round_trip(&c, b"ca"));
+        let _ = wait(&srv, SAFETY, "server");
+        res
+    };
+    if std::env::var_os("RESEAU_TEST_CERT_FILE_CHILD").is_some() {
+        connect_without_ca_file().expect("SSL_CERT_FILE supplies the trusted CA");
+        return;
+    }
+    if std::env::var_os("SSL_CERT_FILE").is_none() {
+        // Control: the system bundle does not trust the test CA.
+        let err = connect_without_ca_file().expect_err("system bundle trusts the test CA?");
+        assert!(tls_error(&err).message.contains("verify"), "{err}");
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "default_ca_comes_from_ssl_cert_file",
+            "--nocapture",
+        ])
+        .env("RESEAU_TEST_CERT_FILE_CHILD", "1")
+        .env("SSL_CERT_FILE", cert!("ca.pem"))
+        .env("RESEAU_RUN_TLS_TESTS", "1")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + SAFETY;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("child did not finish within {SAFETY:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "child failed: {status}");
+}
