@@ -221,8 +221,10 @@ macro_rules! stream_io {
 /// `AsFd`/`AsRawFd` for a type holding `fd: crate::poll::Fd`.
 macro_rules! fd_traits {
     ($ty:ident) => {
-        /// The descriptor is valid while the value is open; do not keep the borrow across a
-        /// `close` from another thread.
+        /// I/O safe: while the value is open this is its socket; after `close` the number
+        /// stays reserved for the value (it names a dead placeholder socket on which every
+        /// I/O call fails) until the value is dropped, so it can never name a file or
+        /// socket opened later, even by another thread.
         impl std::os::fd::AsFd for $ty {
             fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
                 self.fd.as_fd()

@@ -80,46 +80,57 @@ pub(crate) enum Dir {
     Write,
 }
 
-/// Wake-up eventfds of threads that have exited, for reuse: a server that spawns a thread
-/// per connection would otherwise pay `eventfd` + `close` per connection.
-static SPARE_WAKES: Mutex<Vec<EventFd>> = Mutex::new(Vec::new());
+/// Most idle wake eventfds kept open for reuse (SPEC §2 allows 128).
+const MAX_IDLE_WAKES: usize = 64;
+/// How long a waiter without a wake descriptor sleeps between re-checks of close and
+/// deadline changes, at most (it starts at 1 ms and doubles).
+const BLIND_RECHECK_NS: u64 = 50_000_000;
 
-/// The calling thread's wake-up eventfd; returned to [`SPARE_WAKES`] at thread exit.
-struct ThreadWake(std::cell::OnceCell<EventFd>);
+/// Idle wake-up eventfds. A waiter takes one for the duration of one wait and gives it
+/// back: a thread that is not parked holds none, so descriptors spent on waking are
+/// bounded by the number of threads parked right now plus [`MAX_IDLE_WAKES`] (SPEC §2),
+/// not by the number of threads that ever parked. No thread-local storage is involved,
+/// so a wait works anywhere, thread-local destructors included.
+static IDLE_WAKES: Mutex<Vec<EventFd>> = Mutex::new(Vec::new());
 
-impl Drop for ThreadWake {
+/// A wake eventfd checked out for one wait; returns to [`IDLE_WAKES`] on drop.
+struct Wake(Option<EventFd>);
+
+impl Wake {
+    /// An idle eventfd, or a new one; `Wake(None)` when the process is out of
+    /// descriptors, and the wait goes on blind (see [`Fd::park`]).
+    fn take() -> Wake {
+        if let Some(w) = lock(&IDLE_WAKES).pop() {
+            return Wake(Some(w));
+        }
+        Wake(EventFd::new().ok())
+    }
+
+    /// The raw number, or -1 (which `ppoll` ignores) for a blind wait.
+    fn raw(&self) -> RawFd {
+        self.0.as_ref().map_or(-1, EventFd::raw)
+    }
+}
+
+impl Drop for Wake {
     fn drop(&mut self) {
         if let Some(w) = self.0.take() {
-            // A late signal (a closer that raced this thread's last wait) is harmless: the
-            // next owner sees one spurious wake-up and re-checks its state. Not draining
-            // here saves a syscall per thread.
-            let mut spare = lock(&SPARE_WAKES);
-            if spare.len() < 1024 {
-                spare.push(w);
+            // A wake latched after the waiter left its slot cannot happen (signals are sent
+            // under the slot lock), but one latched before it woke may still be pending:
+            // the next owner sees one spurious wake-up and re-checks its state. Not
+            // draining saves a syscall per wait.
+            let mut idle = lock(&IDLE_WAKES);
+            if idle.len() < MAX_IDLE_WAKES {
+                idle.push(w);
             }
         }
     }
 }
 
-thread_local! {
-    static WAKE: ThreadWake = const { ThreadWake(std::cell::OnceCell::new()) };
-}
-
-/// The calling thread's wake-up eventfd, created (or taken from the spares) on first
-/// need. The number is registered in waiter slots without a reference count: it stays
-/// open while the thread lives, and a thread removes it from every slot before its wait
-/// returns, so no slot can name it once the thread has exited.
-fn thread_wake() -> Result<RawFd> {
-    WAKE.with(|tw| {
-        if let Some(w) = tw.0.get() {
-            return Ok(w.raw());
-        }
-        let w = match lock(&SPARE_WAKES).pop() {
-            Some(w) => w,
-            None => EventFd::new().map_err(|e| Error::sys("eventfd", e))?,
-        };
-        Ok(tw.0.get_or_init(|| w).raw())
-    })
+/// Idle wake descriptors kept open now (for tests of the descriptor budget).
+#[cfg(test)]
+pub(crate) fn idle_wakes() -> usize {
+    lock(&IDLE_WAKES).len()
 }
 
 #[derive(Debug)]
@@ -145,10 +156,9 @@ impl Default for Half {
 
 impl Half {
     fn wake(&self) {
-        // Under the lock: a registered waiter's eventfd is open (see `thread_wake`).
         for &w in lock(&self.waiters).iter().filter(|w| **w >= 0) {
-            // SAFETY: a registered waiter's eventfd stays open until it leaves the slot,
-            // which it does under this lock (see `thread_wake`).
+            // SAFETY: a registered waiter's eventfd stays checked out (open) until the
+            // waiter leaves the slot, which it does under this lock (see `Fd::wait`).
             unsafe { sys::signal_eventfd(w) };
         }
     }
@@ -190,6 +200,9 @@ pub(crate) struct Fd {
     /// Set by an operation that saw the receive queue drained (`EAGAIN` or a short read),
     /// so the next read parks first instead of paying for a syscall that would fail.
     drained: AtomicBool,
+    /// The socket is closed but the number names the dead placeholder (see
+    /// [`sys::retire`]): released when the `Fd` is dropped.
+    retired: AtomicBool,
     /// `(closed(2) has run, closers waiting for it)`: the count lets the common case
     /// (the closer drops the last reference itself) skip the condvar's wake syscall.
     destroyed: Mutex<(bool, usize)>,
@@ -233,20 +246,25 @@ impl Fd {
             read: Half::default(),
             write: Half::default(),
             drained: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             destroyed: Mutex::new((false, 0)),
             destroyed_cv: Condvar::new(),
         }
     }
 
-    /// The raw number (stale once closed: for `AsRawFd` and `Debug` only).
+    /// The raw number: the socket while open, a dead placeholder after `close` (never
+    /// another file: see [`Fd::as_fd`]).
     pub(crate) fn raw(&self) -> RawFd {
         self.raw
     }
 
-    /// Borrows the descriptor for `AsFd`.
+    /// Borrows the descriptor for `AsFd`. I/O safe from safe code: until `close` the
+    /// number is the socket; after it, the number stays allocated to a dead placeholder
+    /// socket until this `Fd` is dropped, so it never names a file opened later.
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the owner's reference keeps the fd open until `close`; `AsFd`'s docs on
-        // the public types warn not to use the borrow across a concurrent `close`.
+        // SAFETY: the number is open for as long as `self` lives: the socket until close,
+        // then the placeholder `sys::retire` put there, released only in `Drop`. (If the
+        // placeholder could not be had, `retire` closed outright; see its docs.)
         unsafe { sys::borrow(self.raw) }
     }
 
@@ -285,7 +303,11 @@ impl Fd {
     }
 
     fn destroy(&self) {
-        sys::close(self.raw);
+        // SAFETY: the last reference is gone and the closed bit stops new ones, so no
+        // thread uses the socket any more; the number stays ours (see `as_fd`).
+        if unsafe { sys::retire(self.raw) } {
+            self.retired.store(true, Ordering::Release);
+        }
         let mut d = lock(&self.destroyed);
         d.0 = true;
         if d.1 > 0 {
@@ -352,7 +374,11 @@ impl Fd {
     /// caller holds the direction's lock (from [`Fd::begin`]).
     pub(crate) fn wait(&self, dir: Dir) -> Result<()> {
         let half = self.half(dir);
-        let wake = thread_wake()?;
+        let checked_out = Wake::take();
+        let wake = checked_out.raw();
+        if wake < 0 {
+            return self.park(half, dir, wake);
+        }
         let slot = {
             let mut ws = lock(&half.waiters);
             let Some(i) = ws.iter().position(|w| *w < 0) else {
@@ -370,20 +396,31 @@ impl Fd {
         res
     }
 
+    /// The wait itself. `wake < 0` is a blind wait (no descriptor could be had for
+    /// waking): nobody can signal it, so it sleeps in slices of at most
+    /// [`BLIND_RECHECK_NS`] and re-checks close and the deadline after each; slower to
+    /// notice them, but a wait that can proceed never fails for want of a descriptor.
     fn park(&self, half: &Half, dir: Dir, wake: RawFd) -> Result<()> {
         let events = match dir {
             Dir::Read => sys::READABLE,
             Dir::Write => sys::WRITABLE,
         };
+        let mut slice = 1_000_000u64;
         loop {
             if !self.is_open() {
                 return Err(Error::Closed);
             }
-            let timeout = half.remaining()?;
+            let mut timeout = half.remaining()?;
+            if wake < 0 {
+                timeout = Some(timeout.map_or(slice, |t| t.min(slice)));
+                slice = (slice * 2).min(BLIND_RECHECK_NS);
+            }
             match sys::wait(self.raw, events, wake, timeout) {
                 Ok(Woken::Ready) => return Ok(()),
-                // SAFETY: `wake` is this thread's own eventfd, open while the thread lives.
-                Ok(Woken::Signalled) => unsafe { sys::drain_eventfd(wake) },
+                // SAFETY: `wake` is the eventfd this wait checked out; it stays open until
+                // the wait returns it. (A blind wait's ppoll is only interrupted by EINTR.)
+                Ok(Woken::Signalled) if wake >= 0 => unsafe { sys::drain_eventfd(wake) },
+                Ok(Woken::Signalled) => {}
                 Ok(Woken::TimedOut) => {}
                 Err(e) => return Err(Error::sys("ppoll", e)),
             }
@@ -619,7 +656,13 @@ impl Fd {
 
 impl Drop for Fd {
     fn drop(&mut self) {
-        let _ = self.close();
+        // `&mut self`: no operation reference can exist, so nothing waits to be woken.
+        let state = *self.state.get_mut();
+        if state & CLOSED == 0 || *self.retired.get_mut() {
+            // SAFETY: we own the number (the socket, or the placeholder `retire` put
+            // there) and nothing can use it after the value is gone.
+            unsafe { sys::close(self.raw) };
+        }
     }
 }
 
@@ -676,13 +719,53 @@ mod tests {
     }
 
     #[test]
-    fn thread_wake_is_per_thread_and_reused() {
-        let a = thread_wake().unwrap();
-        let b = thread_wake().unwrap();
-        assert_eq!(a, b);
-        let other = std::thread::spawn(|| thread_wake().unwrap())
-            .join()
-            .unwrap();
-        assert_ne!(other, a);
+    fn wake_descriptors_are_returned_and_bounded() {
+        // Many threads that each parked once leave at most MAX_IDLE_WAKES behind.
+        let fds: Vec<_> = (0..MAX_IDLE_WAKES + 40).map(|_| pair()).collect();
+        std::thread::scope(|s| {
+            for (fd, _) in &fds {
+                s.spawn(move || {
+                    fd.set_deadline(Dir::Read, Some(Instant::now() + Duration::from_millis(30)))
+                        .unwrap();
+                    let mut b = [0u8; 1];
+                    assert!(matches!(fd.read(&mut b), Err(Error::DeadlineExceeded)));
+                });
+            }
+        });
+        assert!(idle_wakes() <= MAX_IDLE_WAKES, "{} idle", idle_wakes());
+    }
+
+    #[test]
+    fn blind_wait_sees_close_and_deadlines() {
+        let (fd, mut peer) = pair();
+        let half = &fd.read;
+        // Data: ready at once.
+        io::Write::write_all(&mut peer, b"x").unwrap();
+        fd.park(half, Dir::Read, -1).unwrap();
+        let mut b = [0u8; 1];
+        fd.read(&mut b).unwrap();
+        std::thread::scope(|s| {
+            let t = Instant::now();
+            let waiter = s.spawn(|| {
+                let _r = fd.op()?;
+                fd.park(&fd.read, Dir::Read, -1)
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            // Nobody can signal a blind waiter: it must notice the deadline on its own.
+            fd.set_deadline(Dir::Read, Some(Instant::now())).unwrap();
+            assert!(matches!(
+                waiter.join().unwrap(),
+                Err(Error::DeadlineExceeded)
+            ));
+            assert!(t.elapsed() < Duration::from_secs(2));
+            fd.set_deadline(Dir::Read, None).unwrap();
+            let waiter = s.spawn(|| {
+                let _r = fd.op()?;
+                fd.park(&fd.read, Dir::Read, -1)
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            fd.close();
+            assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
+        });
     }
 }

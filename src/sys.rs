@@ -18,11 +18,13 @@ use std::path::Path;
 use socket2::{Domain, SockAddr, SockRef, Type};
 
 /// Retries a libc call on `EINTR`; `-1` becomes `io::Error::last_os_error()`.
+///
+/// The macro does not hide `unsafe`: the caller writes `unsafe { syscall!(..) }` with a
+/// `// SAFETY:` line for the call's arguments, as for any other unsafe call.
 macro_rules! syscall {
     ($e:expr) => {
         loop {
-            // SAFETY: the caller's unsafe block vouches for the call's arguments.
-            let r = unsafe { $e };
+            let r = $e;
             if r == -1 {
                 let err = io::Error::last_os_error();
                 if err.raw_os_error() == Some(libc::EINTR) {
@@ -55,78 +57,78 @@ pub(crate) fn sock<'a>(fd: &'a BorrowedFd<'_>) -> SockRef<'a> {
 /// caller to wait out.
 pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
     // SAFETY: `addr` owns a valid sockaddr of `addr.len()` bytes; fd is open (borrowed).
-    syscall!(libc::connect(
-        fd.as_raw_fd(),
-        addr.as_ptr().cast(),
-        addr.len()
-    ))
+    unsafe {
+        syscall!(libc::connect(
+            fd.as_raw_fd(),
+            addr.as_ptr().cast(),
+            addr.len()
+        ))
+    }
     .map(drop)
 }
 
 /// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; returns the new descriptor and the
 /// peer's address.
 pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
-    let mut storage: libc::sockaddr_storage = unsafe_zeroed();
-    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-    // SAFETY: `storage`/`len` describe a writable sockaddr buffer that outlives the call.
-    let raw = syscall!(libc::accept4(
-        fd.as_raw_fd(),
-        (&raw mut storage).cast(),
-        &mut len,
-        flags
-    ))?;
+    // SAFETY: socket2 hands us a zeroed sockaddr_storage and its length, both writable
+    // for the whole call; accept4 writes at most `*len` bytes and updates `*len`, which
+    // is the contract `try_init` asks of the closure.
+    let (raw, addr) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            syscall!(libc::accept4(fd.as_raw_fd(), storage.cast(), len, flags))
+        })
+    }?;
     // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: the kernel initialised `len` bytes of `storage` with a socket address.
-    let addr = unsafe { SockAddr::new(mem::transmute_copy(&storage), len) };
     Ok((owned, addr))
-}
-
-fn unsafe_zeroed<T: Copy>() -> T {
-    // SAFETY: only used for libc plain-old-data structs, for which all-zero is valid.
-    unsafe { mem::zeroed() }
 }
 
 /// `recv(2)` into `buf` with `flags` (`0` or `MSG_PEEK`).
 pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
-    syscall!(libc::recv(
-        fd.as_raw_fd(),
-        buf.as_mut_ptr().cast(),
-        buf.len(),
-        flags
-    ))
+    unsafe {
+        syscall!(libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags
+        ))
+    }
     .map(|n| n as usize)
 }
 
 /// `send(2)` with `MSG_NOSIGNAL`: a reset peer is `EPIPE`, never a SIGPIPE.
 pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
-    syscall!(libc::send(
-        fd.as_raw_fd(),
-        buf.as_ptr().cast(),
-        buf.len(),
-        libc::MSG_NOSIGNAL
-    ))
+    unsafe {
+        syscall!(libc::send(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL
+        ))
+    }
     .map(|n| n as usize)
 }
 
 /// One gathered `sendmsg(2)` with `MSG_NOSIGNAL` (`writev` cannot take that flag).
 pub(crate) fn sendmsg(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let mut msg: libc::msghdr = unsafe_zeroed();
+    // SAFETY: msghdr is a C struct of integers and raw pointers: all-zero is a valid
+    // (empty) value.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     // IoSlice is guaranteed ABI-compatible with iovec on Unix.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     // SAFETY: msg points at `bufs`, which outlive the call; no control data.
-    syscall!(libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)).map(|n| n as usize)
+    unsafe { syscall!(libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)) }.map(|n| n as usize)
 }
 
 /// Bytes queued for reading (`FIONREAD`).
 pub(crate) fn bytes_readable(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the pointer we pass.
-    syscall!(libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n))?;
+    unsafe { syscall!(libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n)) }?;
     Ok(n.max(0) as usize)
 }
 
@@ -205,7 +207,7 @@ pub(crate) struct EventFd(OwnedFd);
 impl EventFd {
     pub(crate) fn new() -> io::Result<EventFd> {
         // SAFETY: plain syscall with constant flags; returns a new fd or -1.
-        let raw = syscall!(libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
+        let raw = unsafe { syscall!(libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)) }?;
         // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
         Ok(EventFd(unsafe { OwnedFd::from_raw_fd(raw) }))
     }
@@ -224,7 +226,7 @@ impl EventFd {
 pub(crate) unsafe fn signal_eventfd(fd: RawFd) {
     let one: u64 = 1;
     // SAFETY: writes 8 bytes from a live u64 to the caller's open eventfd.
-    let _ = syscall!(libc::write(fd, (&raw const one).cast(), 8));
+    let _ = unsafe { syscall!(libc::write(fd, (&raw const one).cast(), 8)) };
 }
 
 /// Clears a latched wake-up.
@@ -234,15 +236,69 @@ pub(crate) unsafe fn signal_eventfd(fd: RawFd) {
 pub(crate) unsafe fn drain_eventfd(fd: RawFd) {
     let mut v: u64 = 0;
     // SAFETY: reads 8 bytes into a live u64 from the caller's open eventfd.
-    let _ = syscall!(libc::read(fd, (&raw mut v).cast(), 8));
+    let _ = unsafe { syscall!(libc::read(fd, (&raw mut v).cast(), 8)) };
 }
 
 /// `close(2)`. Errors other than `EBADF` mean the descriptor is gone anyway (Linux), so
 /// they are not reported; `EBADF` would be a bug in the caller's ownership.
-pub(crate) fn close(fd: RawFd) {
-    // SAFETY: the caller owns `fd` and nobody uses it after this (poll's refcount).
+///
+/// # Safety
+/// The caller owns `fd`, and nothing uses the number after this call (it may be reused
+/// by the next `open`).
+pub(crate) unsafe fn close(fd: RawFd) {
+    // SAFETY: forwarded to the caller.
     let r = unsafe { libc::close(fd) };
     debug_assert!(r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EBADF));
+}
+
+/// A descriptor that stands in for closed sockets (an unconnected unix stream socket:
+/// every read or write on it fails with `ENOTCONN`, option calls answer for a unix
+/// socket). `None` if it could not be created (out of descriptors); the caller then
+/// closes outright and retries the placeholder next time.
+fn dead_placeholder() -> Option<RawFd> {
+    static DEAD: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = DEAD.get() {
+        return Some(fd.as_raw_fd());
+    }
+    let fd = stream_socket(Domain::UNIX).ok()?;
+    Some(DEAD.get_or_init(|| fd).as_raw_fd())
+}
+
+/// Closes the socket behind `fd` but keeps the number allocated: the number is made to
+/// name a dead placeholder socket (`dup3` closes the old file atomically), so a value
+/// that still hands the number out through `AsFd` can never name a file opened later.
+/// Returns false if the placeholder was unavailable and the number was closed outright.
+///
+/// # Safety
+/// The caller owns `fd` and no other thread uses it during the call (poll's refcount);
+/// on `true` the caller still owns the number and must [`close`] it later.
+pub(crate) unsafe fn retire(fd: RawFd) -> bool {
+    if let Some(dead) = dead_placeholder() {
+        loop {
+            // SAFETY: `dead` lives for the whole process; `fd` is owned by the caller, so
+            // replacing what it names cannot affect anybody else's descriptor.
+            let r = unsafe { libc::dup3(dead, fd, libc::O_CLOEXEC) };
+            if r >= 0 {
+                return true;
+            }
+            if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+    }
+    // SAFETY: forwarded to the caller; on `false` the number is released here.
+    unsafe { close(fd) };
+    false
+}
+
+/// The index of the network interface called `name` (`if_nametoindex(3)`), `None` if
+/// there is none (or the name cannot be a C string).
+pub(crate) fn if_nametoindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call; the function only
+    // reads it.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i > 0).then_some(i)
 }
 
 /// Turns a borrowed raw descriptor into a `BorrowedFd`.
@@ -274,33 +330,13 @@ pub(crate) fn unix_addr(path: &Path) -> io::Result<SockAddr> {
     }
 }
 
-/// An abstract socket address (socket2 has no constructor for one).
+/// An abstract socket address: socket2 takes a path whose first byte is NUL as one.
 fn abstract_addr(name: &[u8]) -> io::Result<SockAddr> {
-    {
-        let mut sun: libc::sockaddr_un = unsafe_zeroed();
-        if name.len() + 1 > sun.sun_path.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "abstract socket name too long",
-            ));
-        }
-        sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        for (dst, src) in sun.sun_path[1..].iter_mut().zip(name) {
-            *dst = *src as libc::c_char;
-        }
-        let len = mem::size_of::<libc::sa_family_t>() + 1 + name.len();
-        let mut storage: libc::sockaddr_storage = unsafe_zeroed();
-        // SAFETY: sockaddr_un fits in sockaddr_storage; both are plain old data.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (&raw const sun).cast::<u8>(),
-                (&raw mut storage).cast::<u8>(),
-                mem::size_of::<libc::sockaddr_un>(),
-            )
-        };
-        // SAFETY: storage holds an AF_UNIX address of `len` meaningful bytes.
-        Ok(unsafe { SockAddr::new(mem::transmute_copy(&storage), len as libc::socklen_t) })
-    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = Vec::with_capacity(name.len() + 1);
+    bytes.push(0);
+    bytes.extend_from_slice(name);
+    SockAddr::unix(std::ffi::OsStr::from_bytes(&bytes))
 }
 
 /// The path (or `@name` for an abstract socket) in a unix `SockAddr`.

@@ -329,15 +329,9 @@ fn zone_index(zone: &str) -> std::result::Result<u32, &'static str> {
     if_index(zone).ok_or("unknown interface zone")
 }
 
-/// `if_nametoindex` without `unsafe`: Linux publishes it in sysfs. Elsewhere the read
-/// fails and names are unknown (numeric zones still work).
+/// The interface index for a zone name (`if_nametoindex(3)`).
 fn if_index(name: &str) -> Option<u32> {
-    // IFNAMSIZ is 16 with the NUL; a '/' or dot name must not walk the filesystem.
-    if name.len() > 15 || name.contains('/') || name == "." || name == ".." {
-        return None;
-    }
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok()?;
-    text.trim().parse().ok().filter(|&i| i > 0)
+    crate::sys::if_nametoindex(name)
 }
 
 /// Lowercase, trailing dots stripped: the key under which a host is cached, coalesced
