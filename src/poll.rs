@@ -5,9 +5,12 @@
 //! Every operation on an [`Fd`] follows Go's order: take a reference (fails with
 //! [`Error::Closed`] once `close` has started), check the direction's deadline (a passed
 //! deadline fails even when the I/O could proceed), **try the syscall**, and only on
-//! `EAGAIN` park. Parking is a single `ppoll(2)` on the socket plus the calling thread's
-//! own wake-up `eventfd`, with the deadline as its timeout: the kernel wakes exactly the
-//! blocked thread when data arrives, with no hop through a poller thread.
+//! `EAGAIN` park. Parking is a single `ppoll(2)` on the socket plus a wake-up `eventfd`
+//! checked out for that wait from a small shared pool, with the deadline as its timeout:
+//! the kernel wakes exactly the blocked thread when data arrives, with no hop through a
+//! poller thread. Wake descriptors are held only while parked (at most 64 idle ones stay
+//! open), and when none can be had the wait goes on "blind", re-checking close and
+//! deadlines every few milliseconds, so running out of descriptors never fails a wait.
 //!
 //! Each direction has two waiter slots: one for the operation that owns the direction
 //! (its lock serialises same-direction calls) and one for a TLS call of the other
@@ -27,8 +30,11 @@
 //! Go's fdMutex idea: one atomic word holds a `closed` bit and a reference count. The
 //! owner holds one reference; every operation holds one more while it runs. `close`
 //! sets the bit, wakes both waiters, drops the owner's reference and waits until the
-//! last operation has dropped its own; only then is `close(2)` called. A descriptor
+//! last operation has dropped its own; only then is the socket closed. A descriptor
 //! number is therefore never closed (and reused) while another thread may still use it.
+//! The socket is closed by `dup3`-ing a dead placeholder socket onto its number, which
+//! stays allocated until the value is dropped: `AsFd` on a closed value can never name a
+//! file opened later (SPEC §2, I/O safety). Dropping an open value closes outright.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -98,12 +104,25 @@ struct Wake(Option<EventFd>);
 
 impl Wake {
     /// An idle eventfd, or a new one; `Wake(None)` when the process is out of
-    /// descriptors, and the wait goes on blind (see [`Fd::park`]).
+    /// descriptors, or so close to its limit that a wake descriptor would take a number
+    /// sockets need: the wait goes on blind then (see [`Fd::park`]). Descriptors are
+    /// numbered lowest-free first, so a new one's number tells how full the table is.
+    /// Keeping the last sixteenth (16 to 1,024 numbers) for sockets is what lets a
+    /// thread-per-connection server hold as many connections as the limit allows, instead
+    /// of half of them (each parked thread would otherwise pin one eventfd).
     fn take() -> Wake {
         if let Some(w) = lock(&IDLE_WAKES).pop() {
             return Wake(Some(w));
         }
-        Wake(EventFd::new().ok())
+        let Ok(w) = EventFd::new() else {
+            return Wake(None);
+        };
+        let limit = sys::nofile_limit();
+        let reserve = (limit / 16).clamp(16, 1024);
+        if (w.raw() as u64).saturating_add(reserve) >= limit {
+            return Wake(None);
+        }
+        Wake(Some(w))
     }
 
     /// The raw number, or -1 (which `ppoll` ignores) for a blind wait.
@@ -138,7 +157,7 @@ struct Half {
     deadline: AtomicU64,
     /// Threads parked on this direction: at most one owner of `lock` plus one TLS call
     /// from the other direction (see the module docs).
-    /// Each is a parked thread's wake eventfd, or -1.
+    /// Each is the wake eventfd a parked thread checked out, or -1.
     waiters: Mutex<[RawFd; 2]>,
     /// Serialises operations of this direction (concurrent readers queue here).
     lock: Mutex<()>,

@@ -137,7 +137,7 @@ pub(crate) fn bytes_readable(fd: BorrowedFd<'_>) -> io::Result<usize> {
 pub(crate) enum Woken {
     /// The socket is ready (or in error/hang-up: the next syscall will say).
     Ready,
-    /// The thread's wake descriptor was signalled: re-check state.
+    /// The wake descriptor was signalled (or a signal interrupted): re-check state.
     Signalled,
     /// The timeout passed.
     TimedOut,
@@ -199,7 +199,7 @@ pub(crate) fn wait(
     }
 }
 
-/// A per-thread wake-up descriptor (`eventfd`): a latched signal, so a wake sent before
+/// A wake-up descriptor (`eventfd`): a latched signal, so a wake sent before
 /// the thread parks is not lost.
 #[derive(Debug)]
 pub(crate) struct EventFd(OwnedFd);
@@ -289,6 +289,18 @@ pub(crate) unsafe fn retire(fd: RawFd) -> bool {
     // SAFETY: forwarded to the caller; on `false` the number is released here.
     unsafe { close(fd) };
     false
+}
+
+/// The soft `RLIMIT_NOFILE`: one more than the highest descriptor number `open` can
+/// return (`u64::MAX` when unlimited or unknown).
+pub(crate) fn nofile_limit() -> u64 {
+    // SAFETY: rlimit is two integers, all-zero is a valid value.
+    let mut lim: libc::rlimit = unsafe { mem::zeroed() };
+    // SAFETY: getrlimit writes one rlimit through the pointer, which outlives the call.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+        0 if lim.rlim_cur != libc::RLIM_INFINITY => lim.rlim_cur,
+        _ => u64::MAX,
+    }
 }
 
 /// The index of the network interface called `name` (`if_nametoindex(3)`), `None` if

@@ -346,3 +346,53 @@ fn waits_work_when_the_process_is_out_of_descriptors() {
     assert!(t.elapsed() < Duration::from_secs(2));
     drop(files);
 }
+
+#[test]
+fn waiters_leave_the_last_descriptors_to_sockets() {
+    if !in_child("waiters_leave_the_last_descriptors_to_sockets") {
+        return;
+    }
+    let ln = tcp::listen(tcp::loopback_addr(0)).unwrap();
+    ln.set_deadline(after(SAFETY)).unwrap();
+    let pairs: Vec<(Conn, Conn)> = (0..4)
+        .map(|_| {
+            let c = tcp::connect(ln.addr().unwrap()).unwrap();
+            (c, ln.accept().unwrap())
+        })
+        .collect();
+    let pairs = Arc::new(pairs);
+    // Ten free numbers: all inside the reserve kept for sockets.
+    set_nofile(open_fds() as u64 + 10);
+    let before = open_fds();
+    let readers: Vec<_> = (0..4)
+        .map(|i| {
+            let p = pairs.clone();
+            spawn(move || {
+                let mut b = [0u8; 8];
+                p[i].0.read(&mut b).map(|n| b[..n].to_vec())
+            })
+        })
+        .collect();
+    thread::sleep(ms(100));
+    let parked = open_fds();
+    // Four parked readers took no new descriptor (an idle one may have been reused)...
+    assert!(
+        parked <= before,
+        "{parked} open while parked, {before} before"
+    );
+    // ...so a new connection still gets its sockets, while they wait.
+    let c = tcp::connect(ln.addr().unwrap()).unwrap();
+    let s = ln.accept().unwrap();
+    s.write(b"new").unwrap();
+    let mut b = [0u8; 3];
+    c.set_read_deadline(after(SAFETY)).unwrap();
+    c.read_full(&mut b).unwrap();
+    assert_eq!(&b, b"new");
+    for (i, r) in readers.into_iter().enumerate() {
+        pairs[i].1.write(&[b'a' + i as u8]).unwrap();
+        assert_eq!(
+            r.recv_timeout(SAFETY).unwrap().unwrap(),
+            vec![b'a' + i as u8]
+        );
+    }
+}
