@@ -16,8 +16,8 @@
 //! - 0 "Meta" (`detect_closure_boxes`, `undocumented_names`) [jl]: Julia-runtime checks;
 //!   the crate's `#![deny(missing_docs)]` is the Rust analogue.
 //! - 16 "broadcastable" [jl]: Julia broadcasting has no Rust counterpart.
-//! - 31–37 "UDPSocket": the facade has no UDP (as Reseau's, PR #3).
-//! - 39–40 "Local-machine broadcast" (UDP broadcast / IPv6 multicast): no UDP.
+//! - 36 "bind(UDPSocket(), randport)" is a MethodError in Julia; here `bind` always
+//!   takes a host, so the call does not compile.
 //! - 41 "Pipe" [jl]: `Base.Pipe`, not part of `Sockets`.
 //! - 46 "TCPSocket RawFD constructor": the facade has no `from_raw_fd`.
 //! - 54 "TCPSocket stdin" [jl]: spawns `julia`; the facade has no fd conversion to hand
@@ -27,7 +27,10 @@
 //! `getipaddr()` case use another loopback address instead of an interface address;
 //! 19's `Base.wait_close(srv)` polls `is_open`; 22–23 reverse lookups that would ask a
 //! DNS server run only with `RESEAU_RESOLVER_TESTS=1`; 29's `accept(server, s1)` and
-//! 21's `getpeername(::TCPServer)` are type errors here; 44's black hole is a loopback
+//! 21's `getpeername(::TCPServer)` are type errors here; 32's thirty receivers record
+//! what each got (threads race for Julia's counter); 39 uses a random port instead of
+//! 2000; 40 runs in a network namespace of its own (`unshare --net`, root) and skips
+//! with the reason elsewhere; 44's black hole is a loopback
 //! listener with a full accept queue; 45(a)'s `connect!` (no handle while connecting)
 //! is folded into 45(b); 47/48 check what the facade exposes instead of fds; 56
 //! (`nettest.jl`, manual) runs scaled down.
@@ -1164,4 +1167,276 @@ fn nettest_scaled_56() {
     assert_eq!(got, TOTAL);
     c.close().unwrap();
     server.close().unwrap();
+}
+
+// =================================================================================
+// testset "UDPSocket" (31–37) and "Local-machine broadcast" (39–40)
+
+mod udp {
+    use super::*;
+    use reseau::sockets::{
+        BindOptions, UdpSocket, bind_with, join_multicast_group, leave_multicast_group, recv,
+        recvfrom, send,
+    };
+
+    fn guard_udp(s: &UdpSocket) {
+        s.set_deadline(far()).expect("udp set_deadline");
+    }
+
+    /// Binds a socket to `host:0` (Julia's `randport` becomes an OS-chosen port).
+    fn bound(host: impl Into<IPAddr>) -> (UdpSocket, u16) {
+        let mut s = UdpSocket::new();
+        assert!(bind(&mut s, host, 0).unwrap());
+        guard_udp(&s);
+        let port = getsockname(&s).unwrap().1;
+        (s, port)
+    }
+
+    #[test]
+    fn repr_31() {
+        assert_eq!(format!("{:?}", UdpSocket::new()), "UdpSocket(init)");
+    }
+
+    #[test]
+    fn thirty_receivers_in_order_32() {
+        let (a, port) = bound(LOCALHOST);
+        let (b, _) = bound(LOCALHOST);
+        let a = Arc::new(a);
+        // Julia: 30 tasks each recv(a) once and check the next message. Threads race for
+        // the counter, so each records what it got; every recv returns exactly one
+        // datagram and together they are the 30 messages.
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..30)
+            .map(|_| {
+                let (a, got) = (a.clone(), got.clone());
+                thread::spawn(move || {
+                    let m = recv(&a).unwrap();
+                    got.lock().unwrap().push(String::from_utf8(m).unwrap());
+                })
+            })
+            .collect();
+        for i in 1..=30 {
+            send(&b, LOCALHOST, port, format!("Hello World {i}").as_bytes()).unwrap();
+        }
+        for t in tasks {
+            join(t, "recv task");
+        }
+        let mut got = got.lock().unwrap().clone();
+        got.sort_by_key(|m| m[12..].parse::<u32>().unwrap());
+        let want: Vec<String> = (1..=30).map(|i| format!("Hello World {i}")).collect();
+        assert_eq!(got, want);
+        // In order, one per recv, when a single reader takes them.
+        for i in 1..=30 {
+            send(&b, LOCALHOST, port, format!("Hello World {i}").as_bytes()).unwrap();
+        }
+        for i in 1..=30 {
+            assert_eq!(recv(&a).unwrap(), format!("Hello World {i}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn minimum_reassembly_buffer_33() {
+        let (a, port) = bound(LOCALHOST);
+        let (b, _) = bound(LOCALHOST);
+        let msg = "fedcba9876543210".repeat(36);
+        assert_eq!(msg.len(), 576);
+        send(&b, LOCALHOST, port, msg.as_bytes()).unwrap();
+        assert_eq!(recv(&a).unwrap(), msg.as_bytes());
+    }
+
+    #[test]
+    fn largest_datagram_34() {
+        let (a, port) = bound(LOCALHOST);
+        let (b, _) = bound(LOCALHOST);
+        let mut msg = "1234".repeat(16377);
+        assert_eq!(msg.len(), 65508);
+        let e = send(&b, LOCALHOST, port, msg.as_bytes()).unwrap_err();
+        assert_eq!(e.op(), Some("send"));
+        assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e}");
+        msg.pop();
+        send(&b, LOCALHOST, port, msg.as_bytes()).unwrap();
+        assert_eq!(recv(&a).unwrap(), msg.as_bytes());
+    }
+
+    #[test]
+    fn recvfrom_35() {
+        let (a, port) = bound(LOCALHOST);
+        let (b, bport) = bound(LOCALHOST);
+        let sender = thread::spawn(move || send(&b, LOCALHOST, port, b"WORLD HELLO"));
+        let (from, data) = recvfrom(&a).unwrap();
+        assert_eq!(from.host, ip!("127.0.0.1"));
+        assert_eq!(from.port, bport);
+        assert_eq!(data, b"WORLD HELLO");
+        join(sender, "sender").unwrap();
+        a.close().unwrap();
+    }
+
+    // 36: `bind(UDPSocket(), randport)` is a MethodError; here `bind` always takes a
+    // host, so the call does not compile — nothing to run.
+
+    #[test]
+    fn ipv6_loopback_37() {
+        let mut a = UdpSocket::new();
+        if !bind(&mut a, ip!("::1"), 0).unwrap_or(false) {
+            eprintln!("skipped: no ::1 on this machine");
+            return;
+        }
+        guard_udp(&a);
+        let port = getsockname(&a).unwrap().1;
+        let (b, _) = bound(ip!("::1"));
+        for _ in 0..3 {
+            send(&b, ip!("::1"), port, b"Hello World").unwrap();
+            let (from, data) = recvfrom(&a).unwrap();
+            assert_eq!(from.host, ip!("::1"));
+            assert_eq!(data, b"Hello World");
+        }
+    }
+
+    #[test]
+    fn local_machine_broadcast_39() {
+        // Julia binds 0.0.0.0:2000; a random free port keeps the suite independent of
+        // what else runs here. The broadcast address 127.255.255.255 stays on loopback.
+        let opts = BindOptions {
+            reuseaddr: true,
+            enable_broadcast: true,
+            ..BindOptions::default()
+        };
+        let mut a = UdpSocket::new();
+        assert!(bind_with(&mut a, IPv4::new(0, 0, 0, 0), 0, &opts).unwrap());
+        let port = getsockname(&a).unwrap().1;
+        let mut b = UdpSocket::new();
+        assert!(bind_with(&mut b, IPv4::new(0, 0, 0, 0), port, &opts).unwrap());
+        let mut c = UdpSocket::new();
+        assert!(bind_with(&mut c, IPv4::new(0, 0, 0, 0), port, &opts).unwrap());
+        for s in [&a, &b, &c] {
+            s.set_read_deadline(Some(Instant::now() + Duration::from_secs(3)))
+                .unwrap();
+        }
+        match send(&c, IPv4::new(127, 255, 255, 255), port, b"hello") {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("skipped: broadcast send not permitted here ({e})");
+                return;
+            }
+            r => r.unwrap(),
+        }
+        assert_eq!(recv(&a).unwrap(), b"hello");
+        assert_eq!(recv(&b).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn ipv6_multicast_40() {
+        // Needs a multicast-capable interface, which must not be touched outside a
+        // namespace of the test's own: runs in a child inside `unshare --net` (see
+        // `reseau_netns`), or skips with the reason.
+        if !reseau_netns::enter_or_skip("udp::ipv6_multicast_40") {
+            return;
+        }
+        let group = ip!("ff11::6a75:6c69:61");
+        let opts = BindOptions {
+            reuseaddr: true,
+            ..BindOptions::default()
+        };
+        let mut a = UdpSocket::new();
+        assert!(bind_with(&mut a, IPv6::new(0, 0, 0, 0, 0, 0, 0, 0), 0, &opts).unwrap());
+        let port = getsockname(&a).unwrap().1;
+        let mut b = UdpSocket::new();
+        assert!(bind_with(&mut b, IPv6::new(0, 0, 0, 0, 0, 0, 0, 0), port, &opts).unwrap());
+        let mut c = UdpSocket::new();
+        assert!(bind_with(&mut c, IPv6::new(0, 0, 0, 0, 0, 0, 0, 0), port, &opts).unwrap());
+        join_multicast_group(&a, group).unwrap();
+        join_multicast_group(&b, group).unwrap();
+        for s in [&a, &b] {
+            s.set_read_deadline(Some(Instant::now() + Duration::from_secs(3)))
+                .unwrap();
+        }
+        send(&c, group, port, b"hello").unwrap();
+        assert_eq!(recv(&a).unwrap(), b"hello");
+        assert_eq!(recv(&b).unwrap(), b"hello");
+        leave_multicast_group(&a, group).unwrap();
+        leave_multicast_group(&b, group).unwrap();
+        send(&c, group, port, b"hello").unwrap();
+        for s in [&a, &b] {
+            s.set_read_deadline(Some(Instant::now() + Duration::from_millis(200)))
+                .unwrap();
+            assert!(matches!(recv(s), Err(Error::DeadlineExceeded)));
+        }
+    }
+}
+
+/// Runs a test inside a network namespace of its own (`unshare --net`, as root), where
+/// `lo` may carry multicast without anything leaving the machine.
+mod reseau_netns {
+    const ENV: &str = "RESEAU_NETNS_CHILD";
+
+    /// In the parent: reruns this binary with only `test` selected inside a new network
+    /// namespace and returns false (asserting the child passed), or prints why it cannot
+    /// and returns false. In the child: sets up `lo` and returns true.
+    pub fn enter_or_skip(test: &str) -> bool {
+        if std::env::var(ENV).as_deref() == Ok(test) {
+            setup_lo();
+            return true;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("timeout")
+            .args(["60", "unshare", "--net", "--"])
+            .arg(&exe)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(ENV, test)
+            .output();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("skipped {test}: cannot run unshare ({e})");
+                return false;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && text.contains("unshare failed") {
+            eprintln!("skipped {test}: no network namespace here (needs root): {text}");
+            return false;
+        }
+        assert!(
+            out.status.success(),
+            "{test} in a netns: {}\n{text}",
+            out.status
+        );
+        assert!(text.contains("1 passed"), "child ran no test:\n{text}");
+        false
+    }
+
+    fn ip(args: &[&str]) {
+        let st = std::process::Command::new("ip").args(args).status();
+        assert!(
+            matches!(st, Ok(s) if s.success()),
+            "ip {} failed: {st:?}",
+            args.join(" ")
+        );
+    }
+
+    /// `lo` up, plus a veth pair whose both ends stay in this namespace: Linux does not
+    /// deliver IPv6 multicast over `lo`, so the groups are joined on `rs0` (and the
+    /// sender's own copy, `IPV6_MULTICAST_LOOP`, is what the members receive).
+    fn setup_lo() {
+        for (k, v) in [("all", "0"), ("default", "0")] {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/accept_dad"), v);
+        }
+        ip(&["link", "set", "lo", "up"]);
+        ip(&["link", "add", "rs0", "type", "veth", "peer", "name", "rs1"]);
+        ip(&["link", "set", "rs0", "up", "multicast", "on"]);
+        ip(&["link", "set", "rs1", "up", "multicast", "on"]);
+        ip(&["route", "add", "224.0.0.0/4", "dev", "rs0"]);
+        // The IPv6 multicast route appears with the link-local address.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < end {
+            let out = std::process::Command::new("ip")
+                .args(["-6", "route", "show", "table", "local"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains("ff00::/8 dev rs0") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("no IPv6 multicast route on rs0");
+    }
 }

@@ -662,6 +662,42 @@ impl Fd {
         }
     }
 
+    /// Runs one non-blocking syscall of the read direction (a datagram receive, say),
+    /// parking on `EAGAIN` until it succeeds, fails, the deadline passes or `close`
+    /// runs. The generic form of [`Fd::read`] for calls that are not byte streams.
+    pub(crate) fn read_with<T>(
+        &self,
+        op: &'static str,
+        f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
+    ) -> Result<T> {
+        self.io_with(Dir::Read, op, f)
+    }
+
+    /// As [`Fd::read_with`], for the write direction (a datagram send).
+    pub(crate) fn write_with<T>(
+        &self,
+        op: &'static str,
+        f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
+    ) -> Result<T> {
+        self.io_with(Dir::Write, op, f)
+    }
+
+    fn io_with<T>(
+        &self,
+        dir: Dir,
+        op: &'static str,
+        mut f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
+    ) -> Result<T> {
+        let (r, _g) = self.begin(dir)?;
+        loop {
+            match f(r.fd()) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(dir)?,
+                Err(e) => return Err(Error::sys(op, e)),
+            }
+        }
+    }
+
     /// Runs a control call (option, shutdown) on the open descriptor.
     pub(crate) fn control<T>(
         &self,

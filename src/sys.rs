@@ -48,6 +48,76 @@ pub(crate) fn stream_socket(domain: Domain) -> io::Result<OwnedFd> {
     Ok(sock.into())
 }
 
+/// Opens a non-blocking, close-on-exec datagram socket.
+pub(crate) fn dgram_socket(domain: Domain) -> io::Result<OwnedFd> {
+    let sock = socket2::Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), None)?;
+    Ok(sock.into())
+}
+
+/// `recvfrom(2)` of one datagram into `buf` with `MSG_TRUNC`: returns the datagram's
+/// full length (larger than `buf.len()` when it was cut) and the sender's address.
+pub(crate) fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
+    unsafe { recv_from_raw(fd, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// One whole datagram (up to 64 KiB) as a new `Vec` of exactly its length, and the
+/// sender; the length is the datagram's full length when it was larger (`MSG_TRUNC`),
+/// for the caller to report.
+pub(crate) fn recv_datagram(fd: BorrowedFd<'_>) -> io::Result<(Vec<u8>, usize, SockAddr)> {
+    const MAX: usize = 65_536;
+    let mut buf = [mem::MaybeUninit::<u8>::uninit(); MAX];
+    // SAFETY: `buf` is valid for writes of MAX bytes for the whole call.
+    let (n, addr) = unsafe { recv_from_raw(fd, buf.as_mut_ptr().cast(), MAX) }?;
+    let got = n.min(MAX);
+    // SAFETY: recvfrom initialised the first `got` bytes (`n` is the datagram's length,
+    // of which at most MAX were written).
+    let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), got) }.to_vec();
+    Ok((data, n, addr))
+}
+
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes for the whole call.
+unsafe fn recv_from_raw(
+    fd: BorrowedFd<'_>,
+    ptr: *mut u8,
+    len: usize,
+) -> io::Result<(usize, SockAddr)> {
+    // SAFETY: the caller vouches for `ptr`/`len`; socket2 hands a zeroed, writable
+    // address buffer and its length, which recvfrom fills and updates as `try_init`
+    // requires.
+    let (n, addr) = unsafe {
+        SockAddr::try_init(|storage, alen| {
+            syscall!(libc::recvfrom(
+                fd.as_raw_fd(),
+                ptr.cast(),
+                len,
+                libc::MSG_TRUNC,
+                storage.cast(),
+                alen
+            ))
+        })
+    }?;
+    Ok((n as usize, addr))
+}
+
+/// `sendto(2)` of one datagram to `addr`.
+pub(crate) fn send_to(fd: BorrowedFd<'_>, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `addr` owns a sockaddr of
+    // `addr.len()` bytes, both for the whole call.
+    unsafe {
+        syscall!(libc::sendto(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+            addr.as_ptr().cast(),
+            addr.len()
+        ))
+    }
+    .map(|n| n as usize)
+}
+
 /// Borrows `fd` as a socket2 reference for option calls.
 pub(crate) fn sock<'a>(fd: &'a BorrowedFd<'_>) -> SockRef<'a> {
     SockRef::from(fd)

@@ -44,11 +44,17 @@ mod addr;
 mod dns;
 mod server;
 mod socket;
+mod udp;
 
 pub use addr::*;
 pub use dns::*;
 pub use server::{
-    BACKLOG_DEFAULT, ListenOptions, SockName, TcpServer, accept, accept_loop, bind, getpeername,
-    getsockname, listen, listen_with, listenany, listenany_on,
+    BACKLOG_DEFAULT, Bind, ListenOptions, SockName, TcpServer, accept, accept_loop, bind,
+    getpeername, getsockname, listen, listen_with, listenany, listenany_on,
 };
 pub use socket::{ConnectOptions, Endpoint, Target, TcpSocket, connect, connect_with};
+pub use udp::{
+    BindOptions, MAX_DATAGRAM, UdpOptions, UdpSocket, bind_with, join_multicast_group,
+    join_multicast_group_on, leave_multicast_group, leave_multicast_group_on, recv, recvfrom, send,
+    setopt,
+};

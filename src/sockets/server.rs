@@ -295,13 +295,40 @@ impl Drop for TcpServer {
 /// assert!(!bind(&mut TcpServer::new(), LOCALHOST, port)?, "port in use");
 /// # Ok(()) }
 /// ```
-pub fn bind(server: &mut TcpServer, host: impl Into<IPAddr>, port: u16) -> Result<bool> {
+pub fn bind<S: Bind>(sock: &mut S, host: impl Into<IPAddr>, port: u16) -> Result<bool> {
+    sock.bind_to(SocketAddr::new(host.into().into(), port))
+}
+
+/// What [`bind`] binds: a [`TcpServer`] (then [`TcpServer::listen`]) or a
+/// [`UdpSocket`](super::UdpSocket) (with default [`BindOptions`](super::BindOptions);
+/// [`bind_with`](super::bind_with) takes options).
+pub trait Bind {
+    /// Binds to `addr`; false when the address is taken or not allowed.
+    ///
+    /// # Errors
+    /// As [`bind`].
+    fn bind_to(&mut self, addr: SocketAddr) -> Result<bool>;
+}
+
+impl Bind for super::UdpSocket {
+    fn bind_to(&mut self, addr: SocketAddr) -> Result<bool> {
+        self.bind_addr(addr, &super::BindOptions::default())
+    }
+}
+
+impl Bind for TcpServer {
+    fn bind_to(&mut self, addr: SocketAddr) -> Result<bool> {
+        bind_server(self, addr)
+    }
+}
+
+fn bind_server(server: &mut TcpServer, addr: SocketAddr) -> Result<bool> {
     if !matches!(server.kind, Kind::Unbound) {
         return Err(Error::InvalidArgument(
             "TcpServer is not in initialization state".into(),
         ));
     }
-    match Bound::new(SocketAddr::new(host.into().into(), port), true, false, None) {
+    match Bound::new(addr, true, false, None) {
         Ok(b) => {
             server.kind = Kind::Bound(b);
             Ok(true)
@@ -483,6 +510,12 @@ pub trait SockName {
 impl SockName for TcpServer {
     fn sock_name(&self) -> Result<SocketAddr> {
         self.local()
+    }
+}
+
+impl SockName for super::UdpSocket {
+    fn sock_name(&self) -> Result<SocketAddr> {
+        self.local_addr()
     }
 }
 
