@@ -2348,3 +2348,53 @@ fn default_ca_comes_from_ssl_cert_file() {
     };
     assert!(status.success(), "child failed: {status}");
 }
+
+// ------------------------------------------------------------------------------------
+// Review fixes: the handshake overlay vs. concurrent deadline setters, sticky faults
+// after close_write and their Display, read-ahead records, renewed certificate files.
+// ------------------------------------------------------------------------------------
+
+#[test]
+fn read_deadline_set_during_the_handshake_survives_the_overlay() {
+    // The handshake_timeout overlay must restore only what it changed: a read deadline
+    // another thread sets while the handshake runs stays in force after it.
+    if !enabled() {
+        return;
+    }
+    let ln = silent_listener();
+    let raw_client = tcp::connect(ln.addr().unwrap()).unwrap();
+    let raw_server = ln.accept().unwrap();
+    raw_server.set_deadline(soon()).unwrap();
+    let cfg = Config {
+        handshake_timeout: Some(SAFETY),
+        ..localhost_cfg()
+    };
+    let conn = Arc::new(tls::client(raw_client, &cfg).unwrap());
+    // What the overlay saved: a lost update falls back to this, far past the bound below,
+    // so the bug fails the test instead of hanging it.
+    conn.set_deadline(Some(Instant::now() + Duration::from_secs(8)))
+        .unwrap();
+    let c2 = conn.clone();
+    let hs = spawn(move || c2.handshake());
+    // The ClientHello is here, the server has not answered: the client's handshake (and
+    // its overlay) is in progress.
+    assert!(!raw_server.eof().unwrap(), "ClientHello expected");
+    assert!(!conn.is_handshake_complete());
+    let deadline = Instant::now() + Duration::from_secs(1);
+    conn.set_read_deadline(Some(deadline)).unwrap();
+    let server = tls::server(raw_server, &server_cfg()).unwrap();
+    server.handshake().expect("server handshake");
+    wait(&hs, SAFETY, "client handshake").expect("client handshake");
+    let c3 = conn.clone();
+    let reader = spawn(move || c3.read(&mut [0u8; 1]));
+    let res = wait(&reader, SAFETY, "read with no data");
+    let now = Instant::now();
+    assert!(matches!(res, Err(Error::DeadlineExceeded)), "{res:?}");
+    assert!(now >= deadline, "fired {:?} early", deadline - now);
+    assert!(
+        now - deadline < Duration::from_millis(1500),
+        "the read ran {:?} past the deadline set during the handshake",
+        now - deadline
+    );
+    drop(server);
+}

@@ -296,7 +296,8 @@ impl Conn {
     /// handshake fails every later call the same way.
     ///
     /// `handshake_timeout` caps the handshake's TCP deadlines for its duration only; the
-    /// caller's deadlines are restored exactly afterwards.
+    /// caller's deadlines are restored exactly afterwards, except one set by another
+    /// thread during the handshake, which stays.
     ///
     /// # Errors
     /// [`Error::Tls`] (verification, protocol, ALPN `no_application_protocol` alert, a
@@ -322,7 +323,6 @@ impl Conn {
             return Err(Error::Closed);
         }
         let fd = self.tcp.fd();
-        let saved = fd.deadline_words();
         let timeout_at = self
             .handshake_timeout
             .and_then(|t| Instant::now().checked_add(t));
@@ -330,12 +330,12 @@ impl Conn {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(c) = cap {
-            fd.cap_deadlines(c);
-        }
+        // Only what the overlay installed is undone: a deadline set by another thread
+        // meanwhile is the caller's newer wish and stays.
+        let overlay = cap.map(|c| fd.cap_deadlines(c));
         let res = self.drive("handshake", |s| s.do_handshake());
-        if cap.is_some() {
-            fd.restore_deadline_words(saved);
+        if let Some(o) = overlay {
+            fd.restore_deadline_words(o);
         }
         let err = match res {
             Ok(Some(())) => {
