@@ -2398,3 +2398,86 @@ fn read_deadline_set_during_the_handshake_survives_the_overlay() {
     );
     drop(server);
 }
+
+/// A client whose write timed out against a server that never reads: the conn, the
+/// error the write returned, and the server conn (kept open).
+fn timed_out_writer() -> (Arc<Conn>, Error, Conn) {
+    let (addr, srv) = serve_one(server_cfg(), |c| -> reseau::Result<Conn> {
+        c.handshake()?;
+        Ok(c)
+    });
+    let conn = tls::connect(addr, &client_cfg()).unwrap();
+    let server = wait(&srv, SAFETY, "server").expect("server");
+    conn.set_read_deadline(soon()).unwrap();
+    conn.set_write_deadline(Some(Instant::now() + Duration::from_millis(50)))
+        .unwrap();
+    let conn = Arc::new(conn);
+    let c2 = conn.clone();
+    let rx = spawn(move || {
+        let big = vec![0x5au8; 64 << 20];
+        loop {
+            if let Err(e) = c2.write(&big) {
+                return e;
+            }
+        }
+    });
+    let err = wait(&rx, SAFETY, "write to a non-reader");
+    assert!(err.is_timeout(), "{err:?}");
+    (conn, err, server)
+}
+
+#[test]
+fn close_write_after_a_write_timeout_returns_the_sticky_fault() {
+    // The record stream is corrupt after a cut write, so close_notify cannot be sent
+    // either: close_write reports the stored fault, not whatever OpenSSL says next.
+    if !enabled() {
+        return;
+    }
+    let (conn, err, _server) = timed_out_writer();
+    conn.set_write_deadline(soon()).unwrap();
+    for _ in 0..2 {
+        let start = Instant::now();
+        let again = conn.close_write().expect_err("close_write after a cut write");
+        assert!(start.elapsed() < PROMPT, "fails fast");
+        assert!(again.is_timeout(), "{again:?}");
+        assert_eq!(again.to_string(), err.to_string());
+        assert_eq!(tls_error(&again).op, "write");
+    }
+    // Writes still replay the same fault.
+    assert_eq!(conn.write(b"x").unwrap_err().to_string(), err.to_string());
+}
+
+#[test]
+fn sticky_timeout_display_says_it_once() {
+    // The fault is stored as a recipe and replayed; its Display names the timeout once.
+    if !enabled() {
+        return;
+    }
+    let (conn, err, _server) = timed_out_writer();
+    let again = conn.write(b"x").expect_err("sticky");
+    for e in [&err, &again] {
+        let text = e.to_string();
+        assert_eq!(text.matches("i/o timeout").count(), 1, "{text:?}");
+        assert!(text.starts_with("tls write: "), "{text:?}");
+        assert!(
+            matches!(tls_error(e).cause.as_deref(), Some(Error::DeadlineExceeded)),
+            "{e:?}"
+        );
+    }
+    assert_eq!(again.to_string(), err.to_string());
+    // The handshake's own deadline error reads the same way.
+    let ln = silent_listener();
+    let raw = tcp::connect(ln.addr().unwrap()).unwrap();
+    let _peer = ln.accept().unwrap();
+    let hs = tls::client(raw, &localhost_cfg()).unwrap();
+    hs.set_deadline(Some(Instant::now() + Duration::from_millis(50)))
+        .unwrap();
+    let first = hs.handshake().expect_err("silent server");
+    let replayed = hs.handshake().expect_err("sticky handshake failure");
+    for e in [&first, &replayed] {
+        let text = e.to_string();
+        assert_eq!(text.matches("i/o timeout").count(), 1, "{text:?}");
+        assert!(text.starts_with("tls handshake: "), "{text:?}");
+    }
+    assert_eq!(first.to_string(), replayed.to_string());
+}

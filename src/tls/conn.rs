@@ -76,14 +76,24 @@ enum Fault {
         op: &'static str,
         code: i32,
         message: String,
-        errno: Option<i32>,
+        /// The transport's errno and the syscall that got it.
+        errno: Option<(&'static str, i32)>,
     },
+}
+
+/// `TlsError::message` when the transport failed: the cause says how, and the Display
+/// (`tls <op>: <message>: <cause>`) should say it once.
+const TRANSPORT: &str = "transport error";
+
+/// The TLS error for a deadline that passed during `op`.
+fn timeout_err(op: &'static str) -> Error {
+    tls_err(op, 0, TRANSPORT, Some(Error::DeadlineExceeded))
 }
 
 impl Fault {
     fn replay(&self) -> Error {
         match self {
-            Fault::Timeout { op } => tls_err(op, 0, "i/o timeout", Some(Error::DeadlineExceeded)),
+            Fault::Timeout { op } => timeout_err(op),
             Fault::HandshakeTimeout(d) => Error::TlsHandshakeTimeout(*d),
             Fault::DialTimeout => Error::DialTimeout("i/o timeout".into()),
             Fault::Closed => Error::Closed,
@@ -96,7 +106,7 @@ impl Fault {
                 op,
                 *code,
                 message,
-                errno.map(|n| Error::Sys {
+                errno.map(|(op, n)| Error::Sys {
                     op,
                     source: io::Error::from_raw_os_error(n),
                 }),
@@ -117,16 +127,34 @@ impl Fault {
                 op: t.op,
                 code: t.code,
                 message: t.message.clone(),
-                errno: t.cause.as_ref().and_then(|c| c.raw_os_error()),
+                errno: t.cause.as_deref().and_then(|c| errno_of(c, t.op)),
             },
-            other => Fault::Tls {
-                op,
-                code: 0,
-                message: other.to_string(),
-                errno: other.raw_os_error(),
+            other => match errno_of(other, op) {
+                Some(errno) => Fault::Tls {
+                    op,
+                    code: 0,
+                    message: TRANSPORT.into(),
+                    errno: Some(errno),
+                },
+                None => Fault::Tls {
+                    op,
+                    code: 0,
+                    message: other.to_string(),
+                    errno: None,
+                },
             },
         }
     }
+}
+
+/// The errno in `err` and the syscall that got it (`op` when `err` does not say).
+fn errno_of(err: &Error, op: &'static str) -> Option<(&'static str, i32)> {
+    let n = err.raw_os_error()?;
+    let syscall = match err {
+        Error::Sys { op, .. } => op,
+        _ => op,
+    };
+    Some((syscall, n))
 }
 
 fn tls_err(op: &'static str, code: i32, message: &str, cause: Option<Error>) -> Error {
@@ -274,7 +302,7 @@ impl Conn {
         match err.into_io_error() {
             Ok(io_err) => match io_err.into_inner().map(|b| b.downcast::<Error>()) {
                 Some(Ok(inner)) if matches!(*inner, Error::Closed) => Error::Closed,
-                Some(Ok(inner)) => tls_err(op, code, &inner.to_string(), Some(*inner)),
+                Some(Ok(inner)) => tls_err(op, code, TRANSPORT, Some(*inner)),
                 Some(Err(other)) => tls_err(op, code, &other.to_string(), None),
                 None => tls_err(op, code, "unexpected EOF", None),
             },
@@ -357,7 +385,7 @@ impl Conn {
                     (_, Some(t)) if now >= t && cap == timeout_at => {
                         Error::TlsHandshakeTimeout(self.handshake_timeout.unwrap_or_default())
                     }
-                    _ => tls_err("handshake", 0, "i/o timeout", Some(Error::DeadlineExceeded)),
+                    _ => timeout_err("handshake"),
                 }
             }
             Err(e) => e,
@@ -539,7 +567,8 @@ impl Conn {
     /// `CloseWrite`).
     ///
     /// # Errors
-    /// `Error::Tls` `"tls: CloseWrite called before handshake complete"`,
+    /// `Error::Tls` `"tls: CloseWrite called before handshake complete"`; the sticky
+    /// error of an earlier failed [`write`](Self::write) (the record stream is corrupt);
     /// [`Error::Closed`], transport errors.
     pub fn close_write(&self) -> Result<()> {
         if !self.done.load(Ordering::Acquire) {
@@ -551,6 +580,10 @@ impl Conn {
             ));
         }
         let mut w = lock(&self.write);
+        // A cut write left a partial record: no close_notify can follow it.
+        if let Some(f) = &w.fault {
+            return Err(f.replay());
+        }
         self.check_open()?;
         if w.shut {
             return Ok(());
@@ -688,5 +721,39 @@ impl Write for Conn {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replayed_faults_read_like_the_original_once() {
+        let reset = || Error::Sys {
+            op: "read",
+            source: io::Error::from_raw_os_error(libc::ECONNRESET),
+        };
+        let errno_text = reset().to_string();
+        for (original, cause_text) in [
+            (timeout_err("write"), "i/o timeout"),
+            (Error::DeadlineExceeded, "i/o timeout"),
+            (tls_err("read", 5, TRANSPORT, Some(reset())), errno_text.as_str()),
+            (reset(), errno_text.as_str()),
+        ] {
+            let replayed = Fault::of(&original, "write").replay();
+            let text = replayed.to_string();
+            assert_eq!(text.matches(cause_text).count(), 1, "{text:?}");
+            assert_eq!(replayed.kind(), original.kind(), "{text:?}");
+            assert_eq!(replayed.is_timeout(), original.is_timeout(), "{text:?}");
+            assert_eq!(replayed.raw_os_error(), original.raw_os_error(), "{text:?}");
+            if matches!(original, Error::Tls(_)) {
+                assert_eq!(text, original.to_string());
+            }
+        }
+        assert_eq!(
+            timeout_err("write").to_string(),
+            "tls write: transport error: i/o timeout"
+        );
     }
 }
