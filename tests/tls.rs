@@ -2481,3 +2481,67 @@ fn sticky_timeout_display_says_it_once() {
     }
     assert_eq!(first.to_string(), replayed.to_string());
 }
+
+#[test]
+fn records_buffered_by_read_ahead_count_as_available() {
+    // With read_ahead OpenSSL pulls several records off the socket at once; SSL_pending
+    // only counts the decrypted one. The rest must still count as readable data: for
+    // bytes_available, eof, read_available and a read past the deadline (Go serves
+    // records already read from the socket without touching it).
+    if !enabled() {
+        return;
+    }
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
+    let (addr, srv) = serve_one(server_cfg(), move |c| -> reseau::Result<Conn> {
+        c.write(b"x")?;
+        let mut ack = [0u8; 3];
+        assert_eq!(c.read_full(&mut ack)?, 3);
+        // Three records in one burst.
+        for r in [b"a", b"b", b"c"] {
+            c.write(r)?;
+        }
+        sent_tx.send(()).unwrap();
+        Ok(c)
+    });
+    let conn = tls::connect(addr, &client_cfg()).unwrap();
+    conn.set_deadline(soon()).unwrap();
+    let mut one = [0u8; 1];
+    // Session tickets and "x": the socket is drained of everything sent so far.
+    assert_eq!(conn.read(&mut one).unwrap(), 1);
+    assert_eq!(&one, b"x");
+    conn.write(b"ack").unwrap();
+    sent_rx.recv_timeout(SAFETY).expect("server wrote");
+    // Each 1-byte TLS 1.3 record is 23 bytes on the wire.
+    let end = Instant::now() + SAFETY;
+    while conn.net_conn().bytes_available().unwrap() < 3 * 23 {
+        assert!(Instant::now() < end, "records did not arrive");
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(conn.read(&mut one).unwrap(), 1);
+    assert_eq!(&one, b"a");
+    // "b" and "c" left the kernel with "a" and wait, undecrypted, in OpenSSL.
+    assert_eq!(conn.net_conn().bytes_available().unwrap(), 0);
+    assert!(conn.bytes_available() >= 1, "records held by read_ahead");
+    conn.set_read_deadline(Some(Instant::now())).unwrap();
+    assert!(!conn.eof().unwrap(), "records are waiting");
+    assert_eq!(conn.read_available().unwrap(), b"bc");
+    assert_eq!(conn.bytes_available(), 0);
+    assert!(conn.read(&mut one).unwrap_err().is_timeout());
+    conn.set_read_deadline(soon()).unwrap();
+    let server = wait(&srv, SAFETY, "server").expect("server");
+    // Past the deadline too: a fresh burst, read one record, then the rest with the
+    // deadline already gone.
+    server.write(b"d").unwrap();
+    server.write(b"e").unwrap();
+    let end = Instant::now() + SAFETY;
+    while conn.net_conn().bytes_available().unwrap() < 2 * 23 {
+        assert!(Instant::now() < end, "records did not arrive");
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(conn.read(&mut one).unwrap(), 1);
+    assert_eq!(&one, b"d");
+    conn.set_read_deadline(Some(Instant::now())).unwrap();
+    assert_eq!(conn.read(&mut one).unwrap(), 1, "buffered record past the deadline");
+    assert_eq!(&one, b"e");
+    conn.close().unwrap();
+}

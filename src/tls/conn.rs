@@ -394,9 +394,37 @@ impl Conn {
         Err(err)
     }
 
-    /// Decrypted bytes that can be read without touching the socket (`SSL_pending`).
+    /// Decrypted bytes that can be read without waiting for the socket: the current
+    /// record's (`SSL_pending`), or else the next record's if OpenSSL already holds it
+    /// whole (read ahead with an earlier one; it is decrypted here). 0 before the
+    /// handshake has completed.
     pub fn bytes_available(&self) -> usize {
-        lock(&self.ssl).ssl().pending()
+        // A reader parked on the socket must be the one to take the rest of a partial
+        // record off it, or its wake-up is lost: only peek while no read runs.
+        match self.read_lock.try_lock() {
+            Ok(_g) => self.buffered(),
+            Err(std::sync::TryLockError::Poisoned(_g)) => self.buffered(),
+            Err(std::sync::TryLockError::WouldBlock) => lock(&self.ssl).ssl().pending(),
+        }
+    }
+
+    /// See [`bytes_available`](Self::bytes_available). `SSL_pending` alone misses
+    /// records that `read_ahead` pulled off the socket with an earlier one; those are
+    /// readable without the socket too, even past the deadline (as in Go). The caller
+    /// holds `read_lock`.
+    fn buffered(&self) -> usize {
+        let mut s = lock(&self.ssl);
+        let n = s.ssl().pending();
+        if n > 0 || !self.done.load(Ordering::Acquire) || !crate::sys::ssl_has_pending(s.ssl())
+        {
+            return n;
+        }
+        // Never parks: a partial record (or one with no application data) is WANT_READ,
+        // and any other failure is the next read's to report.
+        match s.ssl_peek(&mut [0u8; 1]) {
+            Ok(_) => s.ssl().pending(),
+            Err(_) => 0,
+        }
     }
 
     /// Whether the handshake has completed.
@@ -455,11 +483,11 @@ impl Conn {
         if buf.is_empty() {
             return Ok(0);
         }
-        // Decrypted bytes already here are returned even past the deadline, as in Go;
+        // Records already off the socket are returned even past the deadline, as in Go;
         // anything that needs the socket honours it. Deadline first: without one, the
         // common case, this costs no extra `SSL` lock per read.
         if let Err(e) = self.tcp.fd().check_deadline(Dir::Read)
-            && lock(&self.ssl).ssl().pending() == 0
+            && self.buffered() == 0
         {
             return Err(e);
         }
@@ -490,7 +518,7 @@ impl Conn {
         let mut buf = vec![0u8; 16 * 1024];
         let mut n = self.read(&mut buf)?;
         loop {
-            let pending = lock(&self.ssl).ssl().pending();
+            let pending = self.buffered();
             if n == 0 || pending == 0 {
                 buf.truncate(n);
                 return Ok(buf);
@@ -509,7 +537,7 @@ impl Conn {
         self.handshake()?;
         let _g = lock(&self.read_lock);
         self.check_open()?;
-        if lock(&self.ssl).ssl().pending() > 0 {
+        if self.buffered() > 0 {
             return Ok(false);
         }
         self.tcp.fd().check_deadline(Dir::Read)?;
