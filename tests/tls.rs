@@ -2545,3 +2545,94 @@ fn records_buffered_by_read_ahead_count_as_available() {
     assert_eq!(&one, b"e");
     conn.close().unwrap();
 }
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "reseau-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn renewed_certificate_files_are_picked_up_by_new_connections() {
+    // A certificate renewed in place (same paths) serves new connections; connections
+    // made before keep the old one.
+    if !enabled() {
+        return;
+    }
+    let dir = TempDir::new("renew");
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("cert.key"));
+    std::fs::copy(cert!("server.pem"), &cert).unwrap();
+    std::fs::copy(cert!("server.key"), &key).unwrap();
+    let ln = tls_listener(Config {
+        cert_file: Some(cert.clone()),
+        key_file: Some(key.clone()),
+        ..Config::default()
+    });
+    let addr = ln.addr().unwrap();
+    let srv = spawn(move || {
+        // Five clients: old, mid-renewal, wrong name, renewed, and after the swap back.
+        for _ in 0..5 {
+            let c = ln.accept().expect("accept");
+            c.set_deadline(soon()).unwrap();
+            thread::spawn(move || echo(c));
+        }
+    });
+    let old = tls::connect(addr, &localhost_cfg()).expect("server.pem verifies");
+    old.set_deadline(soon()).unwrap();
+    round_trip(&old, b"before");
+    // Renew in place: same paths (and inodes), a certificate for another name. Half
+    // written (the new certificate with the old key), it does not load: the listener
+    // keeps serving the previous pair.
+    std::fs::copy(cert!("wronghost.pem"), &cert).unwrap();
+    let mid = tls::connect(addr, &localhost_cfg()).expect("previous pair while half renewed");
+    mid.set_deadline(soon()).unwrap();
+    round_trip(&mid, b"mid-renewal");
+    mid.close().unwrap();
+    std::fs::copy(cert!("wronghost.key"), &key).unwrap();
+    let err = tls::connect(addr, &localhost_cfg()).expect_err("new conn sees wronghost.pem");
+    let msg = &tls_error(&err).message;
+    assert!(msg.contains("mismatch") || msg.contains("verify"), "{err}");
+    let ok = tls::connect(
+        addr,
+        &Config {
+            server_name: Some("wrong.example".into()),
+            ..client_cfg()
+        },
+    )
+    .expect("the renewed certificate verifies for its own name");
+    ok.set_deadline(soon()).unwrap();
+    round_trip(&ok, b"renewed");
+    // The old connection keeps working with its session.
+    round_trip(&old, b"after");
+    // Renewed again by rename (a new inode), back to server.pem.
+    let (tmp_cert, tmp_key) = (dir.0.join("new.pem"), dir.0.join("new.key"));
+    std::fs::copy(cert!("server.pem"), &tmp_cert).unwrap();
+    std::fs::copy(cert!("server.key"), &tmp_key).unwrap();
+    std::fs::rename(&tmp_key, &key).unwrap();
+    std::fs::rename(&tmp_cert, &cert).unwrap();
+    let back = tls::connect(addr, &localhost_cfg()).expect("server.pem again");
+    back.set_deadline(soon()).unwrap();
+    round_trip(&back, b"back");
+    for c in [old, ok, back] {
+        c.close().unwrap();
+    }
+    wait(&srv, SAFETY, "accept loop");
+}
