@@ -2437,7 +2437,9 @@ fn close_write_after_a_write_timeout_returns_the_sticky_fault() {
     conn.set_write_deadline(soon()).unwrap();
     for _ in 0..2 {
         let start = Instant::now();
-        let again = conn.close_write().expect_err("close_write after a cut write");
+        let again = conn
+            .close_write()
+            .expect_err("close_write after a cut write");
         assert!(start.elapsed() < PROMPT, "fails fast");
         assert!(again.is_timeout(), "{again:?}");
         assert_eq!(again.to_string(), err.to_string());
@@ -2541,7 +2543,11 @@ fn records_buffered_by_read_ahead_count_as_available() {
     assert_eq!(conn.read(&mut one).unwrap(), 1);
     assert_eq!(&one, b"d");
     conn.set_read_deadline(Some(Instant::now())).unwrap();
-    assert_eq!(conn.read(&mut one).unwrap(), 1, "buffered record past the deadline");
+    assert_eq!(
+        conn.read(&mut one).unwrap(),
+        1,
+        "buffered record past the deadline"
+    );
     assert_eq!(&one, b"e");
     conn.close().unwrap();
 }
@@ -2555,10 +2561,7 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "reseau-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("reseau-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }

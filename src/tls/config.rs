@@ -434,7 +434,11 @@ impl CtxKey {
         ]
         .into_iter()
         .map(|p| p.as_deref().and_then(FileStamp::of))
-        .chain([self.cert_env.as_deref().map(Path::new).and_then(FileStamp::of)])
+        .chain([self
+            .cert_env
+            .as_deref()
+            .map(Path::new)
+            .and_then(FileStamp::of)])
         .collect()
     }
 
@@ -551,11 +555,20 @@ mod tests {
         };
         let subject = |c: &SslContext| {
             let cert = c.certificate().expect("a certificate").to_owned();
-            let cn = cert.subject_name().entries().last().unwrap().data().as_slice();
+            let cn = cert
+                .subject_name()
+                .entries()
+                .last()
+                .unwrap()
+                .data()
+                .as_slice();
             String::from_utf8_lossy(cn).into_owned()
         };
         let a = cfg.context(true).unwrap();
-        assert!(same(&a, &cfg.context(true).unwrap()), "unchanged files: cached");
+        assert!(
+            same(&a, &cfg.context(true).unwrap()),
+            "unchanged files: cached"
+        );
         assert_eq!(subject(&a), "localhost");
         put("wronghost");
         let b = cfg.context(true).unwrap();

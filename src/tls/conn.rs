@@ -415,8 +415,7 @@ impl Conn {
     fn buffered(&self) -> usize {
         let mut s = lock(&self.ssl);
         let n = s.ssl().pending();
-        if n > 0 || !self.done.load(Ordering::Acquire) || !crate::sys::ssl_has_pending(s.ssl())
-        {
+        if n > 0 || !self.done.load(Ordering::Acquire) || !crate::sys::ssl_has_pending(s.ssl()) {
             return n;
         }
         // Never parks: a partial record (or one with no application data) is WANT_READ,
@@ -766,7 +765,10 @@ mod tests {
         for (original, cause_text) in [
             (timeout_err("write"), "i/o timeout"),
             (Error::DeadlineExceeded, "i/o timeout"),
-            (tls_err("read", 5, TRANSPORT, Some(reset())), errno_text.as_str()),
+            (
+                tls_err("read", 5, TRANSPORT, Some(reset())),
+                errno_text.as_str(),
+            ),
             (reset(), errno_text.as_str()),
         ] {
             let replayed = Fault::of(&original, "write").replay();
