@@ -482,27 +482,41 @@ impl Fd {
         self.half(dir).remaining().map(drop)
     }
 
-    /// The raw deadline words, to restore exactly after a temporary overlay.
-    pub(crate) fn deadline_words(&self) -> (u64, u64) {
-        (
-            self.read.deadline.load(Ordering::Acquire),
-            self.write.deadline.load(Ordering::Acquire),
-        )
-    }
-
-    /// Restores words from [`deadline_words`](Self::deadline_words).
-    pub(crate) fn restore_deadline_words(&self, (read, write): (u64, u64)) {
-        self.read.set_deadline(read);
-        self.write.set_deadline(write);
-    }
-
     /// Overlays `at` on both deadlines: each becomes the earlier of itself and `at`.
-    pub(crate) fn cap_deadlines(&self, at: Instant) {
+    /// Returns, per direction (read, write), `(previous word, installed word)` if the
+    /// overlay changed it, for [`restore_deadline_words`](Self::restore_deadline_words).
+    pub(crate) fn cap_deadlines(&self, at: Instant) -> [Option<(u64, u64)>; 2] {
         let w = deadline_word(Some(at));
-        for half in [&self.read, &self.write] {
-            let cur = half.deadline.load(Ordering::Acquire);
-            if cur == NO_DEADLINE || w < cur {
-                half.set_deadline(w);
+        [&self.read, &self.write].map(|half| {
+            let mut cur = half.deadline.load(Ordering::Acquire);
+            while cur == NO_DEADLINE || w < cur {
+                match half
+                    .deadline
+                    .compare_exchange(cur, w, Ordering::SeqCst, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        half.wake();
+                        return Some((cur, w));
+                    }
+                    Err(now) => cur = now,
+                }
+            }
+            None
+        })
+    }
+
+    /// Undoes [`cap_deadlines`](Self::cap_deadlines): a direction still holding the
+    /// overlay's word gets its previous word back; one that a setter changed meanwhile
+    /// keeps the setter's value.
+    pub(crate) fn restore_deadline_words(&self, overlay: [Option<(u64, u64)>; 2]) {
+        for (half, o) in [&self.read, &self.write].into_iter().zip(overlay) {
+            if let Some((prev, installed)) = o
+                && half
+                    .deadline
+                    .compare_exchange(installed, prev, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+            {
+                half.wake();
             }
         }
     }

@@ -439,6 +439,18 @@ pub(crate) fn ip_addr(addr: SocketAddr) -> SockAddr {
     SockAddr::from(addr)
 }
 
+/// `SSL_has_pending` (OpenSSL >= 1.1.0; `openssl-sys` does not bind it): whether `ssl`
+/// holds record data not yet returned to the caller, decrypted or not. `SSL_pending`
+/// counts only the current decrypted record, not the ones `read_ahead` buffered.
+pub(crate) fn ssl_has_pending(ssl: &openssl::ssl::SslRef) -> bool {
+    unsafe extern "C" {
+        fn SSL_has_pending(s: *const libc::c_void) -> libc::c_int;
+    }
+    // SAFETY: an `SslRef` lives at the address of the `SSL` it wraps (the foreign-types
+    // opaque-reference pattern), which the borrow keeps alive; the call only reads it.
+    unsafe { SSL_has_pending((ssl as *const openssl::ssl::SslRef).cast()) != 0 }
+}
+
 /// `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)`-free check used by tests: the fd's flags.
 #[cfg(test)]
 fn fd_flags(fd: RawFd) -> (bool, bool) {

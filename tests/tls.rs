@@ -2348,3 +2348,294 @@ fn default_ca_comes_from_ssl_cert_file() {
     };
     assert!(status.success(), "child failed: {status}");
 }
+
+// ------------------------------------------------------------------------------------
+// Review fixes: the handshake overlay vs. concurrent deadline setters, sticky faults
+// after close_write and their Display, read-ahead records, renewed certificate files.
+// ------------------------------------------------------------------------------------
+
+#[test]
+fn read_deadline_set_during_the_handshake_survives_the_overlay() {
+    // The handshake_timeout overlay must restore only what it changed: a read deadline
+    // another thread sets while the handshake runs stays in force after it.
+    if !enabled() {
+        return;
+    }
+    let ln = silent_listener();
+    let raw_client = tcp::connect(ln.addr().unwrap()).unwrap();
+    let raw_server = ln.accept().unwrap();
+    raw_server.set_deadline(soon()).unwrap();
+    let cfg = Config {
+        handshake_timeout: Some(SAFETY),
+        ..localhost_cfg()
+    };
+    let conn = Arc::new(tls::client(raw_client, &cfg).unwrap());
+    // What the overlay saved: a lost update falls back to this, far past the bound below,
+    // so the bug fails the test instead of hanging it.
+    conn.set_deadline(Some(Instant::now() + Duration::from_secs(8)))
+        .unwrap();
+    let c2 = conn.clone();
+    let hs = spawn(move || c2.handshake());
+    // The ClientHello is here, the server has not answered: the client's handshake (and
+    // its overlay) is in progress.
+    assert!(!raw_server.eof().unwrap(), "ClientHello expected");
+    assert!(!conn.is_handshake_complete());
+    let deadline = Instant::now() + Duration::from_secs(1);
+    conn.set_read_deadline(Some(deadline)).unwrap();
+    let server = tls::server(raw_server, &server_cfg()).unwrap();
+    server.handshake().expect("server handshake");
+    wait(&hs, SAFETY, "client handshake").expect("client handshake");
+    let c3 = conn.clone();
+    let reader = spawn(move || c3.read(&mut [0u8; 1]));
+    let res = wait(&reader, SAFETY, "read with no data");
+    let now = Instant::now();
+    assert!(matches!(res, Err(Error::DeadlineExceeded)), "{res:?}");
+    assert!(now >= deadline, "fired {:?} early", deadline - now);
+    assert!(
+        now - deadline < Duration::from_millis(1500),
+        "the read ran {:?} past the deadline set during the handshake",
+        now - deadline
+    );
+    drop(server);
+}
+
+/// A client whose write timed out against a server that never reads: the conn, the
+/// error the write returned, and the server conn (kept open).
+fn timed_out_writer() -> (Arc<Conn>, Error, Conn) {
+    let (addr, srv) = serve_one(server_cfg(), |c| -> reseau::Result<Conn> {
+        c.handshake()?;
+        Ok(c)
+    });
+    let conn = tls::connect(addr, &client_cfg()).unwrap();
+    let server = wait(&srv, SAFETY, "server").expect("server");
+    conn.set_read_deadline(soon()).unwrap();
+    conn.set_write_deadline(Some(Instant::now() + Duration::from_millis(50)))
+        .unwrap();
+    let conn = Arc::new(conn);
+    let c2 = conn.clone();
+    let rx = spawn(move || {
+        let big = vec![0x5au8; 64 << 20];
+        loop {
+            if let Err(e) = c2.write(&big) {
+                return e;
+            }
+        }
+    });
+    let err = wait(&rx, SAFETY, "write to a non-reader");
+    assert!(err.is_timeout(), "{err:?}");
+    (conn, err, server)
+}
+
+#[test]
+fn close_write_after_a_write_timeout_returns_the_sticky_fault() {
+    // The record stream is corrupt after a cut write, so close_notify cannot be sent
+    // either: close_write reports the stored fault, not whatever OpenSSL says next.
+    if !enabled() {
+        return;
+    }
+    let (conn, err, _server) = timed_out_writer();
+    conn.set_write_deadline(soon()).unwrap();
+    for _ in 0..2 {
+        let start = Instant::now();
+        let again = conn
+            .close_write()
+            .expect_err("close_write after a cut write");
+        assert!(start.elapsed() < PROMPT, "fails fast");
+        assert!(again.is_timeout(), "{again:?}");
+        assert_eq!(again.to_string(), err.to_string());
+        assert_eq!(tls_error(&again).op, "write");
+    }
+    // Writes still replay the same fault.
+    assert_eq!(conn.write(b"x").unwrap_err().to_string(), err.to_string());
+}
+
+#[test]
+fn sticky_timeout_display_says_it_once() {
+    // The fault is stored as a recipe and replayed; its Display names the timeout once.
+    if !enabled() {
+        return;
+    }
+    let (conn, err, _server) = timed_out_writer();
+    let again = conn.write(b"x").expect_err("sticky");
+    for e in [&err, &again] {
+        let text = e.to_string();
+        assert_eq!(text.matches("i/o timeout").count(), 1, "{text:?}");
+        assert!(text.starts_with("tls write: "), "{text:?}");
+        assert!(
+            matches!(tls_error(e).cause.as_deref(), Some(Error::DeadlineExceeded)),
+            "{e:?}"
+        );
+    }
+    assert_eq!(again.to_string(), err.to_string());
+    // The handshake's own deadline error reads the same way.
+    let ln = silent_listener();
+    let raw = tcp::connect(ln.addr().unwrap()).unwrap();
+    let _peer = ln.accept().unwrap();
+    let hs = tls::client(raw, &localhost_cfg()).unwrap();
+    hs.set_deadline(Some(Instant::now() + Duration::from_millis(50)))
+        .unwrap();
+    let first = hs.handshake().expect_err("silent server");
+    let replayed = hs.handshake().expect_err("sticky handshake failure");
+    for e in [&first, &replayed] {
+        let text = e.to_string();
+        assert_eq!(text.matches("i/o timeout").count(), 1, "{text:?}");
+        assert!(text.starts_with("tls handshake: "), "{text:?}");
+    }
+    assert_eq!(first.to_string(), replayed.to_string());
+}
+
+#[test]
+fn records_buffered_by_read_ahead_count_as_available() {
+    // With read_ahead OpenSSL pulls several records off the socket at once; SSL_pending
+    // only counts the decrypted one. The rest must still count as readable data: for
+    // bytes_available, eof, read_available and a read past the deadline (Go serves
+    // records already read from the socket without touching it).
+    if !enabled() {
+        return;
+    }
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
+    let (addr, srv) = serve_one(server_cfg(), move |c| -> reseau::Result<Conn> {
+        c.write(b"x")?;
+        let mut ack = [0u8; 3];
+        assert_eq!(c.read_full(&mut ack)?, 3);
+        // Three records in one burst.
+        for r in [b"a", b"b", b"c"] {
+            c.write(r)?;
+        }
+        sent_tx.send(()).unwrap();
+        Ok(c)
+    });
+    let conn = tls::connect(addr, &client_cfg()).unwrap();
+    conn.set_deadline(soon()).unwrap();
+    let mut one = [0u8; 1];
+    // Session tickets and "x": the socket is drained of everything sent so far.
+    assert_eq!(conn.read(&mut one).unwrap(), 1);
+    assert_eq!(&one, b"x");
+    conn.write(b"ack").unwrap();
+    sent_rx.recv_timeout(SAFETY).expect("server wrote");
+    // Each 1-byte TLS 1.3 record is 23 bytes on the wire.
+    let end = Instant::now() + SAFETY;
+    while conn.net_conn().bytes_available().unwrap() < 3 * 23 {
+        assert!(Instant::now() < end, "records did not arrive");
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(conn.read(&mut one).unwrap(), 1);
+    assert_eq!(&one, b"a");
+    // "b" and "c" left the kernel with "a" and wait, undecrypted, in OpenSSL.
+    assert_eq!(conn.net_conn().bytes_available().unwrap(), 0);
+    assert!(conn.bytes_available() >= 1, "records held by read_ahead");
+    conn.set_read_deadline(Some(Instant::now())).unwrap();
+    assert!(!conn.eof().unwrap(), "records are waiting");
+    assert_eq!(conn.read_available().unwrap(), b"bc");
+    assert_eq!(conn.bytes_available(), 0);
+    assert!(conn.read(&mut one).unwrap_err().is_timeout());
+    conn.set_read_deadline(soon()).unwrap();
+    let server = wait(&srv, SAFETY, "server").expect("server");
+    // Past the deadline too: a fresh burst, read one record, then the rest with the
+    // deadline already gone.
+    server.write(b"d").unwrap();
+    server.write(b"e").unwrap();
+    let end = Instant::now() + SAFETY;
+    while conn.net_conn().bytes_available().unwrap() < 2 * 23 {
+        assert!(Instant::now() < end, "records did not arrive");
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(conn.read(&mut one).unwrap(), 1);
+    assert_eq!(&one, b"d");
+    conn.set_read_deadline(Some(Instant::now())).unwrap();
+    assert_eq!(
+        conn.read(&mut one).unwrap(),
+        1,
+        "buffered record past the deadline"
+    );
+    assert_eq!(&one, b"e");
+    conn.close().unwrap();
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!("reseau-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn renewed_certificate_files_are_picked_up_by_new_connections() {
+    // A certificate renewed in place (same paths) serves new connections; connections
+    // made before keep the old one.
+    if !enabled() {
+        return;
+    }
+    let dir = TempDir::new("renew");
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("cert.key"));
+    std::fs::copy(cert!("server.pem"), &cert).unwrap();
+    std::fs::copy(cert!("server.key"), &key).unwrap();
+    let ln = tls_listener(Config {
+        cert_file: Some(cert.clone()),
+        key_file: Some(key.clone()),
+        ..Config::default()
+    });
+    let addr = ln.addr().unwrap();
+    let srv = spawn(move || {
+        // Five clients: old, mid-renewal, wrong name, renewed, and after the swap back.
+        for _ in 0..5 {
+            let c = ln.accept().expect("accept");
+            c.set_deadline(soon()).unwrap();
+            thread::spawn(move || echo(c));
+        }
+    });
+    let old = tls::connect(addr, &localhost_cfg()).expect("server.pem verifies");
+    old.set_deadline(soon()).unwrap();
+    round_trip(&old, b"before");
+    // Renew in place: same paths (and inodes), a certificate for another name. Half
+    // written (the new certificate with the old key), it does not load: the listener
+    // keeps serving the previous pair.
+    std::fs::copy(cert!("wronghost.pem"), &cert).unwrap();
+    let mid = tls::connect(addr, &localhost_cfg()).expect("previous pair while half renewed");
+    mid.set_deadline(soon()).unwrap();
+    round_trip(&mid, b"mid-renewal");
+    mid.close().unwrap();
+    std::fs::copy(cert!("wronghost.key"), &key).unwrap();
+    let err = tls::connect(addr, &localhost_cfg()).expect_err("new conn sees wronghost.pem");
+    let msg = &tls_error(&err).message;
+    assert!(msg.contains("mismatch") || msg.contains("verify"), "{err}");
+    let ok = tls::connect(
+        addr,
+        &Config {
+            server_name: Some("wrong.example".into()),
+            ..client_cfg()
+        },
+    )
+    .expect("the renewed certificate verifies for its own name");
+    ok.set_deadline(soon()).unwrap();
+    round_trip(&ok, b"renewed");
+    // The old connection keeps working with its session.
+    round_trip(&old, b"after");
+    // Renewed again by rename (a new inode), back to server.pem.
+    let (tmp_cert, tmp_key) = (dir.0.join("new.pem"), dir.0.join("new.key"));
+    std::fs::copy(cert!("server.pem"), &tmp_cert).unwrap();
+    std::fs::copy(cert!("server.key"), &tmp_key).unwrap();
+    std::fs::rename(&tmp_key, &key).unwrap();
+    std::fs::rename(&tmp_cert, &cert).unwrap();
+    let back = tls::connect(addr, &localhost_cfg()).expect("server.pem again");
+    back.set_deadline(soon()).unwrap();
+    round_trip(&back, b"back");
+    for c in [old, ok, back] {
+        c.close().unwrap();
+    }
+    wait(&srv, SAFETY, "accept loop");
+}

@@ -65,6 +65,11 @@ pub enum ClientAuthMode {
 /// ([`Error::TlsConfig`], before any I/O). Equivalent configurations share one
 /// OpenSSL `SSL_CTX`.
 ///
+/// The files are loaded when a connection (or listener) is set up, and loaded again
+/// for later connections once one of them has changed (a different size, mtime, ctime
+/// or inode: renewed in place or replaced by a rename), so a renewed certificate is
+/// picked up without a restart. Connections made before keep what they were made with.
+///
 /// ```
 /// use reseau::tls::{Config, TlsVersion};
 /// let client = Config {
@@ -86,12 +91,18 @@ pub struct Config {
     /// Server: what to ask of client certificates.
     pub client_auth: ClientAuthMode,
     /// Certificate chain (PEM). Required for servers; a client presents it for mTLS.
+    ///
+    /// Renewing the file (in place or by rename) takes effect for new connections; a
+    /// [`Listener`](super::Listener) whose renewed pair does not load yet (the key not
+    /// written, say) keeps serving the previous one.
     pub cert_file: Option<PathBuf>,
-    /// Private key (PEM) for `cert_file`.
+    /// Private key (PEM) for `cert_file`; reloaded with it when either changes.
     pub key_file: Option<PathBuf>,
     /// Client: CA bundle to trust (default: `SSL_CERT_FILE`, else the system bundle).
+    /// A changed file (or `SSL_CERT_FILE`'s) is reloaded for new connections.
     pub ca_file: Option<PathBuf>,
-    /// Server: CAs that client certificates must chain to (the two `Verify*` modes).
+    /// Server: CAs that client certificates must chain to (the two `Verify*` modes);
+    /// a changed file is reloaded for new connections.
     pub client_ca_file: Option<PathBuf>,
     /// ALPN protocols in preference order.
     pub alpn_protocols: Vec<String>,
@@ -226,7 +237,8 @@ impl Config {
         wire
     }
 
-    /// The shared `SSL_CTX` for this config and role (built on first use).
+    /// The shared `SSL_CTX` for this config and role (built on first use, and again
+    /// when one of its files has changed since).
     pub(crate) fn context(&self, server: bool) -> Result<SslContext> {
         if server {
             self.validate_server()?
@@ -234,16 +246,22 @@ impl Config {
             self.validate_client()?
         }
         let key = CtxKey::new(self, server);
-        if let Some(ctx) = lock_cache().get(&key) {
+        // Stamped before the build: a file changed during it looks changed next time,
+        // never the other way round.
+        let stamps = key.stamps();
+        if let Some((seen, ctx)) = lock_cache().get(&key)
+            && *seen == stamps
+        {
             return Ok(ctx.clone());
         }
         let ctx = self.build(server)?;
         let mut cache = lock_cache();
-        if cache.len() >= CTX_CACHE_MAX {
+        if cache.len() >= CTX_CACHE_MAX && !cache.contains_key(&key) {
             // Bounded: configs built per request (distinct ALPN lists, say) must not leak.
             cache.clear();
         }
-        Ok(cache.entry(key).or_insert(ctx).clone())
+        cache.insert(key, (stamps, ctx.clone()));
+        Ok(ctx)
     }
 
     fn build(&self, server: bool) -> Result<SslContext> {
@@ -380,7 +398,50 @@ struct CtxKey {
     cert_env: Option<std::ffi::OsString>,
 }
 
+/// What `stat` says of a file's current version; `None` if it cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            // ctime too: it changes on every write and cannot be set back by `touch`.
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
 impl CtxKey {
+    /// The stamps of every file the context loads, in a fixed order.
+    fn stamps(&self) -> Vec<Option<FileStamp>> {
+        [
+            &self.cert_file,
+            &self.key_file,
+            &self.ca_file,
+            &self.client_ca_file,
+        ]
+        .into_iter()
+        .map(|p| p.as_deref().and_then(FileStamp::of))
+        .chain([self
+            .cert_env
+            .as_deref()
+            .map(Path::new)
+            .and_then(FileStamp::of)])
+        .collect()
+    }
+
     fn new(c: &Config, server: bool) -> CtxKey {
         CtxKey {
             server,
@@ -400,8 +461,11 @@ impl CtxKey {
 
 const CTX_CACHE_MAX: usize = 128;
 
-fn lock_cache() -> std::sync::MutexGuard<'static, HashMap<CtxKey, SslContext>> {
-    static CACHE: OnceLock<Mutex<HashMap<CtxKey, SslContext>>> = OnceLock::new();
+/// Each context with the stamps of its files when it was built.
+type Cache = HashMap<CtxKey, (Vec<Option<FileStamp>>, SslContext)>;
+
+fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     crate::poll::lock(CACHE.get_or_init(Default::default))
 }
 
@@ -464,6 +528,55 @@ mod tests {
             &server.context(true).unwrap(),
             &server.clone().context(true).unwrap()
         ));
+    }
+
+    #[test]
+    fn changed_files_rebuild_the_context() {
+        let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+        let dir = std::env::temp_dir().join(format!(
+            "reseau-ctx-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("c.key"));
+        let put = |name: &str| {
+            std::fs::copy(format!("{certs}/{name}.pem"), &cert).unwrap();
+            std::fs::copy(format!("{certs}/{name}.key"), &key).unwrap();
+        };
+        put("server");
+        let cfg = Config {
+            cert_file: Some(cert.clone()),
+            key_file: Some(key.clone()),
+            ..Config::default()
+        };
+        let same = |x: &SslContext, y: &SslContext| {
+            std::ptr::eq::<openssl::ssl::SslContextRef>(&**x, &**y)
+        };
+        let subject = |c: &SslContext| {
+            let cert = c.certificate().expect("a certificate").to_owned();
+            let cn = cert
+                .subject_name()
+                .entries()
+                .last()
+                .unwrap()
+                .data()
+                .as_slice();
+            String::from_utf8_lossy(cn).into_owned()
+        };
+        let a = cfg.context(true).unwrap();
+        assert!(
+            same(&a, &cfg.context(true).unwrap()),
+            "unchanged files: cached"
+        );
+        assert_eq!(subject(&a), "localhost");
+        put("wronghost");
+        let b = cfg.context(true).unwrap();
+        assert!(!same(&a, &b), "renewed in place: rebuilt");
+        assert_eq!(subject(&b), "wrong.example");
+        assert_eq!(subject(&a), "localhost", "the old context is untouched");
+        assert!(same(&b, &cfg.context(true).unwrap()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

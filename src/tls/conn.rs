@@ -76,14 +76,24 @@ enum Fault {
         op: &'static str,
         code: i32,
         message: String,
-        errno: Option<i32>,
+        /// The transport's errno and the syscall that got it.
+        errno: Option<(&'static str, i32)>,
     },
+}
+
+/// `TlsError::message` when the transport failed: the cause says how, and the Display
+/// (`tls <op>: <message>: <cause>`) should say it once.
+const TRANSPORT: &str = "transport error";
+
+/// The TLS error for a deadline that passed during `op`.
+fn timeout_err(op: &'static str) -> Error {
+    tls_err(op, 0, TRANSPORT, Some(Error::DeadlineExceeded))
 }
 
 impl Fault {
     fn replay(&self) -> Error {
         match self {
-            Fault::Timeout { op } => tls_err(op, 0, "i/o timeout", Some(Error::DeadlineExceeded)),
+            Fault::Timeout { op } => timeout_err(op),
             Fault::HandshakeTimeout(d) => Error::TlsHandshakeTimeout(*d),
             Fault::DialTimeout => Error::DialTimeout("i/o timeout".into()),
             Fault::Closed => Error::Closed,
@@ -96,7 +106,7 @@ impl Fault {
                 op,
                 *code,
                 message,
-                errno.map(|n| Error::Sys {
+                errno.map(|(op, n)| Error::Sys {
                     op,
                     source: io::Error::from_raw_os_error(n),
                 }),
@@ -117,16 +127,34 @@ impl Fault {
                 op: t.op,
                 code: t.code,
                 message: t.message.clone(),
-                errno: t.cause.as_ref().and_then(|c| c.raw_os_error()),
+                errno: t.cause.as_deref().and_then(|c| errno_of(c, t.op)),
             },
-            other => Fault::Tls {
-                op,
-                code: 0,
-                message: other.to_string(),
-                errno: other.raw_os_error(),
+            other => match errno_of(other, op) {
+                Some(errno) => Fault::Tls {
+                    op,
+                    code: 0,
+                    message: TRANSPORT.into(),
+                    errno: Some(errno),
+                },
+                None => Fault::Tls {
+                    op,
+                    code: 0,
+                    message: other.to_string(),
+                    errno: None,
+                },
             },
         }
     }
+}
+
+/// The errno in `err` and the syscall that got it (`op` when `err` does not say).
+fn errno_of(err: &Error, op: &'static str) -> Option<(&'static str, i32)> {
+    let n = err.raw_os_error()?;
+    let syscall = match err {
+        Error::Sys { op, .. } => op,
+        _ => op,
+    };
+    Some((syscall, n))
 }
 
 fn tls_err(op: &'static str, code: i32, message: &str, cause: Option<Error>) -> Error {
@@ -274,7 +302,7 @@ impl Conn {
         match err.into_io_error() {
             Ok(io_err) => match io_err.into_inner().map(|b| b.downcast::<Error>()) {
                 Some(Ok(inner)) if matches!(*inner, Error::Closed) => Error::Closed,
-                Some(Ok(inner)) => tls_err(op, code, &inner.to_string(), Some(*inner)),
+                Some(Ok(inner)) => tls_err(op, code, TRANSPORT, Some(*inner)),
                 Some(Err(other)) => tls_err(op, code, &other.to_string(), None),
                 None => tls_err(op, code, "unexpected EOF", None),
             },
@@ -296,7 +324,8 @@ impl Conn {
     /// handshake fails every later call the same way.
     ///
     /// `handshake_timeout` caps the handshake's TCP deadlines for its duration only; the
-    /// caller's deadlines are restored exactly afterwards.
+    /// caller's deadlines are restored exactly afterwards, except one set by another
+    /// thread during the handshake, which stays.
     ///
     /// # Errors
     /// [`Error::Tls`] (verification, protocol, ALPN `no_application_protocol` alert, a
@@ -322,7 +351,6 @@ impl Conn {
             return Err(Error::Closed);
         }
         let fd = self.tcp.fd();
-        let saved = fd.deadline_words();
         let timeout_at = self
             .handshake_timeout
             .and_then(|t| Instant::now().checked_add(t));
@@ -330,12 +358,12 @@ impl Conn {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(c) = cap {
-            fd.cap_deadlines(c);
-        }
+        // Only what the overlay installed is undone: a deadline set by another thread
+        // meanwhile is the caller's newer wish and stays.
+        let overlay = cap.map(|c| fd.cap_deadlines(c));
         let res = self.drive("handshake", |s| s.do_handshake());
-        if cap.is_some() {
-            fd.restore_deadline_words(saved);
+        if let Some(o) = overlay {
+            fd.restore_deadline_words(o);
         }
         let err = match res {
             Ok(Some(())) => {
@@ -357,7 +385,7 @@ impl Conn {
                     (_, Some(t)) if now >= t && cap == timeout_at => {
                         Error::TlsHandshakeTimeout(self.handshake_timeout.unwrap_or_default())
                     }
-                    _ => tls_err("handshake", 0, "i/o timeout", Some(Error::DeadlineExceeded)),
+                    _ => timeout_err("handshake"),
                 }
             }
             Err(e) => e,
@@ -366,9 +394,36 @@ impl Conn {
         Err(err)
     }
 
-    /// Decrypted bytes that can be read without touching the socket (`SSL_pending`).
+    /// Decrypted bytes that can be read without waiting for the socket: the current
+    /// record's (`SSL_pending`), or else the next record's if OpenSSL already holds it
+    /// whole (read ahead with an earlier one; it is decrypted here). 0 before the
+    /// handshake has completed.
     pub fn bytes_available(&self) -> usize {
-        lock(&self.ssl).ssl().pending()
+        // A reader parked on the socket must be the one to take the rest of a partial
+        // record off it, or its wake-up is lost: only peek while no read runs.
+        match self.read_lock.try_lock() {
+            Ok(_g) => self.buffered(),
+            Err(std::sync::TryLockError::Poisoned(_g)) => self.buffered(),
+            Err(std::sync::TryLockError::WouldBlock) => lock(&self.ssl).ssl().pending(),
+        }
+    }
+
+    /// See [`bytes_available`](Self::bytes_available). `SSL_pending` alone misses
+    /// records that `read_ahead` pulled off the socket with an earlier one; those are
+    /// readable without the socket too, even past the deadline (as in Go). The caller
+    /// holds `read_lock`.
+    fn buffered(&self) -> usize {
+        let mut s = lock(&self.ssl);
+        let n = s.ssl().pending();
+        if n > 0 || !self.done.load(Ordering::Acquire) || !crate::sys::ssl_has_pending(s.ssl()) {
+            return n;
+        }
+        // Never parks: a partial record (or one with no application data) is WANT_READ,
+        // and any other failure is the next read's to report.
+        match s.ssl_peek(&mut [0u8; 1]) {
+            Ok(_) => s.ssl().pending(),
+            Err(_) => 0,
+        }
     }
 
     /// Whether the handshake has completed.
@@ -427,11 +482,11 @@ impl Conn {
         if buf.is_empty() {
             return Ok(0);
         }
-        // Decrypted bytes already here are returned even past the deadline, as in Go;
+        // Records already off the socket are returned even past the deadline, as in Go;
         // anything that needs the socket honours it. Deadline first: without one, the
         // common case, this costs no extra `SSL` lock per read.
         if let Err(e) = self.tcp.fd().check_deadline(Dir::Read)
-            && lock(&self.ssl).ssl().pending() == 0
+            && self.buffered() == 0
         {
             return Err(e);
         }
@@ -462,7 +517,7 @@ impl Conn {
         let mut buf = vec![0u8; 16 * 1024];
         let mut n = self.read(&mut buf)?;
         loop {
-            let pending = lock(&self.ssl).ssl().pending();
+            let pending = self.buffered();
             if n == 0 || pending == 0 {
                 buf.truncate(n);
                 return Ok(buf);
@@ -481,7 +536,7 @@ impl Conn {
         self.handshake()?;
         let _g = lock(&self.read_lock);
         self.check_open()?;
-        if lock(&self.ssl).ssl().pending() > 0 {
+        if self.buffered() > 0 {
             return Ok(false);
         }
         self.tcp.fd().check_deadline(Dir::Read)?;
@@ -539,7 +594,8 @@ impl Conn {
     /// `CloseWrite`).
     ///
     /// # Errors
-    /// `Error::Tls` `"tls: CloseWrite called before handshake complete"`,
+    /// `Error::Tls` `"tls: CloseWrite called before handshake complete"`; the sticky
+    /// error of an earlier failed [`write`](Self::write) (the record stream is corrupt);
     /// [`Error::Closed`], transport errors.
     pub fn close_write(&self) -> Result<()> {
         if !self.done.load(Ordering::Acquire) {
@@ -551,6 +607,10 @@ impl Conn {
             ));
         }
         let mut w = lock(&self.write);
+        // A cut write left a partial record: no close_notify can follow it.
+        if let Some(f) = &w.fault {
+            return Err(f.replay());
+        }
         self.check_open()?;
         if w.shut {
             return Ok(());
@@ -688,5 +748,42 @@ impl Write for Conn {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replayed_faults_read_like_the_original_once() {
+        let reset = || Error::Sys {
+            op: "read",
+            source: io::Error::from_raw_os_error(libc::ECONNRESET),
+        };
+        let errno_text = reset().to_string();
+        for (original, cause_text) in [
+            (timeout_err("write"), "i/o timeout"),
+            (Error::DeadlineExceeded, "i/o timeout"),
+            (
+                tls_err("read", 5, TRANSPORT, Some(reset())),
+                errno_text.as_str(),
+            ),
+            (reset(), errno_text.as_str()),
+        ] {
+            let replayed = Fault::of(&original, "write").replay();
+            let text = replayed.to_string();
+            assert_eq!(text.matches(cause_text).count(), 1, "{text:?}");
+            assert_eq!(replayed.kind(), original.kind(), "{text:?}");
+            assert_eq!(replayed.is_timeout(), original.is_timeout(), "{text:?}");
+            assert_eq!(replayed.raw_os_error(), original.raw_os_error(), "{text:?}");
+            if matches!(original, Error::Tls(_)) {
+                assert_eq!(text, original.to_string());
+            }
+        }
+        assert_eq!(
+            timeout_err("write").to_string(),
+            "tls write: transport error: i/o timeout"
+        );
     }
 }

@@ -32,6 +32,7 @@ mod conn;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use openssl::ssl::SslContext;
@@ -132,7 +133,7 @@ impl Dialer {
 /// # Errors
 /// [`Error::TlsConfig`](crate::Error::TlsConfig) before any I/O; the errors of [`tcp::listen`].
 pub fn listen(local: SocketAddr, config: Config) -> Result<Listener> {
-    let ctx = config.context(true)?;
+    let ctx = Mutex::new(config.context(true)?);
     Ok(Listener {
         tcp: tcp::listen(local)?,
         ctx,
@@ -145,7 +146,7 @@ pub fn listen(local: SocketAddr, config: Config) -> Result<Listener> {
 /// # Errors
 /// [`Error::TlsConfig`](crate::Error::TlsConfig) unwrapped, before any I/O; otherwise as [`ListenConfig::listen`].
 pub fn listen_on(network: &str, address: &str, config: Config) -> Result<Listener> {
-    let ctx = config.context(true)?;
+    let ctx = Mutex::new(config.context(true)?);
     Ok(Listener {
         tcp: ListenConfig::default().listen(network, address)?,
         ctx,
@@ -154,9 +155,13 @@ pub fn listen_on(network: &str, address: &str, config: Config) -> Result<Listene
 }
 
 /// A TLS listener: accepts TCP connections and wraps them as lazy server [`Conn`]s.
+///
+/// Certificate files renewed while it runs serve the connections accepted after (see
+/// [`Config`]).
 pub struct Listener {
     tcp: tcp::Listener,
-    ctx: SslContext,
+    /// The last context that loaded: kept when renewed files do not load (yet).
+    ctx: Mutex<SslContext>,
     config: Config,
 }
 
@@ -166,17 +171,28 @@ impl Listener {
     /// # Errors
     /// [`Error::TlsConfig`](crate::Error::TlsConfig) for an unusable server config.
     pub fn new(tcp: tcp::Listener, config: Config) -> Result<Listener> {
-        let ctx = config.context(true)?;
+        let ctx = Mutex::new(config.context(true)?);
         Ok(Listener { tcp, ctx, config })
     }
 
     /// Accepts the next connection; its handshake runs on first I/O (so one slow client
-    /// cannot hold up the accept loop).
+    /// cannot hold up the accept loop). It gets the certificate files as they are now;
+    /// if they no longer load (a renewal half written), the last set that did.
     ///
     /// # Errors
     /// As [`tcp::Listener::accept`].
     pub fn accept(&self) -> Result<Conn> {
-        Conn::new(self.tcp.accept()?, &self.ctx, &self.config, true)
+        let tcp = self.tcp.accept()?;
+        Conn::new(tcp, &self.context(), &self.config, true)
+    }
+
+    /// The current context, or the last one that loaded.
+    fn context(&self) -> SslContext {
+        let mut last = crate::poll::lock(&self.ctx);
+        if let Ok(ctx) = self.config.context(true) {
+            *last = ctx;
+        }
+        last.clone()
     }
 
     /// Sets the accept deadline.
