@@ -1,0 +1,396 @@
+//! `reseau::sockets::UdpSocket` (SPEC §7c) beyond Julia's own cases (those are in
+//! compat-tests/julia_sockets.rs): deadlines, close from another thread, errors, the
+//! allocation-free receive, zero-length datagrams, IPv4 multicast (in a network
+//! namespace of the test's own). Loopback only; every wait is bounded.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reseau::sockets::{
+    self, BindOptions, IPv4, LOCALHOST, UdpOptions, UdpSocket, bind, bind_with, getsockname,
+    join_multicast_group, leave_multicast_group, recv, recvfrom, send, setopt,
+};
+use reseau::{Error, ip};
+
+const SAFETY: Duration = Duration::from_secs(20);
+
+fn after(d: Duration) -> Option<Instant> {
+    Some(Instant::now() + d)
+}
+
+fn bound(host: impl Into<sockets::IPAddr>) -> (UdpSocket, u16) {
+    let mut s = UdpSocket::new();
+    assert!(bind(&mut s, host, 0).unwrap());
+    s.set_deadline(after(SAFETY)).unwrap();
+    let port = getsockname(&s).unwrap().1;
+    (s, port)
+}
+
+const _: fn() = || {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<UdpSocket>();
+};
+
+#[test]
+fn zero_length_datagrams_are_datagrams() {
+    let (a, port) = bound(LOCALHOST);
+    let (b, _) = bound(LOCALHOST);
+    send(&b, LOCALHOST, port, b"").unwrap();
+    send(&b, LOCALHOST, port, b"x").unwrap();
+    assert_eq!(recv(&a).unwrap(), b"");
+    assert_eq!(recv(&a).unwrap(), b"x");
+}
+
+#[test]
+fn send_binds_an_unbound_socket_and_it_can_then_receive() {
+    let (a, port) = bound(LOCALHOST);
+    let b = UdpSocket::new();
+    assert_eq!(format!("{b:?}"), "UdpSocket(init)");
+    send(&b, LOCALHOST, port, b"hi").unwrap();
+    let (from, data) = recvfrom(&a).unwrap();
+    assert_eq!(data, b"hi");
+    let (ip, bport) = getsockname(&b).unwrap();
+    assert_eq!(ip, ip!("0.0.0.0"));
+    assert_eq!(from.port, bport);
+    send(&a, LOCALHOST, bport, b"back").unwrap();
+    b.set_read_deadline(after(SAFETY)).unwrap();
+    assert_eq!(recv(&b).unwrap(), b"back");
+    assert!(format!("{b:?}").starts_with("UdpSocket(open, 0.0.0.0:"));
+}
+
+#[test]
+fn receiving_on_an_unbound_socket_is_invalid_argument() {
+    let s = UdpSocket::new();
+    for r in [
+        recv(&s).map(drop),
+        recvfrom(&s).map(drop),
+        s.recv_into(&mut [0u8; 4]).map(drop),
+    ] {
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    }
+    assert!(matches!(
+        setopt(&s, &UdpOptions::default()),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(getsockname(&s), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn bind_twice_and_busy_ports() {
+    let (a, port) = bound(LOCALHOST);
+    let mut b = UdpSocket::new();
+    assert!(!bind(&mut b, LOCALHOST, port).unwrap(), "port in use");
+    let mut a = a;
+    assert!(matches!(
+        bind(&mut a, LOCALHOST, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    // reuseaddr on both lets a second socket share the port (Julia's reuseaddr=true).
+    let opts = BindOptions {
+        reuseaddr: true,
+        ..BindOptions::default()
+    };
+    let mut c = UdpSocket::new();
+    assert!(bind_with(&mut c, LOCALHOST, 0, &opts).unwrap());
+    let cport = getsockname(&c).unwrap().1;
+    let mut d = UdpSocket::new();
+    assert!(bind_with(&mut d, LOCALHOST, cport, &opts).unwrap());
+}
+
+#[test]
+fn ipv6only_and_mapped_sends() {
+    let mut v6 = UdpSocket::new();
+    let opts = BindOptions::default();
+    if !bind_with(&mut v6, ip!("::"), 0, &opts).unwrap_or(false) {
+        eprintln!("skipped: no IPv6");
+        return;
+    }
+    v6.set_deadline(after(SAFETY)).unwrap();
+    let port = getsockname(&v6).unwrap().1;
+    // A dual-stack socket receives IPv4 traffic and can send to IPv4 destinations.
+    let (v4, v4port) = bound(LOCALHOST);
+    send(&v4, LOCALHOST, port, b"to dual").unwrap();
+    let (from, data) = recvfrom(&v6).unwrap();
+    assert_eq!(data, b"to dual");
+    assert_eq!(from.port, v4port);
+    send(&v6, LOCALHOST, v4port, b"from dual").unwrap();
+    assert_eq!(recv(&v4).unwrap(), b"from dual");
+    // An IPv4 socket cannot send to an IPv6 address.
+    assert!(matches!(
+        send(&v4, ip!("::1"), port, b"x"),
+        Err(Error::InvalidArgument(_))
+    ));
+    // ipv6only: IPv4 traffic does not arrive.
+    let mut only = UdpSocket::new();
+    let o = BindOptions {
+        ipv6only: true,
+        ..BindOptions::default()
+    };
+    assert!(bind_with(&mut only, ip!("::"), 0, &o).unwrap());
+    let oport = getsockname(&only).unwrap().1;
+    only.set_read_deadline(after(Duration::from_millis(100)))
+        .unwrap();
+    send(&v4, LOCALHOST, oport, b"lost").unwrap();
+    assert!(matches!(recv(&only), Err(Error::DeadlineExceeded)));
+}
+
+#[test]
+fn read_deadlines_past_moved_and_cleared() {
+    let (a, port) = bound(LOCALHOST);
+    let (b, _) = bound(LOCALHOST);
+    // A passed deadline fails even with a datagram queued (Go's rule).
+    send(&b, LOCALHOST, port, b"queued").unwrap();
+    thread::sleep(Duration::from_millis(10));
+    a.set_read_deadline(Some(Instant::now() - Duration::from_millis(1)))
+        .unwrap();
+    assert!(matches!(recv(&a), Err(Error::DeadlineExceeded)));
+    a.set_read_deadline(None).unwrap();
+    assert_eq!(recv(&a).unwrap(), b"queued");
+    // A deadline moved earlier while blocked takes effect for that call.
+    let a = Arc::new(a);
+    let a2 = a.clone();
+    let t = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(recv(&a2)));
+    thread::sleep(Duration::from_millis(50));
+    a.set_read_deadline(after(Duration::from_millis(50)))
+        .unwrap();
+    let r = rx.recv_timeout(SAFETY).unwrap();
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
+fn deadlines_set_before_binding_apply() {
+    let mut a = UdpSocket::new();
+    a.set_read_deadline(after(Duration::from_millis(50)))
+        .unwrap();
+    assert!(bind(&mut a, LOCALHOST, 0).unwrap());
+    let t = Instant::now();
+    assert!(matches!(recv(&a), Err(Error::DeadlineExceeded)));
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn close_from_another_thread_wakes_a_blocked_recv() {
+    let (a, _) = bound(LOCALHOST);
+    a.set_deadline(None).unwrap();
+    let a = Arc::new(a);
+    let a2 = a.clone();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(recv(&a2)));
+    thread::sleep(Duration::from_millis(50));
+    assert!(rx.try_recv().is_err(), "recv returned with nothing sent");
+    let t = Instant::now();
+    a.close().unwrap();
+    let r = rx.recv_timeout(SAFETY).unwrap();
+    assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(!a.is_open());
+    assert!(matches!(send(&a, LOCALHOST, 9, b"x"), Err(Error::Closed)));
+    assert!(matches!(recv(&a), Err(Error::Closed)));
+    assert_eq!(format!("{a:?}"), "UdpSocket(closed)");
+    a.close().unwrap();
+}
+
+#[test]
+fn closing_an_unbound_socket_then_using_it() {
+    let s = UdpSocket::new();
+    s.close().unwrap();
+    assert!(matches!(send(&s, LOCALHOST, 9, b"x"), Err(Error::Closed)));
+    assert!(matches!(recv(&s), Err(Error::Closed)));
+    let mut s = s;
+    assert!(matches!(bind(&mut s, LOCALHOST, 0), Err(Error::Closed)));
+}
+
+#[test]
+fn recv_into_reports_a_datagram_too_large_for_the_buffer() {
+    let (a, port) = bound(LOCALHOST);
+    let (b, bport) = bound(LOCALHOST);
+    send(&b, LOCALHOST, port, b"0123456789").unwrap();
+    let mut small = [0u8; 4];
+    let e = a.recv_into(&mut small).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e}");
+    assert_eq!(e.op(), Some("recv"));
+    assert_eq!(&small, b"0123");
+    send(&b, LOCALHOST, port, b"fits").unwrap();
+    let (n, from) = a.recvfrom_into(&mut small).unwrap();
+    assert_eq!((n, &small[..n]), (4, &b"fits"[..]));
+    assert_eq!(from.port, bport);
+}
+
+#[test]
+fn datagrams_keep_their_order() {
+    let (a, port) = bound(LOCALHOST);
+    let (b, _) = bound(LOCALHOST);
+    let a = Arc::new(a);
+    let a2 = a.clone();
+    let n = 2000u32;
+    let reader = thread::spawn(move || {
+        let mut last = None;
+        let mut got = 0;
+        let mut buf = [0u8; 4];
+        a2.set_read_deadline(after(Duration::from_millis(500)))
+            .unwrap();
+        while let Ok(len) = a2.recv_into(&mut buf) {
+            assert_eq!(len, 4);
+            let v = u32::from_le_bytes(buf);
+            assert!(last.is_none_or(|l| v > l), "{v} after {last:?}");
+            last = Some(v);
+            got += 1;
+            a2.set_read_deadline(after(Duration::from_millis(500)))
+                .unwrap();
+        }
+        got
+    });
+    for i in 0..n {
+        send(&b, LOCALHOST, port, &i.to_le_bytes()).unwrap();
+        if i % 64 == 0 {
+            // Loopback drops when the receive buffer is full; pacing keeps the test about
+            // order, not loss.
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let got = reader.join().unwrap();
+    assert!(got > n / 2, "only {got} of {n} datagrams arrived");
+}
+
+#[test]
+fn unicast_groups_and_family_mismatches_are_errors() {
+    let (a, _) = bound(LOCALHOST);
+    for g in [ip!("127.0.0.1"), ip!("10.0.0.1"), ip!("::1")] {
+        let r = join_multicast_group(&a, g);
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{g}: {r:?}");
+    }
+    let r = join_multicast_group(&a, ip!("ff02::1"));
+    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    let unbound = UdpSocket::new();
+    assert!(join_multicast_group(&unbound, ip!("239.1.2.3")).is_err());
+    assert!(leave_multicast_group(&unbound, ip!("239.1.2.3")).is_err());
+}
+
+#[test]
+fn setopt_applies_each_option() {
+    let (a, _) = bound(LOCALHOST);
+    setopt(
+        &a,
+        &UdpOptions {
+            multicast_loop: Some(false),
+            multicast_ttl: Some(3),
+            enable_broadcast: Some(true),
+            ttl: Some(17),
+        },
+    )
+    .unwrap();
+    let e = setopt(
+        &a,
+        &UdpOptions {
+            ttl: Some(100_000),
+            ..UdpOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+    // Broadcast needs SO_BROADCAST: turning it off makes the send fail with EACCES.
+    setopt(
+        &a,
+        &UdpOptions {
+            enable_broadcast: Some(false),
+            ..UdpOptions::default()
+        },
+    )
+    .unwrap();
+    let e = send(&a, IPv4::new(127, 255, 255, 255), 9, b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+}
+
+#[test]
+fn ipv4_multicast_join_receive_leave() {
+    if !netns::enter_or_skip("ipv4_multicast_join_receive_leave") {
+        return;
+    }
+    let group = ip!("239.255.77.1");
+    let opts = BindOptions {
+        reuseaddr: true,
+        ..BindOptions::default()
+    };
+    let mut a = UdpSocket::new();
+    assert!(bind_with(&mut a, IPv4::new(0, 0, 0, 0), 0, &opts).unwrap());
+    let port = getsockname(&a).unwrap().1;
+    let mut b = UdpSocket::new();
+    assert!(bind_with(&mut b, IPv4::new(0, 0, 0, 0), port, &opts).unwrap());
+    join_multicast_group(&a, group).unwrap();
+    join_multicast_group(&b, group).unwrap();
+    let c = UdpSocket::new();
+    send(&c, group, port, b"hello").unwrap();
+    for s in [&a, &b] {
+        s.set_read_deadline(after(Duration::from_secs(3))).unwrap();
+        assert_eq!(recv(s).unwrap(), b"hello");
+    }
+    leave_multicast_group(&a, group).unwrap();
+    send(&c, group, port, b"after leave").unwrap();
+    b.set_read_deadline(after(Duration::from_secs(3))).unwrap();
+    assert_eq!(recv(&b).unwrap(), b"after leave");
+    a.set_read_deadline(after(Duration::from_millis(200)))
+        .unwrap();
+    assert!(matches!(recv(&a), Err(Error::DeadlineExceeded)));
+}
+
+/// Runs a test inside a network namespace of its own (`unshare --net`, as root) with a
+/// veth pair whose both ends stay inside, so multicast never leaves the machine.
+mod netns {
+    const ENV: &str = "RESEAU_UDP_NETNS_CHILD";
+
+    pub fn enter_or_skip(test: &str) -> bool {
+        if std::env::var(ENV).as_deref() == Ok(test) {
+            setup();
+            return true;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("timeout")
+            .args(["60", "unshare", "--net", "--"])
+            .arg(&exe)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(ENV, test)
+            .output();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("skipped {test}: cannot run unshare ({e})");
+                return false;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && text.contains("unshare failed") {
+            eprintln!("skipped {test}: no network namespace here (needs root): {text}");
+            return false;
+        }
+        assert!(
+            out.status.success(),
+            "{test} in a netns: {}\n{text}",
+            out.status
+        );
+        assert!(text.contains("1 passed"), "child ran no test:\n{text}");
+        false
+    }
+
+    fn ip(args: &[&str]) {
+        let st = std::process::Command::new("ip").args(args).status();
+        assert!(
+            matches!(st, Ok(s) if s.success()),
+            "ip {} failed: {st:?}",
+            args.join(" ")
+        );
+    }
+
+    fn setup() {
+        ip(&["link", "set", "lo", "up"]);
+        ip(&["link", "add", "rs0", "type", "veth", "peer", "name", "rs1"]);
+        ip(&["link", "set", "rs0", "up", "multicast", "on"]);
+        ip(&["link", "set", "rs1", "up", "multicast", "on"]);
+        ip(&["route", "add", "224.0.0.0/4", "dev", "rs0"]);
+    }
+}
