@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::hostport::host_key;
 use super::pool;
-use super::resolver::{Resolver, check_host, dup_err};
+use super::resolver::{Resolver, check_host};
 use crate::poll::lock;
 use crate::{Error, Result};
 
@@ -212,7 +212,7 @@ impl CachingResolver {
                 pool::spawn(move || job.run());
             }
         }
-        wait(&flight, host, deadline)
+        wait(&flight, deadline)
     }
 
     /// The answer from the cache, if it has a usable one (starting a refresh for a
@@ -266,13 +266,13 @@ impl CachingResolver {
 }
 
 /// Waits for a flight's answer until `deadline`.
-fn wait(flight: &Flight, host: &str, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
+fn wait(flight: &Flight, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
     let mut res = lock(&flight.result);
     loop {
         if let Some(r) = res.as_ref() {
             return match r {
                 Ok(ips) => Ok(ips.clone()),
-                Err(e) => Err(dup_err(e, host)),
+                Err(e) => Err(e.duplicate()),
             };
         }
         res = match deadline {

@@ -92,38 +92,6 @@ pub(crate) fn dedup(addrs: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
     addrs.into_iter().filter(|ip| seen.insert(*ip)).collect()
 }
 
-/// A copy of `e` for one more receiver of a shared result ([`Error`] is not `Clone`).
-/// Kinds without a faithful copy become [`Error::Lookup`] with their text.
-pub(crate) fn dup_err(e: &Error, name: &str) -> Error {
-    match e {
-        Error::Lookup { msg, name } => Error::Lookup {
-            msg: msg.clone(),
-            name: name.clone(),
-        },
-        Error::Address { msg, addr } => Error::Address {
-            msg: msg.clone(),
-            addr: addr.clone(),
-        },
-        Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
-        Error::UnknownNetwork(s) => Error::UnknownNetwork(s.clone()),
-        Error::DialTimeout(s) => Error::DialTimeout(s.clone()),
-        Error::DeadlineExceeded => Error::DeadlineExceeded,
-        Error::Closed => Error::Closed,
-        Error::Dns(d) => Error::Dns(d.clone()),
-        Error::Sys { op, source } => Error::Sys {
-            op,
-            source: match source.raw_os_error() {
-                Some(code) => io::Error::from_raw_os_error(code),
-                None => io::Error::new(source.kind(), source.to_string()),
-            },
-        },
-        other => Error::Lookup {
-            msg: other.to_string(),
-            name: name.to_string(),
-        },
-    }
-}
-
 /// A `getaddrinfo` failure, for each caller to map to its own error.
 #[derive(Debug)]
 pub(crate) struct GaiError {
