@@ -54,13 +54,18 @@ pub trait Resolver: Send + Sync + fmt::Debug + 'static {
     ///
     /// The provided implementation runs `lookup` on the internal lookup worker pool and
     /// abandons the wait at the deadline; the lookup finishes in the background and its
-    /// answer is dropped. Without a deadline it just calls `lookup` in place. The built-in resolvers override it to answer cache and map
-    /// hits without a thread hop. Takes `Arc<Self>` because the abandoned lookup may
-    /// outlive the call.
+    /// answer is dropped. A queued lookup whose deadline passes before a worker is free
+    /// is not started at all. Without a deadline, or when called on a pool worker (a
+    /// resolver nested in another), it just calls `lookup` in place: a worker never
+    /// waits on the pool, so nested resolvers cannot deadlock it. The built-in
+    /// resolvers override it to answer cache and map hits without a thread hop. Takes
+    /// `Arc<Self>` because the abandoned lookup may outlive the call.
     ///
     /// # Errors
     /// As `lookup`, plus [`Error::DeadlineExceeded`] when the deadline passes first
-    /// (or has passed already: then no lookup is started).
+    /// (or has passed already: then no lookup is started), and [`Error::Lookup`] with
+    /// `resolver queue full` when 1024 lookups already wait for a worker (an overload:
+    /// refused at once rather than left to time out; never negatively cached).
     fn lookup_until(self: Arc<Self>, host: &str, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
         if deadline.is_none() {
             return self.lookup(host);
