@@ -221,6 +221,53 @@ impl Error {
         Error::Sys { op, source }
     }
 
+    /// A copy of this error for one more receiver (every caller sharing one lookup,
+    /// a dial's attempt list): [`Error`] is not `Clone` because [`io::Error`] is not.
+    ///
+    /// The copy has the same variant and fields, so the same kind, `Display`,
+    /// [`is_timeout`](Error::is_timeout) and [`raw_os_error`](Error::raw_os_error).
+    /// An `io::Error` keeps its errno, or else its kind and message (an [`Error`]
+    /// inside it, see [`from_io`](Error::from_io), is copied as an [`Error`]).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::DeadlineExceeded => Error::DeadlineExceeded,
+            Error::Closed => Error::Closed,
+            Error::Sys { op, source } => Error::Sys {
+                op,
+                source: duplicate_io(source),
+            },
+            Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
+            Error::Address { msg, addr } => Error::Address {
+                msg: msg.clone(),
+                addr: addr.clone(),
+            },
+            Error::Lookup { msg, name } => Error::Lookup {
+                msg: msg.clone(),
+                name: name.clone(),
+            },
+            Error::UnknownNetwork(s) => Error::UnknownNetwork(s.clone()),
+            Error::DialTimeout(s) => Error::DialTimeout(s.clone()),
+            Error::Op(op) => Error::Op(Box::new(OpError {
+                op: op.op.clone(),
+                net: op.net.clone(),
+                source: op.source.clone(),
+                addr: op.addr.clone(),
+                err: op.err.duplicate(),
+                attempts: op.attempts.iter().map(Error::duplicate).collect(),
+            })),
+            Error::Dns(d) => Error::Dns(d.clone()),
+            Error::TlsConfig(s) => Error::TlsConfig(s.clone()),
+            Error::Tls(t) => Error::Tls(TlsError {
+                op: t.op,
+                code: t.code,
+                message: t.message.clone(),
+                cause: t.cause.as_ref().map(|c| Box::new(c.duplicate())),
+            }),
+            Error::TlsHandshakeTimeout(d) => Error::TlsHandshakeTimeout(*d),
+            Error::TlsUpgradeNotReady(s) => Error::TlsUpgradeNotReady(s.clone()),
+        }
+    }
+
     /// The `io::ErrorKind` this error maps to (the table in the crate docs).
     pub fn kind(&self) -> io::ErrorKind {
         use io::ErrorKind as K;
@@ -286,6 +333,17 @@ impl Error {
     pub fn from_io(err: &io::Error) -> Option<&Error> {
         err.get_ref()
             .and_then(|inner| inner.downcast_ref::<Error>())
+    }
+}
+
+/// [`Error::duplicate`] for an `io::Error`.
+fn duplicate_io(e: &io::Error) -> io::Error {
+    if let Some(code) = e.raw_os_error() {
+        return io::Error::from_raw_os_error(code);
+    }
+    match Error::from_io(e) {
+        Some(inner) => io::Error::new(e.kind(), inner.duplicate()),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
@@ -432,6 +490,76 @@ mod tests {
             d.to_string(),
             "DNSError: nope.invalid, unknown node or service (EAI_NONAME)"
         );
+    }
+
+    #[test]
+    fn duplicate_keeps_variant_kind_text_and_errno() {
+        let sys = |code| Error::sys("read", io::Error::from_raw_os_error(code));
+        let tls = |cause: Option<Error>| {
+            Error::Tls(TlsError {
+                op: "read",
+                code: 5,
+                message: "x".into(),
+                cause: cause.map(Box::new),
+            })
+        };
+        let op = OpError::new("dial", "tcp", Some("127.0.0.1:9".into()), "h:1", sys(111))
+            .with_attempts(vec![sys(111), Error::DeadlineExceeded]);
+        let all = [
+            Error::DeadlineExceeded,
+            Error::Closed,
+            sys(libc::ECONNRESET),
+            Error::sys("poll", io::Error::new(io::ErrorKind::WouldBlock, "later")),
+            Error::sys("read", io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Error::sys("wrap", Error::DeadlineExceeded.into()),
+            Error::InvalidArgument("p".into()),
+            Error::Address {
+                msg: "m".into(),
+                addr: "a".into(),
+            },
+            Error::Lookup {
+                msg: "m".into(),
+                name: "n".into(),
+            },
+            Error::UnknownNetwork("udp".into()),
+            Error::DialTimeout("i/o timeout".into()),
+            Error::from(op),
+            Error::Dns(DnsError {
+                host: "h".into(),
+                code: libc::EAI_AGAIN,
+            }),
+            Error::TlsConfig("c".into()),
+            tls(None),
+            tls(Some(sys(libc::EPIPE))),
+            Error::TlsHandshakeTimeout(Duration::from_millis(3)),
+            Error::TlsUpgradeNotReady("b".into()),
+        ];
+        for e in &all {
+            let d = e.duplicate();
+            assert_eq!(
+                std::mem::discriminant(e),
+                std::mem::discriminant(&d),
+                "{e:?}"
+            );
+            assert_eq!(d.to_string(), e.to_string());
+            assert_eq!(d.kind(), e.kind(), "{e:?}");
+            assert_eq!(d.is_timeout(), e.is_timeout(), "{e:?}");
+            assert_eq!(d.raw_os_error(), e.raw_os_error(), "{e:?}");
+            assert_eq!(d.op(), e.op(), "{e:?}");
+        }
+        let Error::Op(op) = all[11].duplicate() else {
+            unreachable!()
+        };
+        assert_eq!(op.attempts().len(), 2);
+        assert_eq!(op.attempts()[0].raw_os_error(), Some(111));
+        assert_eq!(op.source.as_deref(), Some("127.0.0.1:9"));
+        let Error::Sys { source, .. } = all[5].duplicate() else {
+            unreachable!()
+        };
+        assert!(matches!(
+            Error::from_io(&source),
+            Some(Error::DeadlineExceeded)
+        ));
     }
 
     #[test]

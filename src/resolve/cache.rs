@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::hostport::host_key;
-use super::pool;
-use super::resolver::{Resolver, check_host, dup_err};
+use super::pool::{self, Cancel, Task};
+use super::resolver::{Resolver, check_host};
 use crate::poll::lock;
 use crate::{Error, Result};
 
@@ -53,6 +54,34 @@ struct Entry {
 struct Flight {
     result: Mutex<Option<Result<Vec<IpAddr>>>>,
     done: Condvar,
+    /// Until when some caller waits (`None`: one waits without limit): the queued
+    /// job is skipped once this passes. Only moves later, under the state lock.
+    until: Mutex<Option<Instant>>,
+    /// Set by whoever runs the parent lookup (a queued job, or a pool worker that
+    /// joined the flight and would otherwise wait on the queue).
+    started: AtomicBool,
+}
+
+impl Flight {
+    fn new(deadline: Option<Instant>) -> Flight {
+        Flight {
+            until: Mutex::new(deadline),
+            ..Flight::default()
+        }
+    }
+
+    /// Keeps the flight wanted until `deadline` too.
+    fn extend(&self, deadline: Option<Instant>) {
+        let mut until = lock(&self.until);
+        *until = match (*until, deadline) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+
+    fn claim(&self) -> bool {
+        !self.started.swap(true, Ordering::SeqCst)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -177,26 +206,43 @@ impl CachingResolver {
             return Err(Error::DeadlineExceeded);
         }
         let key = host_key(host);
-        let (flight, leader) = {
+        let step = {
             let mut st = lock(&self.state);
-            if let Some(answer) = self.cached(&mut st, &key, host) {
-                return answer;
-            }
-            st.stats.misses += 1;
-            match st.flights.get(&key).cloned() {
-                Some(f) => {
-                    st.stats.shared += 1;
-                    (f, false)
-                }
+            match self.cached(&mut st, &key, host) {
+                Some(hit) => Err(hit),
                 None => {
-                    let f = Arc::new(Flight::default());
-                    st.flights.insert(key.clone(), f.clone());
-                    st.stats.parent_lookups += 1;
-                    (f, true)
+                    st.stats.misses += 1;
+                    match st.flights.get(&key).cloned() {
+                        Some(f) => {
+                            st.stats.shared += 1;
+                            f.extend(deadline);
+                            Ok((f, false))
+                        }
+                        None => {
+                            let f = Arc::new(Flight::new(deadline));
+                            st.flights.insert(key.clone(), f.clone());
+                            st.stats.parent_lookups += 1;
+                            Ok((f, true))
+                        }
+                    }
                 }
             }
         };
-        if leader {
+        let (flight, leader) = match step {
+            Ok(joined) => joined,
+            Err((answer, refresh)) => {
+                // Submitted without the state lock: a refused job takes it to clean up.
+                if let Some(job) = refresh {
+                    pool::spawn(Box::new(job));
+                }
+                return answer;
+            }
+        };
+        // A pool worker must not wait for a job queued on the pool: it runs the lookup
+        // itself, even as a follower, unless the flight's job has started (`run` claims
+        // the flight). Without a deadline there is nothing to abandon: run here too.
+        let on_worker = pool::on_worker();
+        if leader || on_worker {
             let job = Job {
                 parent: self.parent.clone(),
                 cfg: self.cfg,
@@ -205,19 +251,24 @@ impl CachingResolver {
                 host: host.to_string(),
                 flight: Some(flight.clone()),
             };
-            if deadline.is_none() {
-                // Nobody to abandon: run here (the Job's Drop covers a panic).
+            if deadline.is_none() || on_worker {
+                // The Job's Drop covers a panic.
                 job.run();
             } else {
-                pool::spawn(move || job.run());
+                pool::spawn(Box::new(job));
             }
         }
-        wait(&flight, host, deadline)
+        wait(&flight, deadline)
     }
 
-    /// The answer from the cache, if it has a usable one (starting a refresh for a
-    /// stale hit). Drops an entry that is past all use.
-    fn cached(&self, st: &mut State, key: &str, host: &str) -> Option<Result<Vec<IpAddr>>> {
+    /// The answer from the cache, if it has a usable one, with the refresh to start
+    /// for a stale hit. Drops an entry that is past all use.
+    fn cached(
+        &self,
+        st: &mut State,
+        key: &str,
+        host: &str,
+    ) -> Option<(Result<Vec<IpAddr>>, Option<Job>)> {
         let now = Instant::now();
         st.clock += 1;
         let clock = st.clock;
@@ -249,30 +300,29 @@ impl CachingResolver {
             (true, false) => st.stats.negative_hits += 1,
             _ => st.stats.stale_hits += 1,
         }
-        if refresh {
+        let job = refresh.then(|| {
             st.stats.parent_lookups += 1;
-            let job = Job {
+            Job {
                 parent: self.parent.clone(),
                 cfg: self.cfg,
                 state: self.state.clone(),
                 key: key.to_string(),
                 host: host.to_string(),
                 flight: None,
-            };
-            pool::spawn(move || job.run());
-        }
-        Some(answer)
+            }
+        });
+        Some((answer, job))
     }
 }
 
 /// Waits for a flight's answer until `deadline`.
-fn wait(flight: &Flight, host: &str, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
+fn wait(flight: &Flight, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
     let mut res = lock(&flight.result);
     loop {
         if let Some(r) = res.as_ref() {
             return match r {
                 Ok(ips) => Ok(ips.clone()),
-                Err(e) => Err(dup_err(e, host)),
+                Err(e) => Err(e.duplicate()),
             };
         }
         res = match deadline {
@@ -306,6 +356,13 @@ struct Job {
 
 impl Job {
     fn run(mut self) {
+        if let Some(f) = &self.flight
+            && !f.claim()
+        {
+            // Somebody else runs (or ran) this flight's lookup.
+            self.flight = None;
+            return;
+        }
         let res = self.parent.lookup(&self.host);
         self.store(res);
     }
@@ -317,7 +374,10 @@ impl Job {
             let st = &mut *st;
             let entry = match &res {
                 Ok(ips) => Some((Ok(ips.clone()), self.cfg.ttl)),
-                Err(Error::Lookup { msg, .. }) if !self.cfg.negative_ttl.is_zero() => {
+                // A full queue is an overload, not an answer about the name.
+                Err(e @ Error::Lookup { msg, .. })
+                    if !self.cfg.negative_ttl.is_zero() && !pool::is_queue_full(e) =>
+                {
                     Some((Err(msg.clone()), self.cfg.negative_ttl))
                 }
                 _ => None,
@@ -368,6 +428,44 @@ impl Drop for Job {
     }
 }
 
+impl Task for Job {
+    /// A refresh is wanted until done; a flight as long as one of its callers waits.
+    fn due(&self) -> Option<Instant> {
+        self.flight.as_ref().and_then(|f| *lock(&f.until))
+    }
+
+    fn run(self: Box<Self>) {
+        Job::run(*self);
+    }
+
+    fn cancel(mut self: Box<Self>, why: Cancel) {
+        // Decide under the state lock, which a joining caller holds while it extends
+        // `until`: either it joined in time and the lookup runs here (on a worker), or
+        // the flight is retired and a later caller starts a new one.
+        let mut st = lock(&self.state);
+        if why == Cancel::Expired && self.due().is_none_or(|d| Instant::now() < d) {
+            drop(st);
+            return Job::run(*self);
+        }
+        if let Some(f) = &self.flight {
+            if !f.claim() {
+                // A worker that joined runs the lookup and will store the answer.
+                self.flight = None;
+                return;
+            }
+            if st.flights.get(&self.key).is_some_and(|g| Arc::ptr_eq(f, g)) {
+                st.flights.remove(&self.key);
+            }
+        }
+        drop(st);
+        let err = match why {
+            Cancel::Full => pool::queue_full(&self.host),
+            Cancel::Expired => Error::DeadlineExceeded,
+        };
+        self.store(Err(err));
+    }
+}
+
 /// Drops least recently used entries until at most `max` remain.
 fn evict(entries: &mut HashMap<String, Entry>, max: usize) {
     while entries.len() > max {
@@ -391,8 +489,72 @@ impl Resolver for CachingResolver {
     }
 
     /// Cache hits answer at once; a miss runs the parent on the lookup worker pool
-    /// (still coalesced) and the wait is abandoned at `deadline`.
+    /// (still coalesced) and the wait is abandoned at `deadline`. The parent lookup is
+    /// skipped if every caller of the flight has given up before a worker is free; on
+    /// a pool worker (a nested resolver) it runs in place.
+    ///
+    /// # Errors
+    /// As [`lookup`](CachingResolver::lookup), plus [`Error::DeadlineExceeded`] when
+    /// the deadline passes first and [`Error::Lookup`] `resolver queue full` when the
+    /// pool is overloaded (shared by the flight, never negatively cached).
     fn lookup_until(self: Arc<Self>, host: &str, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
         self.resolve(host, deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::StaticResolver;
+
+    fn cache_with_flight(until: Option<Instant>) -> (CachingResolver, Arc<Flight>, Box<Job>) {
+        let map = Arc::new(StaticResolver::new());
+        map.insert("a.test", ["127.0.0.1".parse().unwrap()]);
+        let cache = CachingResolver::new(map).negative_ttl(Duration::from_secs(60));
+        let key = host_key("a.test");
+        let flight = Arc::new(Flight::new(until));
+        lock(&cache.state)
+            .flights
+            .insert(key.clone(), flight.clone());
+        let job = Box::new(Job {
+            parent: cache.parent.clone(),
+            cfg: cache.cfg,
+            state: cache.state.clone(),
+            key,
+            host: "a.test".into(),
+            flight: Some(flight.clone()),
+        });
+        (cache, flight, job)
+    }
+
+    #[test]
+    fn refused_flight_fails_its_callers_without_caching() {
+        let (cache, flight, job) = cache_with_flight(None);
+        job.cancel(Cancel::Full);
+        let err = wait(&flight, None).unwrap_err();
+        assert!(pool::is_queue_full(&err), "{err:?}");
+        assert!(cache.is_empty(), "an overload is not a negative answer");
+        assert!(lock(&cache.state).flights.is_empty());
+        assert_eq!(cache.lookup("a.test").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn expired_flight_is_retired_unless_a_caller_still_waits() {
+        let past = Instant::now();
+        let (cache, flight, job) = cache_with_flight(Some(past));
+        job.cancel(Cancel::Expired);
+        assert!(matches!(wait(&flight, None), Err(Error::DeadlineExceeded)));
+        assert!(cache.is_empty());
+        assert!(lock(&cache.state).flights.is_empty());
+
+        let (cache, flight, job) = cache_with_flight(Some(past));
+        flight.extend(Some(Instant::now() + Duration::from_secs(60)));
+        job.cancel(Cancel::Expired);
+        assert_eq!(wait(&flight, None).unwrap().len(), 1);
+        assert_eq!(cache.len(), 1);
+
+        let (_cache, flight, job) = cache_with_flight(Some(past));
+        flight.extend(None);
+        assert_eq!(job.due(), None);
     }
 }

@@ -45,3 +45,4 @@ pub use hostport::{
 };
 pub use policy::{Policy, interleave};
 pub use resolver::{Resolver, StaticResolver, SystemResolver};
+pub(crate) use resolver::{check_host, getaddrinfo};

@@ -54,13 +54,18 @@ pub trait Resolver: Send + Sync + fmt::Debug + 'static {
     ///
     /// The provided implementation runs `lookup` on the internal lookup worker pool and
     /// abandons the wait at the deadline; the lookup finishes in the background and its
-    /// answer is dropped. Without a deadline it just calls `lookup` in place. The built-in resolvers override it to answer cache and map
-    /// hits without a thread hop. Takes `Arc<Self>` because the abandoned lookup may
-    /// outlive the call.
+    /// answer is dropped. A queued lookup whose deadline passes before a worker is free
+    /// is not started at all. Without a deadline, or when called on a pool worker (a
+    /// resolver nested in another), it just calls `lookup` in place: a worker never
+    /// waits on the pool, so nested resolvers cannot deadlock it. The built-in
+    /// resolvers override it to answer cache and map hits without a thread hop. Takes
+    /// `Arc<Self>` because the abandoned lookup may outlive the call.
     ///
     /// # Errors
     /// As `lookup`, plus [`Error::DeadlineExceeded`] when the deadline passes first
-    /// (or has passed already: then no lookup is started).
+    /// (or has passed already: then no lookup is started), and [`Error::Lookup`] with
+    /// `resolver queue full` when 1024 lookups already wait for a worker (an overload:
+    /// refused at once rather than left to time out; never negatively cached).
     fn lookup_until(self: Arc<Self>, host: &str, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
         if deadline.is_none() {
             return self.lookup(host);
@@ -70,7 +75,8 @@ pub trait Resolver: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// Rejects hosts libc cannot take (a NUL would silently truncate the name).
+/// Rejects hosts libc cannot take (a NUL would silently truncate the name): the one
+/// check shared by the resolvers and the `sockets` facade.
 pub(crate) fn check_host(host: &str) -> Result<()> {
     if host.contains('\0') {
         return Err(Error::InvalidArgument(format!(
@@ -91,49 +97,19 @@ pub(crate) fn dedup(addrs: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
     addrs.into_iter().filter(|ip| seen.insert(*ip)).collect()
 }
 
-/// A copy of `e` for one more receiver of a shared result ([`Error`] is not `Clone`).
-/// Kinds without a faithful copy become [`Error::Lookup`] with their text.
-pub(crate) fn dup_err(e: &Error, name: &str) -> Error {
-    match e {
-        Error::Lookup { msg, name } => Error::Lookup {
-            msg: msg.clone(),
-            name: name.clone(),
-        },
-        Error::Address { msg, addr } => Error::Address {
-            msg: msg.clone(),
-            addr: addr.clone(),
-        },
-        Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
-        Error::UnknownNetwork(s) => Error::UnknownNetwork(s.clone()),
-        Error::DialTimeout(s) => Error::DialTimeout(s.clone()),
-        Error::DeadlineExceeded => Error::DeadlineExceeded,
-        Error::Closed => Error::Closed,
-        Error::Dns(d) => Error::Dns(d.clone()),
-        Error::Sys { op, source } => Error::Sys {
-            op,
-            source: match source.raw_os_error() {
-                Some(code) => io::Error::from_raw_os_error(code),
-                None => io::Error::new(source.kind(), source.to_string()),
-            },
-        },
-        other => Error::Lookup {
-            msg: other.to_string(),
-            name: name.to_string(),
-        },
-    }
-}
-
-/// A `getaddrinfo` failure: the `EAI_*` code and its text.
+/// A `getaddrinfo` failure, for each caller to map to its own error.
 #[derive(Debug)]
 pub(crate) struct GaiError {
-    /// The `EAI_*` value (`EAI_SYSTEM` with the errno folded into `msg`).
+    /// The `EAI_*` value (0 for a failure before the call).
     pub(crate) code: i32,
-    pub(crate) msg: String,
+    /// Its text; for `EAI_SYSTEM` the errno.
+    pub(crate) source: io::Error,
 }
 
 /// One blocking `getaddrinfo(host, NULL, {AF_UNSPEC, SOCK_STREAM})`, on the calling
-/// thread. Results in the system's (RFC 6724) order, de-duplicated; IPv4-mapped IPv6
-/// answers become IPv4 (as Go treats them).
+/// thread: the crate's only one ([`SystemResolver`] and the `sockets` facade). Results
+/// in the system's (RFC 6724) order as libc gives them (scope ids dropped, IPv4-mapped
+/// IPv6 kept), de-duplicated. Callers check the host with [`check_host`] first.
 pub(crate) fn getaddrinfo(host: &str) -> std::result::Result<Vec<IpAddr>, GaiError> {
     let hints = dns_lookup::AddrInfoHints {
         socktype: libc::SOCK_STREAM,
@@ -141,18 +117,20 @@ pub(crate) fn getaddrinfo(host: &str) -> std::result::Result<Vec<IpAddr>, GaiErr
     };
     let iter = dns_lookup::getaddrinfo(Some(host), None, Some(hints)).map_err(|e| GaiError {
         code: e.error_num(),
-        msg: io::Error::from(e).to_string(),
+        source: io::Error::from(e),
     })?;
-    let addrs = iter
-        .filter_map(|ai| ai.ok())
-        .map(|ai| ai.sockaddr.ip().to_canonical());
-    Ok(dedup(addrs))
+    Ok(dedup(
+        iter.filter_map(|ai| ai.ok()).map(|ai| ai.sockaddr.ip()),
+    ))
 }
 
 /// The operating system's resolver (`getaddrinfo`: `/etc/hosts`, DNS, nsswitch).
 ///
 /// Every lookup runs on the internal lookup worker pool, never on the caller's thread,
-/// so [`lookup_until`](SystemResolver::lookup_until) can abandon it at a deadline.
+/// so [`lookup_until`](SystemResolver::lookup_until) can abandon it at a deadline
+/// (except when the caller is itself a pool worker, e.g. a
+/// [`CachingResolver`](crate::resolve::CachingResolver)'s miss:
+/// then `getaddrinfo` runs in place, as a worker never waits on the pool).
 /// Answers keep the system's order (RFC 6724: usually IPv6 first when it is routable),
 /// de-duplicated.
 ///
@@ -181,22 +159,25 @@ impl SystemResolver {
     /// # Errors
     /// [`Error::DeadlineExceeded`] when the deadline passes first;
     /// [`Error::InvalidArgument`] for a host containing NUL; [`Error::Lookup`] with
-    /// `no such host` (`EAI_NONAME`) or `lookup failed: <reason>` otherwise.
+    /// `no such host` (`EAI_NONAME`), `resolver queue full` (1024 lookups already
+    /// waiting for a worker) or `lookup failed: <reason>` otherwise.
     pub fn lookup_until(&self, host: &str, deadline: Option<Instant>) -> Result<Vec<IpAddr>> {
         check_host(host)?;
         if let Some(ips) = literal(host) {
             return Ok(ips);
         }
         let h = host.to_string();
-        pool::run_until(host, deadline, move || {
-            getaddrinfo(&h).map_err(|e| Error::Lookup {
+        pool::run_until(host, deadline, move || match getaddrinfo(&h) {
+            // IPv4-mapped IPv6 answers become IPv4, as Go treats them.
+            Ok(ips) => Ok(dedup(ips.into_iter().map(|ip| ip.to_canonical()))),
+            Err(e) => Err(Error::Lookup {
                 msg: if e.code == libc::EAI_NONAME {
                     "no such host".to_string()
                 } else {
-                    format!("lookup failed: {}", e.msg)
+                    format!("lookup failed: {}", e.source)
                 },
                 name: h.clone(),
-            })
+            }),
         })
     }
 }

@@ -13,27 +13,15 @@ use std::io;
 use std::net::SocketAddr;
 
 use super::addr::{IPAddr, IPv4, IpFamily};
+use crate::resolve::{check_host, getaddrinfo as system_getaddrinfo};
 use crate::{DnsError, Error, Result};
-
-fn check_host(host: &str) -> Result<()> {
-    if host.contains('\0') {
-        return Err(Error::InvalidArgument(format!(
-            "host name contains NUL: {host:?}"
-        )));
-    }
-    Ok(())
-}
 
 /// A `getaddrinfo`/`getnameinfo` failure: `Dns` with the `EAI_*` code, except
 /// `EAI_SYSTEM` (and errors without a code), which become `Sys { op }` with the errno,
 /// as Julia rethrows them as `IOError`s.
-fn lookup_err(e: dns_lookup::LookupError, op: &'static str, host: String) -> Error {
-    let code = e.error_num();
+fn lookup_err(code: i32, source: io::Error, op: &'static str, host: String) -> Error {
     if code == 0 || code == libc::EAI_SYSTEM {
-        return Error::Sys {
-            op,
-            source: io::Error::from(e),
-        };
+        return Error::Sys { op, source };
     }
     Error::Dns(DnsError { host, code })
 }
@@ -68,18 +56,9 @@ fn no_name(host: &str) -> Error {
 /// `Error::Sys { op: "getaddrinfo" }` for `EAI_SYSTEM`, with the errno.
 pub fn getalladdrinfo(host: &str) -> Result<Vec<IPAddr>> {
     check_host(host)?;
-    let hints = dns_lookup::AddrInfoHints {
-        socktype: libc::SOCK_STREAM,
-        ..Default::default()
-    };
-    let iter = dns_lookup::getaddrinfo(Some(host), None, Some(hints))
-        .map_err(|e| lookup_err(e, "getaddrinfo", host.to_string()))?;
-    let mut seen = HashSet::new();
-    Ok(iter
-        .filter_map(|ai| ai.ok())
-        .map(|ai| IPAddr::from(ai.sockaddr.ip()))
-        .filter(|ip| seen.insert(*ip))
-        .collect())
+    let addrs = system_getaddrinfo(host)
+        .map_err(|e| lookup_err(e.code, e.source, "getaddrinfo", host.to_string()))?;
+    Ok(addrs.into_iter().map(IPAddr::from).collect())
 }
 
 /// The first address of `host`, of either family (Julia's `getaddrinfo(host)`).
@@ -143,7 +122,7 @@ pub fn getnameinfo(ip: &IPAddr) -> Result<String> {
     let sa = SocketAddr::new((*ip).into(), 0);
     dns_lookup::getnameinfo(&sa, 0)
         .map(|(host, _service)| host)
-        .map_err(|e| lookup_err(e, "getnameinfo", format!("{ip:?}")))
+        .map_err(|e| lookup_err(e.error_num(), e.into(), "getnameinfo", format!("{ip:?}")))
 }
 
 /// The addresses of this machine's network interfaces, in interface order (Julia's
