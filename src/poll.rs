@@ -139,6 +139,12 @@ impl Drop for Wake {
             // the next owner sees one spurious wake-up and re-checks its state. Not
             // draining saves a syscall per wait.
             let mut idle = lock(&IDLE_WAKES);
+            // Full capacity at once: a later push never reallocates, so a warm wait
+            // allocates nothing whatever other threads returned meanwhile.
+            if idle.capacity() < MAX_IDLE_WAKES {
+                let room = MAX_IDLE_WAKES - idle.len();
+                idle.reserve_exact(room);
+            }
             if idle.len() < MAX_IDLE_WAKES {
                 idle.push(w);
             }

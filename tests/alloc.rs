@@ -5,8 +5,8 @@
 //! by a thread while that thread's `MEASURING` flag is set, so tests running in parallel
 //! and the echo peers (other threads) do not disturb a measurement.
 //!
-//! Warm-up before each measurement is allowed to allocate: the first wait of a thread
-//! creates its wake-up eventfd once.
+//! Warm-up before each measurement is allowed to allocate: the first wait may create a
+//! wake-up eventfd and size the shared pool of idle ones.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -391,4 +391,62 @@ fn timeouts_do_not_allocate() {
     });
     assert_eq!(bad, 0, "unexpected results");
     assert_eq!(n, 0, "{n} heap allocations on the timeout path");
+}
+
+#[test]
+fn udp_send_and_recv_into_do_not_allocate() {
+    use reseau::sockets::{self, LOCALHOST, UdpSocket};
+    let mut a = UdpSocket::new();
+    let mut b = UdpSocket::new();
+    assert!(sockets::bind(&mut a, LOCALHOST, 0).unwrap());
+    assert!(sockets::bind(&mut b, LOCALHOST, 0).unwrap());
+    let to = a.local_addr().unwrap();
+    a.set_read_deadline(Some(Instant::now() + Duration::from_secs(20)))
+        .unwrap();
+    let b = std::sync::Arc::new(b);
+    let mut buf = [0u8; 64];
+    // Warm-up: the first park may create a wake descriptor.
+    let b2 = b.clone();
+    let late = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        b2.send_to(b"warm", to).unwrap();
+    });
+    assert_eq!(a.recv_into(&mut buf).unwrap(), 4);
+    late.join().unwrap();
+    let ((), n) = count_allocs(|| {
+        for i in 0..200u32 {
+            b.send_to(&i.to_le_bytes(), to).unwrap();
+            assert_eq!(a.recv_into(&mut buf).unwrap(), 4);
+            assert_eq!(&buf[..4], i.to_le_bytes());
+        }
+        // A receive that parks first.
+        let b2 = b.clone();
+        let (tx, rx) = mpsc::channel::<()>();
+        let sender = thread::spawn(move || {
+            rx.recv().unwrap();
+            thread::sleep(Duration::from_millis(20));
+            b2.send_to(b"late", to).unwrap();
+        });
+        tx.send(()).unwrap();
+        assert_eq!(a.recvfrom_into(&mut buf).unwrap().0, 4);
+        // Thread spawning allocates on this thread: measured separately below.
+        drop(sender);
+    });
+    // The spawn above allocates (thread handle, closure box); everything else is free.
+    assert!(n <= 8, "{n} allocations for 200 sends and receives");
+    let ((), n) = count_allocs(|| {
+        for i in 0..200u32 {
+            b.send_to(&i.to_le_bytes(), to).unwrap();
+            assert_eq!(a.recv_into(&mut buf).unwrap(), 4);
+        }
+    });
+    assert_eq!(n, 0, "send/recv_into allocated");
+    // Julia's `recv` returns a new Vec: exactly one allocation per datagram.
+    let ((), n) = count_allocs(|| {
+        for i in 0..10u32 {
+            b.send_to(&i.to_le_bytes(), to).unwrap();
+            assert_eq!(a.recv().unwrap(), i.to_le_bytes());
+        }
+    });
+    assert_eq!(n, 10);
 }
