@@ -19,6 +19,7 @@ fn main() -> reseau::Result<()> {
     happy_eyeballs()?;
     tls_exchange()?;
     julia_facade()?;
+    julia_udp()?;
     println!("\ntour done");
     Ok(())
 }
@@ -305,5 +306,45 @@ fn julia_facade() -> reseau::Result<()> {
         t.connection_state().map(|s| s.version).unwrap_or_default()
     );
     echo.join().expect("echo")?;
+    Ok(())
+}
+
+/// Julia's `UDPSocket`: `bind`, `send`, `recvfrom`, a deadline, and `close` waking a
+/// blocked `recv` in another thread.
+fn julia_udp() -> reseau::Result<()> {
+    use reseau::sockets::{LOCALHOST, UdpSocket, bind, getsockname, recv, recvfrom, send};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    println!("\n== UDP (Julia's UDPSocket)");
+
+    // a = UDPSocket(); bind(a, ip"127.0.0.1", 0); b = UDPSocket()
+    let mut a = UdpSocket::new();
+    assert!(bind(&mut a, LOCALHOST, 0)?);
+    let (_, port) = getsockname(&a)?;
+    let b = UdpSocket::new();
+    // send(b, ip"127.0.0.1", port, "hello udp"): b is bound to 0.0.0.0:<os port> first
+    send(&b, LOCALHOST, port, b"hello udp")?;
+    let (from, data) = recvfrom(&a)?;
+    println!(
+        "recvfrom(a) = ({from}, {:?}); b was bound implicitly: {:?}",
+        String::from_utf8_lossy(&data),
+        getsockname(&b)?
+    );
+
+    // A read deadline (Go's SetReadDeadline) on a socket nobody sends to.
+    a.set_read_deadline(Some(Instant::now() + Duration::from_millis(30)))?;
+    println!("recv with a 30 ms deadline: {:?}", recv(&a).map(|_| ()));
+
+    // close(a) from another task wakes the blocked recv.
+    a.set_read_deadline(None)?;
+    let a = Arc::new(a);
+    let a2 = a.clone();
+    let blocked = thread::spawn(move || recv(&a2));
+    thread::sleep(Duration::from_millis(30));
+    a.close()?;
+    println!(
+        "close(a) from another thread: blocked recv -> {:?}",
+        blocked.join().expect("recv thread").map(|_| ())
+    );
     Ok(())
 }
