@@ -35,6 +35,7 @@ mod macros;
 mod error;
 mod poll;
 mod sys;
+mod util;
 
 pub mod resolve;
 pub mod sockets;

@@ -43,6 +43,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::sys::{self, EventFd, Woken};
+use crate::util::lock;
 use crate::{Error, Result};
 
 const CLOSED: u64 = 1;
@@ -208,11 +209,6 @@ impl Half {
             Ok(Some(d - now))
         }
     }
-}
-
-/// Locks a mutex, ignoring poisoning: the guarded data stays valid whatever panicked.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A registered, non-blocking descriptor with deadlines and race-free close.

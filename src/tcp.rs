@@ -33,7 +33,8 @@ use std::time::Instant;
 
 use socket2::Domain;
 
-use crate::poll::{Dir, Fd, lock};
+use crate::poll::{Dir, Fd};
+use crate::util::lock;
 use crate::{Error, Result, sys};
 
 /// `127.0.0.1:port`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::hostport::host_key;
 use super::pool::{self, Cancel, Task};
 use super::resolver::{Resolver, check_host};
-use crate::poll::lock;
+use crate::util::lock;
 use crate::{Error, Result};
 
 /// What the cache has done so far (for tests and metrics).

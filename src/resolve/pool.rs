@@ -122,7 +122,7 @@ impl Pool {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Tasks run and are cancelled outside the lock, unwind-caught, so poisoning
         // cannot leave the state inconsistent.
-        crate::poll::lock(&self.state)
+        crate::util::lock(&self.state)
     }
 
     /// Queues `task` (spawning a worker when no idle one will pick it up), or cancels

@@ -15,6 +15,10 @@
 //!   Every form of address Julia takes is an [`Endpoint`]: a bare port is 127.0.0.1, a
 //!   path is a unix socket. `tls: true` in [`ConnectOptions`] / [`ListenOptions`], and
 //!   STARTTLS with [`TcpSocket::tls_upgrade`] / [`TcpSocket::tls_accept_upgrade`].
+//! - Datagrams: [`UdpSocket`] with [`bind`] / [`bind_with`], [`send`], [`recv`],
+//!   [`recvfrom`], [`join_multicast_group`], [`leave_multicast_group`], [`setopt`] —
+//!   Julia's `UDPSocket`, shareable across threads, with deadlines and `close` that
+//!   wakes a blocked receive.
 //!
 //! | Julia | reseau |
 //! |---|---|

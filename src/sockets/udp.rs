@@ -128,7 +128,7 @@ impl UdpSocket {
         if let Some(fd) = self.fd.get() {
             return Ok(fd);
         }
-        let pending = crate::poll::lock(&self.init);
+        let pending = crate::util::lock(&self.init);
         if let Some(fd) = self.fd.get() {
             return Ok(fd);
         }
@@ -302,7 +302,7 @@ impl UdpSocket {
     }
 
     fn set_dir_deadline(&self, dir: crate::poll::Dir, at: Option<Instant>) -> Result<()> {
-        let mut pending = crate::poll::lock(&self.init);
+        let mut pending = crate::util::lock(&self.init);
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -322,7 +322,7 @@ impl UdpSocket {
     /// # Errors
     /// None today; `Result` for symmetry with the other sockets.
     pub fn close(&self) -> Result<()> {
-        let _init = crate::poll::lock(&self.init);
+        let _init = crate::util::lock(&self.init);
         self.closed.store(true, Ordering::Release);
         if let Some(fd) = self.fd.get() {
             fd.close();

@@ -466,7 +466,7 @@ type Cache = HashMap<CtxKey, (Vec<Option<FileStamp>>, SslContext)>;
 
 fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
-    crate::poll::lock(CACHE.get_or_init(Default::default))
+    crate::util::lock(CACHE.get_or_init(Default::default))
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use openssl::x509::X509VerifyResult;
 use openssl::x509::verify::X509CheckFlags;
 
 use super::config::Config;
-use crate::poll::{Dir, IoBuf, lock};
+use crate::poll::{Dir, IoBuf};
 use crate::tcp;
+use crate::util::lock;
 use crate::{Error, Result, TlsError};
 
 /// OpenSSL's view of the socket: one non-blocking syscall per call, `WouldBlock` on

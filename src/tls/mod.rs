@@ -188,7 +188,7 @@ impl Listener {
 
     /// The current context, or the last one that loaded.
     fn context(&self) -> SslContext {
-        let mut last = crate::poll::lock(&self.ctx);
+        let mut last = crate::util::lock(&self.ctx);
         if let Ok(ctx) = self.config.context(true) {
             *last = ctx;
         }
