@@ -42,6 +42,7 @@
 
 mod addr;
 mod dns;
+pub(crate) mod readbuf;
 mod server;
 mod socket;
 
