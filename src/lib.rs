@@ -44,3 +44,10 @@ pub mod tls;
 pub mod unix;
 
 pub use error::{DnsError, Error, OpError, Result, TlsError};
+
+/// Internals exposed for the fuzz targets (`fuzz/`) and their corpus replay test; not
+/// part of the public API, no stability promise.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::sockets::readbuf::ReadBuf;
+}

@@ -46,6 +46,7 @@
 
 mod addr;
 mod dns;
+pub(crate) mod readbuf;
 mod server;
 mod socket;
 mod udp;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::addr::{IPAddr, IPv4, IPv6, InetAddr, LOCALHOST};
 use super::dns::getalladdrinfo;
+use super::readbuf::ReadBuf;
 use crate::resolve::{Dialer, clone_shallow, join_host_port, parse_literal};
 use crate::{Error, OpError, Result, tcp, tls, unix};
 
@@ -296,8 +297,7 @@ const BUF_SIZE: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct TcpSocket {
     stream: Stream,
-    buf: Vec<u8>,
-    pos: usize,
+    rb: ReadBuf,
     /// The host name this socket was connected to (STARTTLS server name).
     host: Option<String>,
     peer_eof: bool,
@@ -308,8 +308,7 @@ impl TcpSocket {
     pub(crate) fn new(stream: Stream, host: Option<String>) -> TcpSocket {
         TcpSocket {
             stream,
-            buf: Vec::new(),
-            pos: 0,
+            rb: ReadBuf::new(BUF_SIZE),
             host,
             peer_eof: false,
             write_shut: false,
@@ -317,29 +316,31 @@ impl TcpSocket {
     }
 
     fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
+        self.rb.len()
     }
 
-    fn raw_read(&mut self, out: &mut [u8]) -> Result<usize> {
-        let n = self.stream.duplex()?.read(out)?;
-        if n == 0 && !out.is_empty() {
-            self.peer_eof = true;
-        }
-        Ok(n)
-    }
-
-    fn refill(&mut self) -> Result<()> {
-        if self.buf.capacity() < BUF_SIZE {
-            self.buf.reserve_exact(BUF_SIZE);
-        }
-        // The buffer's bytes up to its capacity are reused; only growth zero-fills.
-        let mut data = std::mem::take(&mut self.buf);
-        data.resize(BUF_SIZE, 0);
-        let res = self.raw_read(&mut data);
-        data.truncate(*res.as_ref().unwrap_or(&0));
-        self.buf = data;
-        self.pos = 0;
-        res.map(drop)
+    /// The buffer and a fill closure reading from the stream (recording EOF), borrowed
+    /// apart so the buffer can call the stream.
+    fn parts(
+        &mut self,
+    ) -> (
+        &mut ReadBuf,
+        impl FnMut(&mut [u8]) -> Result<usize> + use<'_>,
+    ) {
+        let TcpSocket {
+            stream,
+            rb,
+            peer_eof,
+            ..
+        } = self;
+        let fill = move |out: &mut [u8]| {
+            let n = stream.duplex()?.read(out)?;
+            if n == 0 && !out.is_empty() {
+                *peer_eof = true;
+            }
+            Ok(n)
+        };
+        (rb, fill)
     }
 
     /// The next byte without consuming it (`None` at EOF); blocks for one.
@@ -347,10 +348,8 @@ impl TcpSocket {
     /// # Errors
     /// As [`Read::read`]: deadline, closed, OS or TLS errors.
     pub fn peek_byte(&mut self) -> Result<Option<u8>> {
-        if self.buffered() == 0 {
-            self.refill()?;
-        }
-        Ok(self.buf.get(self.pos).copied())
+        let (rb, fill) = self.parts();
+        Ok(rb.fill_buf(fill)?.first().copied())
     }
 
     /// Bytes readable without blocking: buffered here plus queued in the kernel (TCP,
@@ -369,9 +368,7 @@ impl TcpSocket {
     /// As [`Read::read`].
     pub fn read_available(&mut self) -> Result<Vec<u8>> {
         if self.buffered() > 0 {
-            let out = self.buf[self.pos..].to_vec();
-            self.pos = self.buf.len();
-            return Ok(out);
+            return Ok(self.rb.take());
         }
         let out = self.stream.duplex()?.read_available()?;
         self.peer_eof |= out.is_empty();
@@ -570,27 +567,19 @@ impl TcpSocket {
 
 impl Read for TcpSocket {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.buffered() == 0 && out.len() >= BUF_SIZE {
-            return Ok(self.raw_read(out)?);
-        }
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        let (rb, fill) = self.parts();
+        Ok(rb.read(out, fill)?)
     }
 }
 
 impl BufRead for TcpSocket {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.buffered() == 0 {
-            self.refill()?;
-        }
-        Ok(&self.buf[self.pos..])
+        let (rb, fill) = self.parts();
+        Ok(rb.fill_buf(fill)?)
     }
 
     fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.buf.len());
+        self.rb.consume(n);
     }
 }
 
