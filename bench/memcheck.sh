@@ -2,9 +2,10 @@
 # memcheck.sh [TEST_BINARY_NAME...] — runs test binaries under valgrind memcheck and
 # prints one markdown row per binary: tests passed/failed, memcheck errors, definite leaks.
 #
-# Default binaries: lib tcp close_race deadline unix sockets tls (TLS tests are enabled
+# Default binaries: lib tcp close_race deadline unix sockets tls listen dial resolve
+# sockets_addr tls_interop alloc soak_short (TLS tests are enabled
 # with RESEAU_RUN_TLS_TESTS=1). `lib` is the crate's unit tests.
-# Env: JOBS (1 binary at a time) THREADS (--test-threads, 2) TMO (timeout per binary, s, 2400)
+# Env: THREADS (--test-threads, 2) TMO (timeout per binary, s, 2400)
 #      OUT (log directory, /tmp/reseau-memcheck).
 # A test failing under valgrind is not a memcheck error: valgrind slows code 20-50x and
 # runs one thread at a time, so timing assertions can fail. The memcheck verdict is the
@@ -17,7 +18,7 @@ TMO=${TMO:-2400}
 OUT=${OUT:-/tmp/reseau-memcheck}
 mkdir -p "$OUT"
 BINS=("$@")
-[[ ${#BINS[@]} -eq 0 ]] && BINS=(lib tcp close_race deadline unix sockets tls)
+[[ ${#BINS[@]} -eq 0 ]] && BINS=(lib tcp close_race deadline unix sockets tls listen dial resolve sockets_addr tls_interop alloc soak_short)
 export RESEAU_RUN_TLS_TESTS=1
 
 # One suppression, for glibc rather than this crate: a thread that called getaddrinfo and

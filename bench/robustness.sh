@@ -43,5 +43,5 @@ for row in $ROWS; do
   fi
 done
 echo
-echo "$(nproc) cores, $(uname -r), ulimit -n $(ulimit -n); total $(( $(date +%s) - start )) s"
+echo "$(nproc) cores, $(uname -r), ulimit -n $(ulimit -n), load average $(cut -d" " -f1-3 /proc/loadavg); total $(( $(date +%s) - start )) s"
 exit $status

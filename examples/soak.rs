@@ -376,12 +376,15 @@ pub fn cycles(n: u64, clients: usize) -> Row {
         params,
         result: format!("{total} cycles, {errs} errors{}", first.get()),
         figures: format!(
-            "{:.0} cycles/s; fds {} → {} (sockets {} → {}, after close {}); RSS {:.1} → {:.1} MiB",
+            "{:.0} cycles/s; fds {} → {} (sockets {} → {}, eventfds {} → {}; sockets after close {}); \
+             RSS {:.1} → {:.1} MiB",
             total as f64 / elapsed.as_secs_f64(),
             base.total,
             end.total,
             base.sockets,
             end.sockets,
+            base.eventfds,
+            end.eventfds,
             after.sockets,
             rss0,
             rss1
@@ -850,7 +853,7 @@ pub fn rst(rounds: u64) -> Row {
 pub fn slow(n: usize, ramp: Duration, deadline: Duration) -> Row {
     let name = "slow clients vs read deadlines";
     let params = format!(
-        "{n} clients × 1 byte/s over a {:.0} s ramp; {:.0} s read deadline per line; \
+        "{n} clients × 1 byte/s over a {:.1} s ramp; {:.1} s read deadline per line; \
          normal client every 50 ms",
         ramp.as_secs_f64(),
         deadline.as_secs_f64()
@@ -977,8 +980,9 @@ pub fn slow(n: usize, ramp: Duration, deadline: Duration) -> Row {
                 Err(_) => connect_errors += 1,
             }
         }
-        let now = Instant::now();
         for c in clients.iter_mut().filter(|c| c.gone.is_none()) {
+            // Taken per client, before its read: a drop seen by this read happened after it.
+            let now = Instant::now();
             let mut b = [0u8; 16];
             match (&c.s).read(&mut b) {
                 Ok(0) => c.gone = Some(now - c.t0),
@@ -1001,7 +1005,7 @@ pub fn slow(n: usize, ramp: Duration, deadline: Duration) -> Row {
             }
         }
         let all_in = clients.len() + connect_errors >= n;
-        if (all_in && clients.iter().all(|c| c.gone.is_some())) || now >= hard_end {
+        if (all_in && clients.iter().all(|c| c.gone.is_some())) || Instant::now() >= hard_end {
             break;
         }
         thread::sleep(Duration::from_millis(20));
@@ -1115,7 +1119,7 @@ fn set_nofile(soft: u64) -> u64 {
 pub fn emfile(window: Duration, clients: usize) -> Row {
     let name = "EMFILE storm (accept_loop)";
     let params = format!(
-        "RLIMIT_NOFILE 256, all descriptors taken, {clients} clients queued, {:.0} s window",
+        "RLIMIT_NOFILE 256, all descriptors taken, {clients} clients queued, {:.1} s window",
         window.as_secs_f64()
     );
     let old_limit = set_nofile(256);
