@@ -5,14 +5,15 @@
 # lowers the process's descriptor limit; the RST row puts SIGPIPE back to its default
 # action), each under `timeout`. Prints a markdown table; exits 1 if any row failed.
 #   full:    100,000 cycles, 1 GiB each way, 10,000 close races, 1,000 RSTs,
-#            1,000 slow clients, 3 s EMFILE window — a few minutes, bounded at 15.
+#            1,000 slow clients, 3 s EMFILE window: under a minute on 2 cores; 6 rows x
+#            120 s timeout bound it at 12 minutes plus the build.
 #   --short: about 1/100 of the counts, seconds (CI).
-# Env: ROWS (default "cycles bulk closerace rst slow emfile"), ROW_TIMEOUT (s, 240 full /
+# Env: ROWS (default "cycles bulk closerace rst slow emfile"), ROW_TIMEOUT (s, 120 full /
 #      60 short).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHORT=()
-TMO=${ROW_TIMEOUT:-240}
+TMO=${ROW_TIMEOUT:-120}
 if [[ ${1:-} == --short ]]; then
   SHORT=(--short)
   TMO=${ROW_TIMEOUT:-60}

@@ -407,8 +407,9 @@ pub fn bulk(bytes: u64) -> Row {
     let ln = tcp::listen(tcp::loopback_addr(0)).expect("listen");
     let client = Arc::new(tcp::connect(ln.local_addr().expect("addr")).expect("connect"));
     let server = Arc::new(ln.accept().expect("accept"));
-    // Bounds the row even if something stalls: at least ~10 MB/s each way.
-    let limit = Instant::now() + Duration::from_secs(30 + bytes / 10_000_000);
+    // Bounds the row even if something stalls (fails below ~13 MB/s each way), within
+    // the script's 120 s per row.
+    let limit = Instant::now() + Duration::from_secs(20 + bytes / 13_000_000);
     for c in [&client, &server] {
         c.set_deadline(Some(limit)).expect("deadline");
     }
