@@ -339,14 +339,24 @@ pub(crate) fn poll_writable(
         ready.len(),
         "poll_writable: one flag per descriptor"
     );
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        })
-        .collect();
+    const UNUSED: libc::pollfd = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    // A dial has one or two connects in flight most of the time: no allocation then.
+    let mut small = [UNUSED; 4];
+    let mut big = Vec::new();
+    let pfds: &mut [libc::pollfd] = if fds.len() <= small.len() {
+        &mut small[..fds.len()]
+    } else {
+        big.resize(fds.len(), UNUSED);
+        &mut big
+    };
+    for (p, fd) in pfds.iter_mut().zip(fds) {
+        p.fd = fd.as_raw_fd();
+        p.events = libc::POLLOUT;
+    }
     let end = timeout_ns.map(|ns| {
         (
             std::time::Instant::now(),
@@ -394,7 +404,7 @@ pub(crate) fn poll_writable(
         }
     }
     let mut n = 0;
-    for (flag, p) in ready.iter_mut().zip(&pfds) {
+    for (flag, p) in ready.iter_mut().zip(pfds.iter()) {
         *flag = p.revents != 0;
         n += usize::from(*flag);
     }

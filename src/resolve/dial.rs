@@ -399,37 +399,47 @@ impl Dialer {
             });
             ready.clear();
             ready.resize(pending.len(), false);
-            let fds: Vec<BorrowedFd<'_>> = pending.iter().map(|a| a.fd.as_fd()).collect();
-            let polled = sys::poll_writable(&fds, timeout_ns, &mut ready);
-            drop(fds);
+            let polled = match pending.as_slice() {
+                // The common case, one connect in flight, without building a list.
+                [a] => sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut ready),
+                all => {
+                    let fds: Vec<BorrowedFd<'_>> = all.iter().map(|a| a.fd.as_fd()).collect();
+                    sys::poll_writable(&fds, timeout_ns, &mut ready)
+                }
+            };
             match polled {
                 Ok(0) => continue,
                 Ok(_) => {}
                 Err(e) => {
                     let code = e.raw_os_error().unwrap_or(libc::EIO);
                     for a in pending.drain(..) {
-                        errs[a.idx] = Some(Error::sys("ppoll", io::Error::from_raw_os_error(code)));
+                        let e = io::Error::from_raw_os_error(code);
+                        errs[a.idx] = Some(Error::sys("ppoll", e));
                     }
                     break;
                 }
             }
-            let mut still = Vec::with_capacity(pending.len());
-            for (a, &done) in pending.drain(..).zip(&ready) {
+            // The ready ones in start order; the others keep their place.
+            let mut i = 0;
+            for &done in &ready {
                 if !done {
-                    still.push(a);
+                    i += 1;
                     continue;
                 }
+                let a = pending.remove(i);
                 let addr = targets[a.idx];
                 match self.finish(a, addr) {
                     Step::Won(conn) => return Ok(conn),
-                    Step::Pending(a) => still.push(a),
-                    Step::Failed(i, e) => {
-                        errs[i] = Some(e);
+                    Step::Pending(a) => {
+                        pending.insert(i, a);
+                        i += 1;
+                    }
+                    Step::Failed(idx, e) => {
+                        errs[idx] = Some(e);
                         next_start = Some(Instant::now());
                     }
                 }
             }
-            pending = still;
         }
         Err(errs.into_iter().flatten().collect())
     }
@@ -708,6 +718,13 @@ mod tests {
         .unwrap();
         assert_eq!((n, ready), (1, [false, true]));
         assert!(start.elapsed() < Duration::from_secs(2));
+        // More descriptors than the stack buffer holds.
+        let mut fds = vec![full.as_fd(); 6];
+        fds.push(free.as_fd());
+        let mut ready = [false; 7];
+        let n = sys::poll_writable(&fds, Some(5_000_000_000), &mut ready).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(ready, [false, false, false, false, false, false, true]);
         // No timeout: returns as soon as one is ready.
         let n = sys::poll_writable(&[free.as_fd()], None, &mut [false]).unwrap();
         assert_eq!(n, 1);
