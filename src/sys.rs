@@ -323,21 +323,23 @@ pub(crate) fn ip_addr(addr: SocketAddr) -> SockAddr {
 
 /// Waits until at least one of `fds` is writable or in error/hang-up (how a
 /// non-blocking connect reports that it finished) or `timeout_ns` has passed (`None` =
-/// no timeout). Clears `ready` and sets `ready[i]` for each such descriptor; returns
-/// how many (0 = the timeout passed). One `ppoll(2)` with a nanosecond timeout, so the
-/// wait never ends before the time asked; `EINTR` waits again for the time left.
+/// no timeout). Writes each descriptor's `revents` into `revents` (0 = not ready;
+/// exactly [`WRITABLE`] = writable with no error or hang-up, which for a TCP socket
+/// means its connect succeeded) and returns how many are ready (0 = the timeout
+/// passed). One `ppoll(2)` with a nanosecond timeout, so the wait never ends before
+/// the time asked; `EINTR` waits again for the time left.
 ///
-/// `ready` must be as long as `fds`. Callers keep `fds` short: the dialer closes an
+/// `revents` must be as long as `fds`. Callers keep `fds` short: the dialer closes an
 /// attempt as soon as it fails, so only connects still in flight are polled.
 pub(crate) fn poll_writable(
     fds: &[BorrowedFd<'_>],
     timeout_ns: Option<u64>,
-    ready: &mut [bool],
+    revents: &mut [i16],
 ) -> io::Result<usize> {
     assert_eq!(
         fds.len(),
-        ready.len(),
-        "poll_writable: one flag per descriptor"
+        revents.len(),
+        "poll_writable: one revents slot per descriptor"
     );
     const UNUSED: libc::pollfd = libc::pollfd {
         fd: -1,
@@ -404,9 +406,9 @@ pub(crate) fn poll_writable(
         }
     }
     let mut n = 0;
-    for (flag, p) in ready.iter_mut().zip(pfds.iter()) {
-        *flag = p.revents != 0;
-        n += usize::from(*flag);
+    for (r, p) in revents.iter_mut().zip(pfds.iter()) {
+        *r = p.revents;
+        n += usize::from(p.revents != 0);
     }
     Ok(n)
 }

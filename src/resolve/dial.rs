@@ -317,14 +317,43 @@ impl Dialer {
                     break;
                 }
             };
-            match self.race(&[addr], share, Duration::ZERO, || Error::DeadlineExceeded) {
+            match self.connect_one(addr, share) {
                 Ok(c) => return Ok(c),
-                // The share ran out before the connect could start.
-                Err(e) if e.is_empty() => errs.push(Error::DeadlineExceeded),
-                Err(e) => errs.extend(e),
+                Err(e) => errs.push(e),
             }
         }
         Err(errs)
+    }
+
+    /// One address: [`race`](Self::race) with a single attempt, minus its
+    /// bookkeeping (the common dial to one IP). Fails with [`Error::DeadlineExceeded`]
+    /// at `deadline`.
+    fn connect_one(&self, addr: SocketAddr, deadline: Option<Instant>) -> Result<tcp::Conn> {
+        let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+        if expired() {
+            return Err(Error::DeadlineExceeded);
+        }
+        let mut step = self.launch(0, addr, tcp::connect_tries(self.local_addr));
+        loop {
+            let a = match step {
+                Step::Won(conn) => return Ok(conn),
+                Step::Failed(_, e) => return Err(e),
+                Step::Pending(a) => a,
+            };
+            let timeout_ns = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(nanos(left)),
+                    _ => return Err(Error::DeadlineExceeded),
+                },
+                None => None,
+            };
+            let mut revents = [0];
+            step = match sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut revents) {
+                Ok(0) => Step::Pending(a),
+                Ok(_) => self.finish(a, addr, revents[0]),
+                Err(e) => return Err(Error::sys("ppoll", e)),
+            };
+        }
     }
 
     /// RFC 8305 §5: staggered, racing attempts.
@@ -334,34 +363,33 @@ impl Dialer {
         budget: Option<Instant>,
     ) -> std::result::Result<tcp::Conn, Vec<Error>> {
         let delay = self.fallback_delay.unwrap_or(DEFAULT_ATTEMPT_DELAY);
-        self.race(targets, budget, delay, timeout_error)
+        self.race(targets, budget, delay)
     }
 
     /// Races connects to `targets` on the calling thread: attempt *n + 1* starts `delay`
     /// after attempt *n* or as soon as an attempt fails, and one `ppoll` waits on every
     /// connect in flight. The first connection wins; the other sockets are closed on
     /// return, so a loser that connected meanwhile is closed too. An attempt still in
-    /// flight at `deadline` fails with `expired()`. The errors (one per started attempt,
-    /// in start order) come back when none connects.
+    /// flight at `deadline` fails with [`Error::DialTimeout`]. The errors (one per
+    /// started attempt, in start order) come back when none connects.
     fn race(
         &self,
         targets: &[SocketAddr],
         deadline: Option<Instant>,
         delay: Duration,
-        expired: fn() -> Error,
     ) -> std::result::Result<tcp::Conn, Vec<Error>> {
         let tries = tcp::connect_tries(self.local_addr);
         let mut errs: Vec<Option<Error>> = Vec::with_capacity(targets.len());
         // In start order, so that of two attempts done in the same wait the earlier wins.
         let mut pending: Vec<Attempt> = Vec::new();
-        let mut ready = Vec::new();
+        let mut revents = Vec::new();
         // `None` = no later start is scheduled (a delay too large to represent).
         let mut next_start = Some(Instant::now());
         loop {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 for a in pending.drain(..) {
-                    errs[a.idx] = Some(expired());
+                    errs[a.idx] = Some(timeout_error());
                 }
                 break;
             }
@@ -390,21 +418,16 @@ impl Dialer {
             } else {
                 deadline
             };
-            // Exact to the nanosecond (a `Duration` holds nanoseconds), so the wait never
-            // ends before `until`; the loop re-checks the clock anyway.
-            let timeout_ns = until.map(|t| {
-                t.saturating_duration_since(now)
-                    .as_nanos()
-                    .min(u64::MAX as u128) as u64
-            });
-            ready.clear();
-            ready.resize(pending.len(), false);
+            // Exact to the nanosecond, so the wait never ends before `until`.
+            let timeout_ns = until.map(|t| nanos(t.saturating_duration_since(now)));
+            revents.clear();
+            revents.resize(pending.len(), 0);
             let polled = match pending.as_slice() {
                 // The common case, one connect in flight, without building a list.
-                [a] => sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut ready),
+                [a] => sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut revents),
                 all => {
                     let fds: Vec<BorrowedFd<'_>> = all.iter().map(|a| a.fd.as_fd()).collect();
-                    sys::poll_writable(&fds, timeout_ns, &mut ready)
+                    sys::poll_writable(&fds, timeout_ns, &mut revents)
                 }
             };
             match polled {
@@ -421,14 +444,14 @@ impl Dialer {
             }
             // The ready ones in start order; the others keep their place.
             let mut i = 0;
-            for &done in &ready {
-                if !done {
+            for &got in &revents {
+                if got == 0 {
                     i += 1;
                     continue;
                 }
                 let a = pending.remove(i);
                 let addr = targets[a.idx];
-                match self.finish(a, addr) {
+                match self.finish(a, addr, got) {
                     Step::Won(conn) => return Ok(conn),
                     Step::Pending(a) => {
                         pending.insert(i, a);
@@ -462,8 +485,13 @@ impl Dialer {
         }
     }
 
-    /// An attempt its socket reported writable (or in error): the connect's outcome.
-    fn finish(&self, a: Attempt, addr: SocketAddr) -> Step {
+    /// An attempt whose socket `ppoll` reported (`revents`): the connect's outcome.
+    fn finish(&self, a: Attempt, addr: SocketAddr, revents: i16) -> Step {
+        // Writable and nothing else: a TCP socket only polls writable once connected,
+        // and a failed connect adds POLLERR, so the two checks below can be skipped.
+        if revents == sys::WRITABLE {
+            return self.conclude(a, addr);
+        }
         match a.fd.control("connect", sys::take_error) {
             Ok(None) => {}
             Ok(Some(e)) => return Step::Failed(a.idx, Error::sys("connect", e)),
@@ -504,6 +532,11 @@ enum Step {
     Won(tcp::Conn),
     Pending(Attempt),
     Failed(usize, Error),
+}
+
+/// A wait's timeout for `sys::poll_writable` (exact: a `Duration` holds nanoseconds).
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 /// Go's `partialDeadline`: an equal share of the remaining budget per address left,
@@ -698,17 +731,17 @@ mod tests {
         full.set_nonblocking(true).unwrap();
         let chunk = [0u8; 65536];
         while full.write(&chunk).is_ok() {}
-        let mut ready = [true];
+        let mut ready = [-1];
         for wait in [Duration::from_millis(1), Duration::from_millis(60)] {
             let start = Instant::now();
             let n = sys::poll_writable(&[full.as_fd()], Some(wait.as_nanos() as u64), &mut ready)
                 .unwrap();
             let took = start.elapsed();
-            assert_eq!((n, ready), (0, [false]));
+            assert_eq!((n, ready), (0, [0]));
             assert!(took >= wait, "waited {took:?} of {wait:?}");
             assert!(took < wait + Duration::from_secs(2), "waited {took:?}");
         }
-        let mut ready = [true, false];
+        let mut ready = [-1, -1];
         let start = Instant::now();
         let n = sys::poll_writable(
             &[full.as_fd(), free.as_fd()],
@@ -716,17 +749,17 @@ mod tests {
             &mut ready,
         )
         .unwrap();
-        assert_eq!((n, ready), (1, [false, true]));
+        assert_eq!((n, ready), (1, [0, sys::WRITABLE]));
         assert!(start.elapsed() < Duration::from_secs(2));
         // More descriptors than the stack buffer holds.
         let mut fds = vec![full.as_fd(); 6];
         fds.push(free.as_fd());
-        let mut ready = [false; 7];
+        let mut ready = [-1; 7];
         let n = sys::poll_writable(&fds, Some(5_000_000_000), &mut ready).unwrap();
         assert_eq!(n, 1);
-        assert_eq!(ready, [false, false, false, false, false, false, true]);
+        assert_eq!(ready, [0, 0, 0, 0, 0, 0, sys::WRITABLE]);
         // No timeout: returns as soon as one is ready.
-        let n = sys::poll_writable(&[free.as_fd()], None, &mut [false]).unwrap();
+        let n = sys::poll_writable(&[free.as_fd()], None, &mut [0]).unwrap();
         assert_eq!(n, 1);
     }
 
