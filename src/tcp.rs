@@ -80,8 +80,9 @@ fn domain(addr: &SocketAddr) -> Domain {
 /// Connects to `remote` and returns once the handshake is done.
 ///
 /// The new socket has `TCP_NODELAY` and `SO_KEEPALIVE` on. A self-connect (possible when
-/// the target port is in the ephemeral range and nothing listens) is retried up to three
-/// times with a fresh socket, then fails with `EADDRINUSE`.
+/// the target port is in the ephemeral range and nothing listens) is never returned: it
+/// is retried with a fresh socket, up to three sockets in all (one for [`connect_from`]
+/// with a fixed local port); if every one connects to itself, the error is `EADDRINUSE`.
 ///
 /// # Errors
 /// `Sys { op: "connect" }` with the OS error (`ECONNREFUSED`, `ENETUNREACH`, …);

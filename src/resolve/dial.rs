@@ -1,4 +1,10 @@
 //! [`Dialer`] (Go's `net.Dialer` with RFC 8305 Happy Eyeballs) and [`ListenConfig`].
+//!
+//! The dialer drives its connects itself, on the dialing thread: non-blocking connects
+//! on [`Fd`]s and one `ppoll` over those in flight (`sys::poll_writable`). Of `tcp` it
+//! uses only construction: a socket to connect (`tcp::connect_socket`), a finished
+//! connect made a [`tcp::Conn`] (`Conn::connected`), a listener (`tcp::listen_with`).
+//! `tcp` reaches back here only through its `dial`/`listen_on` conveniences.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
