@@ -5,12 +5,15 @@
 //!     string-address path), interleaved in rounds;
 //! (b) RFC 8305 fallback when the first address is refused (the next attempt starts at
 //!     once, not after the 250 ms attempt delay);
-//! (c) a black-holed first address, then a live one: time to connected vs the delay;
-//! (d) `CachingResolver` hit cost vs `StaticResolver` lookup.
+//! (c) a black-holed first address, then a live one: time to connected vs the delay,
+//!     and the most threads the process had during those dials (a dial should add none);
+//! (d) `CachingResolver` hit cost vs `StaticResolver` lookup;
+//! (e) two live addresses raced with no attempt delay: the cost of the race itself.
 
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -51,6 +54,7 @@ fn main() -> reseau::Result<()> {
     fallback_after_refused()?;
     fallback_after_black_hole()?;
     resolver_cost();
+    race_two_live()?;
     println!("\ntotal {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -246,12 +250,16 @@ fn fallback_after_black_hole() -> reseau::Result<()> {
     };
     let target = format!("hole-first.test:{port}");
     let mut samples = Vec::with_capacity(N);
-    for _ in 0..N {
-        let t0 = Instant::now();
-        let c = dialer.dial("tcp", &target)?;
-        samples.push(t0.elapsed());
-        assert_eq!(c.remote_addr().map(|a| a.ip()), Some(live));
-    }
+    let (base, peak, res) = while_counting_threads(|| -> reseau::Result<()> {
+        for _ in 0..N {
+            let t0 = Instant::now();
+            let c = dialer.dial("tcp", &target)?;
+            samples.push(t0.elapsed());
+            assert_eq!(c.remote_addr().map(|a| a.ip()), Some(live));
+        }
+        Ok(())
+    });
+    res?;
     drop((hole, fillers));
     ln.close()?;
     let _ = t.join();
@@ -267,6 +275,90 @@ fn fallback_after_black_hole() -> reseau::Result<()> {
         "    over the delay: median +{:.2} ms   p90 +{:.2} ms   (target <= +20 ms)",
         ms(m.saturating_sub(delay)),
         ms(p9.saturating_sub(delay))
+    );
+    println!(
+        "    process threads: {base} before, at most {peak} during the dials (sampled every 1 ms)"
+    );
+    Ok(())
+}
+
+/// The process's thread count.
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// Runs `f` while a sampler thread records the process's thread count; returns the
+/// count before `f` (sampler included) and the most seen while it ran.
+fn while_counting_threads<T>(f: impl FnOnce() -> T) -> (usize, usize, T) {
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (done, peak) = (done.clone(), peak.clone());
+        thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                peak.fetch_max(thread_count(), Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    while peak.load(Ordering::SeqCst) == 0 {
+        thread::yield_now();
+    }
+    let base = thread_count();
+    let out = f();
+    done.store(true, Ordering::SeqCst);
+    let _ = sampler.join();
+    (base, peak.load(Ordering::SeqCst), out)
+}
+
+/// (e) two live addresses raced with `fallback_delay: Some(ZERO)`: both connects start
+/// at once, one wins, the other is closed.
+fn race_two_live() -> reseau::Result<()> {
+    const N: usize = 2000;
+    let mut pair = None;
+    for _ in 0..20 {
+        let (a, ta) = acceptor(SocketAddr::new(ip("127.0.0.1"), 0))?;
+        let port = a.local_addr().expect("bound").port();
+        match acceptor(SocketAddr::new(ip("127.0.0.2"), port)) {
+            Ok(b) => {
+                pair = Some(((a, ta), b, port));
+                break;
+            }
+            Err(_) => {
+                a.close()?;
+                let _ = ta.join();
+            }
+        }
+    }
+    let ((a, ta), (b, tb), port) = pair.expect("a port free on 127.0.0.1 and 127.0.0.2");
+    let hosts = StaticResolver::new();
+    hosts.insert("two.test", [ip("127.0.0.1"), ip("127.0.0.2")]);
+    let dialer = Dialer {
+        timeout: Some(Duration::from_secs(5)),
+        fallback_delay: Some(Duration::ZERO),
+        resolver: Arc::new(hosts),
+        ..Dialer::default()
+    };
+    let target = format!("two.test:{port}");
+    for _ in 0..200 {
+        drop(dialer.dial("tcp", &target)?);
+    }
+    let mut samples = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t0 = Instant::now();
+        let c = dialer.dial("tcp", &target)?;
+        samples.push(t0.elapsed());
+        drop(black_box(c));
+    }
+    a.close()?;
+    b.close()?;
+    let _ = (ta.join(), tb.join());
+    let (m, p9) = stats(&mut samples);
+    println!("\n(e) [127.0.0.1 live, 127.0.0.2 live], attempt delay 0, {N} dials");
+    println!(
+        "    time to connected: median {:.1} us   p90 {:.1} us",
+        us(m),
+        us(p9)
     );
     Ok(())
 }

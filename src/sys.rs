@@ -451,6 +451,98 @@ pub(crate) fn ssl_has_pending(ssl: &openssl::ssl::SslRef) -> bool {
     unsafe { SSL_has_pending((ssl as *const openssl::ssl::SslRef).cast()) != 0 }
 }
 
+/// Waits until at least one of `fds` is writable or in error/hang-up (how a
+/// non-blocking connect reports that it finished) or `timeout_ns` has passed (`None` =
+/// no timeout). Writes each descriptor's `revents` into `revents` (0 = not ready;
+/// exactly [`WRITABLE`] = writable with no error or hang-up, which for a TCP socket
+/// means its connect succeeded) and returns how many are ready (0 = the timeout
+/// passed). One `ppoll(2)` with a nanosecond timeout, so the wait never ends before
+/// the time asked; `EINTR` waits again for the time left.
+///
+/// `revents` must be as long as `fds`. Callers keep `fds` short: the dialer closes an
+/// attempt as soon as it fails, so only connects still in flight are polled.
+pub(crate) fn poll_writable(
+    fds: &[BorrowedFd<'_>],
+    timeout_ns: Option<u64>,
+    revents: &mut [i16],
+) -> io::Result<usize> {
+    assert_eq!(
+        fds.len(),
+        revents.len(),
+        "poll_writable: one revents slot per descriptor"
+    );
+    const UNUSED: libc::pollfd = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    // A dial has one or two connects in flight most of the time: no allocation then.
+    let mut small = [UNUSED; 4];
+    let mut big = Vec::new();
+    let pfds: &mut [libc::pollfd] = if fds.len() <= small.len() {
+        &mut small[..fds.len()]
+    } else {
+        big.resize(fds.len(), UNUSED);
+        &mut big
+    };
+    for (p, fd) in pfds.iter_mut().zip(fds) {
+        p.fd = fd.as_raw_fd();
+        p.events = libc::POLLOUT;
+    }
+    let end = timeout_ns.map(|ns| {
+        (
+            std::time::Instant::now(),
+            std::time::Duration::from_nanos(ns),
+        )
+    });
+    let mut left = timeout_ns;
+    loop {
+        pfds.iter_mut().for_each(|p| p.revents = 0);
+        let ts;
+        let ts_ptr = match left {
+            Some(ns) => {
+                ts = libc::timespec {
+                    tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
+                    tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+                };
+                &raw const ts
+            }
+            None => std::ptr::null(),
+        };
+        // SAFETY: `pfds` (of `pfds.len()` entries) and `ts` live across the call; every
+        // descriptor is borrowed, so open for the call; a null sigmask keeps the
+        // current one.
+        let r = unsafe {
+            libc::ppoll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                ts_ptr,
+                std::ptr::null(),
+            )
+        };
+        if r >= 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+        if let Some((start, total)) = end {
+            let spent = start.elapsed();
+            if spent >= total {
+                break;
+            }
+            left = Some((total - spent).as_nanos().min(u64::MAX as u128) as u64);
+        }
+    }
+    let mut n = 0;
+    for (r, p) in revents.iter_mut().zip(pfds.iter()) {
+        *r = p.revents;
+        n += usize::from(p.revents != 0);
+    }
+    Ok(n)
+}
+
 /// `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)`-free check used by tests: the fd's flags.
 #[cfg(test)]
 fn fd_flags(fd: RawFd) -> (bool, bool) {

@@ -28,13 +28,12 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use socket2::Domain;
 
 use crate::poll::{Dir, Fd};
-use crate::util::lock;
 use crate::{Error, Result, sys};
 
 /// `127.0.0.1:port`.
@@ -81,8 +80,9 @@ fn domain(addr: &SocketAddr) -> Domain {
 /// Connects to `remote` and returns once the handshake is done.
 ///
 /// The new socket has `TCP_NODELAY` and `SO_KEEPALIVE` on. A self-connect (possible when
-/// the target port is in the ephemeral range and nothing listens) or `EADDRNOTAVAIL` is
-/// retried up to three times with a fresh socket.
+/// the target port is in the ephemeral range and nothing listens) is never returned: it
+/// is retried with a fresh socket, up to three sockets in all (one for [`connect_from`]
+/// with a fixed local port); if every one connects to itself, the error is `EADDRINUSE`.
 ///
 /// # Errors
 /// `Sys { op: "connect" }` with the OS error (`ECONNREFUSED`, `ENETUNREACH`, …);
@@ -98,7 +98,7 @@ fn domain(addr: &SocketAddr) -> Domain {
 /// # Ok(()) }
 /// ```
 pub fn connect(remote: SocketAddr) -> Result<Conn> {
-    connect_until(remote, None, None, None)
+    connect_until(remote, None, None)
 }
 
 /// Connects to `remote` from the local address `local` (port 0 = any port).
@@ -107,101 +107,61 @@ pub fn connect(remote: SocketAddr) -> Result<Conn> {
 /// [`Error::InvalidArgument`] if the two families differ (before any syscall);
 /// `Sys { op: "bind" }`; otherwise as [`connect`].
 pub fn connect_from(remote: SocketAddr, local: SocketAddr) -> Result<Conn> {
-    connect_until(remote, Some(local), None, None)
+    connect_until(remote, Some(local), None)
 }
 
-/// Connect with an optional local address, an absolute deadline and an optional
-/// [`Cancel`] another thread can fire (the dialer's losing attempts).
-pub(crate) fn connect_until(
+/// A blocking connect with an optional local address and absolute deadline.
+fn connect_until(
     remote: SocketAddr,
     local: Option<SocketAddr>,
     deadline: Option<Instant>,
-    cancel: Option<&Cancel>,
 ) -> Result<Conn> {
-    if let Some(l) = local.filter(|l| l.is_ipv4() != remote.is_ipv4()) {
-        return Err(Error::InvalidArgument(format!(
-            "local and remote address families must match (local {l}, remote {remote})"
-        )));
-    }
-    // A fixed local port cannot help a self-connect or EADDRNOTAVAIL by retrying.
-    let tries = match local {
-        Some(l) if l.port() != 0 => 1,
-        _ => 3,
-    };
-    let mut last = None;
-    for _ in 0..tries {
-        let fd = Arc::new(Fd::new(
-            sys::stream_socket(domain(&remote)).map_err(|e| Error::sys("socket", e))?,
-        ));
-        if let Some(c) = cancel {
-            c.track(&fd)?;
-        }
-        let res = connect_fd(&fd, remote, local, deadline);
-        if let Some(c) = cancel {
-            c.untrack()?;
-        }
-        res?;
-        let fd = Arc::into_inner(fd).ok_or(Error::Closed)?;
-        match Conn::from_fd(fd, None, Some(remote), true) {
-            Ok(conn) if conn.local.is_some() && conn.local == conn.remote => {
-                last = Some(Error::sys(
-                    "connect",
-                    io::Error::from_raw_os_error(libc::EADDRINUSE),
-                ));
-            }
-            Ok(conn) => return Ok(conn),
-            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => last = Some(e),
-            Err(e) => return Err(e),
+    for _ in 0..connect_tries(local) {
+        let fd = connect_socket(remote, local)?;
+        connect_fd(&fd, remote, deadline)?;
+        if let Some(conn) = Conn::connected(fd, remote)? {
+            return Ok(conn);
         }
     }
-    Err(last.unwrap_or(Error::Closed))
+    Err(self_connect_error())
 }
 
-fn connect_fd(
-    fd: &Fd,
-    remote: SocketAddr,
-    local: Option<SocketAddr>,
-    deadline: Option<Instant>,
-) -> Result<()> {
-    if let Some(l) = local {
-        fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(l)))?;
-    }
+fn connect_fd(fd: &Fd, remote: SocketAddr, deadline: Option<Instant>) -> Result<()> {
     fd.set_deadline(Dir::Write, deadline)?;
     fd.connect(&sys::ip_addr(remote))?;
     fd.set_deadline(Dir::Write, None)
 }
 
-/// Lets another thread abort a [`connect_until`] in flight: the connect fails with
-/// [`Error::Closed`] and its socket is closed, so it can never connect late.
-#[derive(Debug, Default)]
-pub(crate) struct Cancel {
-    state: Mutex<(bool, Option<Arc<Fd>>)>,
+/// How many sockets a connect may use: a self-connect is retried with a fresh socket
+/// (Go's `dialTCP` does the same), which a fixed local port cannot help.
+pub(crate) fn connect_tries(local: Option<SocketAddr>) -> usize {
+    match local {
+        Some(l) if l.port() != 0 => 1,
+        _ => 3,
+    }
 }
 
-impl Cancel {
-    /// Cancels the current attempt and every later one.
-    pub(crate) fn cancel(&self) {
-        let mut st = lock(&self.state);
-        st.0 = true;
-        if let Some(fd) = st.1.take() {
-            let _ = fd.close();
-        }
+/// A new non-blocking socket for connecting to `remote`, bound to `local` if given.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if the families differ (before any syscall),
+/// `Sys { op: "socket" }`, `Sys { op: "bind" }`.
+pub(crate) fn connect_socket(remote: SocketAddr, local: Option<SocketAddr>) -> Result<Fd> {
+    if let Some(l) = local.filter(|l| l.is_ipv4() != remote.is_ipv4()) {
+        return Err(Error::InvalidArgument(format!(
+            "local and remote address families must match (local {l}, remote {remote})"
+        )));
     }
+    let fd = Fd::new(sys::stream_socket(domain(&remote)).map_err(|e| Error::sys("socket", e))?);
+    if let Some(l) = local {
+        fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(l)))?;
+    }
+    Ok(fd)
+}
 
-    fn track(&self, fd: &Arc<Fd>) -> Result<()> {
-        let mut st = lock(&self.state);
-        if st.0 {
-            return Err(Error::Closed);
-        }
-        st.1 = Some(fd.clone());
-        Ok(())
-    }
-
-    fn untrack(&self) -> Result<()> {
-        let mut st = lock(&self.state);
-        st.1 = None;
-        if st.0 { Err(Error::Closed) } else { Ok(()) }
-    }
+/// The error a connect reports when every try connected the socket to itself.
+pub(crate) fn self_connect_error() -> Error {
+    Error::sys("connect", io::Error::from_raw_os_error(libc::EADDRINUSE))
 }
 
 /// Dials `address` (`host:port`) on `network` (`tcp`, `tcp4`, `tcp6`) with
@@ -379,6 +339,14 @@ impl Conn {
             Ok((local, remote))
         })?;
         Ok(Conn { fd, local, remote })
+    }
+
+    /// Wraps a socket whose connect to `remote` has completed. `Ok(None)` when the
+    /// socket connected to itself (the port was in the ephemeral range and nothing
+    /// listened): the socket is closed, and a fresh one may be tried.
+    pub(crate) fn connected(fd: Fd, remote: SocketAddr) -> Result<Option<Conn>> {
+        let conn = Conn::from_fd(fd, None, Some(remote), true)?;
+        Ok((conn.local.is_none() || conn.local != conn.remote).then_some(conn))
     }
 
     /// The local address (cached at connect/accept; still readable after close).

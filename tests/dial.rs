@@ -1348,3 +1348,119 @@ fn rfc8305_winner_unaffected_after_dial() {
         assert_eq!(&buf, b"pong");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Self-connects, in a network namespace of our own
+
+/// Set to a case name in the child processes of [`self_connect_is_never_returned`].
+const NETNS_CASE: &str = "RESEAU_DIAL_NETNS_CASE";
+
+/// Makes 40000 the namespace's only ephemeral port and brings loopback up, so a connect
+/// to `127.0.0.1:40000` or `[::1]:40000` with nothing listening connects the socket to
+/// itself (TCP simultaneous open); a fresh socket then gets `EADDRNOTAVAIL` (the one
+/// port's 4-tuple is in TIME_WAIT).
+const NETNS_SETUP: &str =
+    "echo '40000 40000' > /proc/sys/net/ipv4/ip_local_port_range && ip link set lo up";
+
+/// A connect that ended in a self-connect, rejected (not refused: that would mean no
+/// self-connect happened, and the case proves nothing).
+#[track_caller]
+fn assert_self_connect_rejected(e: &Error) {
+    assert!(
+        matches!(e, Error::Sys { op: "connect", .. }),
+        "expected Sys{{connect}}, got {e:?}"
+    );
+    assert!(
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE)
+        ),
+        "{e:?}"
+    );
+}
+
+fn self_connect_case(case: &str) {
+    let d = Dialer {
+        timeout: Some(SAFE),
+        ..Dialer::default()
+    };
+    match case {
+        "connect" => {
+            let r = tcp::connect(tcp::loopback_addr(40000));
+            assert_self_connect_rejected(&r.expect_err("a self-connected conn came back"));
+        }
+        "dial" => {
+            let e = d
+                .dial("tcp", "127.0.0.1:40000")
+                .expect_err("a self-connected conn came back");
+            assert_self_connect_rejected(&op_err(&e).err);
+        }
+        "race" => {
+            let has_v6 = std::fs::read_to_string("/proc/net/if_inet6")
+                .is_ok_and(|s| s.contains("00000000000000000000000000000001"));
+            let d = Dialer {
+                fallback_delay: Some(Duration::ZERO),
+                ..dialer(resolver("self.test", &["127.0.0.1", "::1"]))
+            };
+            let e = d
+                .dial("tcp", "self.test:40000")
+                .expect_err("a self-connected conn came back");
+            let op = op_err(&e);
+            assert_eq!(op.attempts().len(), 2, "{:?}", op.attempts());
+            assert_self_connect_rejected(&op.attempts()[0]);
+            if has_v6 {
+                assert_self_connect_rejected(&op.attempts()[1]);
+            }
+        }
+        other => panic!("unknown case {other}"),
+    }
+}
+
+/// A self-connect (possible when the target port is in the ephemeral range and nothing
+/// listens) is retried with a fresh socket and never returned as a connection: through
+/// `tcp::connect`, a one-address dial and a Happy Eyeballs race. Each case runs in a
+/// fresh network namespace (`unshare -rn`), skipped where that is not allowed.
+#[test]
+fn self_connect_is_never_returned() {
+    if let Ok(case) = std::env::var(NETNS_CASE) {
+        return self_connect_case(&case);
+    }
+    let _g = shared();
+    let can = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c", NETNS_SETUP])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !can.is_ok_and(|s| s.success()) {
+        println!("skipped: cannot make a network namespace here (unshare -rn, ip)");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for case in ["connect", "dial", "race"] {
+        let script = format!(
+            "{NETNS_SETUP} && exec \"$0\" --exact self_connect_is_never_returned --nocapture --test-threads=1"
+        );
+        let mut child = std::process::Command::new("unshare")
+            .args(["-rn", "sh", "-c", &script])
+            .arg(&exe)
+            .env(NETNS_CASE, case)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let limit = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > limit {
+                let _ = child.kill();
+                panic!("case {case}: child still running after 30 s; killed");
+            }
+            thread::sleep(ms(10));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "case {case}: {}\n{text}", out.status);
+        assert!(
+            text.contains("1 passed"),
+            "case {case}: no test ran:\n{text}"
+        );
+    }
+}

@@ -1,16 +1,22 @@
 //! [`Dialer`] (Go's `net.Dialer` with RFC 8305 Happy Eyeballs) and [`ListenConfig`].
+//!
+//! The dialer drives its connects itself, on the dialing thread: non-blocking connects
+//! on [`Fd`]s and one `ppoll` over those in flight (`sys::poll_writable`). Of `tcp` it
+//! uses only construction: a socket to connect (`tcp::connect_socket`), a finished
+//! connect made a [`tcp::Conn`] (`Conn::connected`), a listener (`tcp::listen_with`).
+//! `tcp` reaches back here only through its `dial`/`listen_on` conveniences.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::sync::mpsc;
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{
     Policy, Resolver, SystemResolver, interleave, lookup_port, parse_literal, split_host_port,
 };
-use crate::tcp::{self, Cancel};
-use crate::{Error, OpError, Result};
+use crate::poll::Fd;
+use crate::{Error, OpError, Result, sys, tcp};
 
 /// RFC 8305 §5's recommended Connection Attempt Delay.
 pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -202,7 +208,7 @@ impl Dialer {
                 .collect();
             // The first attempt's error is the one to report (Go: "most relevant"); all of
             // them stay in `attempts`, in start order.
-            let first = errs.first().map_or_else(timeout_error, clone_shallow);
+            let first = errs.first().map_or_else(timeout_error, Error::duplicate);
             let source = self.local_addr.map(|a| a.to_string());
             OpError::new("dial", network, source, address, first)
                 .with_attempts(errs)
@@ -317,12 +323,43 @@ impl Dialer {
                     break;
                 }
             };
-            match tcp::connect_until(addr, self.local_addr, share, None) {
+            match self.connect_one(addr, share) {
                 Ok(c) => return Ok(c),
                 Err(e) => errs.push(e),
             }
         }
         Err(errs)
+    }
+
+    /// One address: [`race`](Self::race) with a single attempt, minus its
+    /// bookkeeping (the common dial to one IP). Fails with [`Error::DeadlineExceeded`]
+    /// at `deadline`.
+    fn connect_one(&self, addr: SocketAddr, deadline: Option<Instant>) -> Result<tcp::Conn> {
+        let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+        if expired() {
+            return Err(Error::DeadlineExceeded);
+        }
+        let mut step = self.launch(0, addr, tcp::connect_tries(self.local_addr));
+        loop {
+            let a = match step {
+                Step::Won(conn) => return Ok(conn),
+                Step::Failed(_, e) => return Err(e),
+                Step::Pending(a) => a,
+            };
+            let timeout_ns = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(nanos(left)),
+                    _ => return Err(Error::DeadlineExceeded),
+                },
+                None => None,
+            };
+            let mut revents = [0];
+            step = match sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut revents) {
+                Ok(0) => Step::Pending(a),
+                Ok(_) => self.finish(a, addr, revents[0]),
+                Err(e) => return Err(Error::sys("ppoll", e)),
+            };
+        }
     }
 
     /// RFC 8305 §5: staggered, racing attempts.
@@ -332,70 +369,180 @@ impl Dialer {
         budget: Option<Instant>,
     ) -> std::result::Result<tcp::Conn, Vec<Error>> {
         let delay = self.fallback_delay.unwrap_or(DEFAULT_ATTEMPT_DELAY);
-        let (tx, rx) = mpsc::channel::<(usize, Result<tcp::Conn>)>();
-        let mut cancels: Vec<Arc<Cancel>> = Vec::with_capacity(targets.len());
-        let mut errs: Vec<Option<Error>> = (0..targets.len()).map(|_| None).collect();
-        let mut running = 0usize;
+        self.race(targets, budget, delay)
+    }
+
+    /// Races connects to `targets` on the calling thread: attempt *n + 1* starts `delay`
+    /// after attempt *n* or as soon as an attempt fails, and one `ppoll` waits on every
+    /// connect in flight. The first connection wins; the other sockets are closed on
+    /// return, so a loser that connected meanwhile is closed too. An attempt still in
+    /// flight at `deadline` fails with [`Error::DialTimeout`]. The errors (one per
+    /// started attempt, in start order) come back when none connects.
+    fn race(
+        &self,
+        targets: &[SocketAddr],
+        deadline: Option<Instant>,
+        delay: Duration,
+    ) -> std::result::Result<tcp::Conn, Vec<Error>> {
+        let tries = tcp::connect_tries(self.local_addr);
+        let mut errs: Vec<Option<Error>> = Vec::with_capacity(targets.len());
+        // In start order, so that of two attempts done in the same wait the earlier wins.
+        let mut pending: Vec<Attempt> = Vec::new();
+        let mut revents = Vec::new();
         // `None` = no later start is scheduled (a delay too large to represent).
         let mut next_start = Some(Instant::now());
-        let cancel_all = |cancels: &[Arc<Cancel>]| cancels.iter().for_each(|c| c.cancel());
         loop {
             let now = Instant::now();
-            if budget.is_some_and(|b| now >= b) {
-                cancel_all(&cancels);
-                // Only attempts that started have an error to report.
-                for e in errs[..cancels.len()].iter_mut().filter(|e| e.is_none()) {
-                    *e = Some(timeout_error());
+            if deadline.is_some_and(|d| now >= d) {
+                for a in pending.drain(..) {
+                    errs[a.idx] = Some(timeout_error());
                 }
                 break;
             }
-            let started = cancels.len();
-            if started < targets.len() && (running == 0 || next_start.is_some_and(|t| now >= t)) {
-                let cancel = Arc::new(Cancel::default());
-                cancels.push(cancel.clone());
-                let (addr, local, tx) = (targets[started], self.local_addr, tx.clone());
-                let spawned = thread::Builder::new()
-                    .name("reseau-dial".into())
-                    .spawn(move || {
-                        let res = tcp::connect_until(addr, local, budget, Some(&cancel));
-                        // A send to a dial that already returned drops (closes) a late winner.
-                        let _ = tx.send((started, res));
-                    });
-                match spawned {
-                    Ok(_) => running += 1,
-                    Err(e) => errs[started] = Some(Error::sys("spawn", e)),
-                }
+            let started = errs.len();
+            if started < targets.len()
+                && (pending.is_empty() || next_start.is_some_and(|t| now >= t))
+            {
+                errs.push(None);
                 next_start = now.checked_add(delay);
+                match self.launch(started, targets[started], tries) {
+                    Step::Won(conn) => return Ok(conn),
+                    Step::Pending(a) => pending.push(a),
+                    Step::Failed(i, e) => {
+                        errs[i] = Some(e);
+                        // RFC 8305 §5: a failed attempt starts the next one at once.
+                        next_start = Some(now);
+                    }
+                }
                 continue;
             }
-            if running == 0 {
+            if pending.is_empty() {
                 break;
             }
-            let mut until = budget;
-            if started < targets.len() {
-                until = earliest(until, next_start);
-            }
-            let got = match until {
-                Some(t) => rx.recv_timeout(t.saturating_duration_since(now)),
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            let until = if started < targets.len() {
+                earliest(deadline, next_start)
+            } else {
+                deadline
             };
-            match got {
-                Ok((_, Ok(conn))) => {
-                    cancel_all(&cancels);
-                    return Ok(conn);
+            // Exact to the nanosecond, so the wait never ends before `until`.
+            let timeout_ns = until.map(|t| nanos(t.saturating_duration_since(now)));
+            revents.clear();
+            revents.resize(pending.len(), 0);
+            let polled = match pending.as_slice() {
+                // The common case, one connect in flight, without building a list.
+                [a] => sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut revents),
+                all => {
+                    let fds: Vec<BorrowedFd<'_>> = all.iter().map(|a| a.fd.as_fd()).collect();
+                    sys::poll_writable(&fds, timeout_ns, &mut revents)
                 }
-                Ok((i, Err(e))) => {
-                    running -= 1;
-                    errs[i] = Some(e);
-                    // RFC 8305 §5: a failed attempt starts the next one at once.
-                    next_start = Some(Instant::now());
+            };
+            match polled {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    let code = e.raw_os_error().unwrap_or(libc::EIO);
+                    for a in pending.drain(..) {
+                        let e = io::Error::from_raw_os_error(code);
+                        errs[a.idx] = Some(Error::sys("ppoll", e));
+                    }
+                    break;
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            // The ready ones in start order; the others keep their place.
+            let mut i = 0;
+            for &got in &revents {
+                if got == 0 {
+                    i += 1;
+                    continue;
+                }
+                let a = pending.remove(i);
+                let addr = targets[a.idx];
+                match self.finish(a, addr, got) {
+                    Step::Won(conn) => return Ok(conn),
+                    Step::Pending(a) => {
+                        pending.insert(i, a);
+                        i += 1;
+                    }
+                    Step::Failed(idx, e) => {
+                        errs[idx] = Some(e);
+                        next_start = Some(Instant::now());
+                    }
+                }
             }
         }
         Err(errs.into_iter().flatten().collect())
     }
+
+    /// Opens a socket for target `idx` and starts a non-blocking connect to `addr`;
+    /// `tries` sockets may be used in all (a self-connect is retried with a fresh one).
+    fn launch(&self, idx: usize, addr: SocketAddr, tries: usize) -> Step {
+        let fd = match tcp::connect_socket(addr, self.local_addr) {
+            Ok(fd) => fd,
+            Err(e) => return Step::Failed(idx, e),
+        };
+        match fd.control("connect", |b| sys::connect(b, &sys::ip_addr(addr))) {
+            Ok(()) => self.conclude(Attempt { idx, fd, tries }, addr),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINPROGRESS) => Step::Pending(Attempt { idx, fd, tries }),
+                Some(libc::EISCONN) => self.conclude(Attempt { idx, fd, tries }, addr),
+                // EAGAIN included: TCP ran out of local ports, and waiting would spin.
+                _ => Step::Failed(idx, e),
+            },
+        }
+    }
+
+    /// An attempt whose socket `ppoll` reported (`revents`): the connect's outcome.
+    fn finish(&self, a: Attempt, addr: SocketAddr, revents: i16) -> Step {
+        // Writable and nothing else: a TCP socket only polls writable once connected,
+        // and a failed connect adds POLLERR, so the two checks below can be skipped.
+        if revents == sys::WRITABLE {
+            return self.conclude(a, addr);
+        }
+        match a.fd.control("connect", sys::take_error) {
+            Ok(None) => {}
+            Ok(Some(e)) => return Step::Failed(a.idx, Error::sys("connect", e)),
+            Err(e) => return Step::Failed(a.idx, e),
+        }
+        match a.fd.control("connect", |b| sys::sock(&b).peer_addr()) {
+            Ok(_) => self.conclude(a, addr),
+            // Writable without an error yet not connected: still in progress.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Step::Pending(a),
+            Err(e) => Step::Failed(a.idx, e),
+        }
+    }
+
+    /// A connected attempt becomes the winning connection, unless it connected to
+    /// itself: then a fresh socket tries again while tries are left.
+    fn conclude(&self, a: Attempt, addr: SocketAddr) -> Step {
+        match tcp::Conn::connected(a.fd, addr) {
+            Ok(Some(conn)) => Step::Won(conn),
+            Ok(None) if a.tries > 1 => self.launch(a.idx, addr, a.tries - 1),
+            Ok(None) => Step::Failed(a.idx, tcp::self_connect_error()),
+            Err(e) => Step::Failed(a.idx, e),
+        }
+    }
+}
+
+/// A connect in flight.
+#[derive(Debug)]
+struct Attempt {
+    /// Which target (and error slot) it is for.
+    idx: usize,
+    fd: Fd,
+    /// Sockets this target may still use, this one included.
+    tries: usize,
+}
+
+/// Where an attempt stands after a step.
+enum Step {
+    Won(tcp::Conn),
+    Pending(Attempt),
+    Failed(usize, Error),
+}
+
+/// A wait's timeout for `sys::poll_writable` (exact: a `Duration` holds nanoseconds).
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 /// Go's `partialDeadline`: an equal share of the remaining budget per address left,
@@ -413,28 +560,6 @@ fn partial_deadline(now: Instant, budget: Option<Instant>, left: usize) -> Resul
         share
     };
     Ok(Some(now + share))
-}
-
-/// A copy of `e` for [`OpError::attempts`], keeping variant, op and errno (an
-/// `io::Error` cannot be cloned).
-pub(crate) fn clone_shallow(e: &Error) -> Error {
-    match e {
-        Error::DeadlineExceeded => Error::DeadlineExceeded,
-        Error::Closed => Error::Closed,
-        Error::Sys { op, source } => Error::Sys {
-            op,
-            source: match source.raw_os_error() {
-                Some(code) => std::io::Error::from_raw_os_error(code),
-                None => std::io::Error::new(source.kind(), source.to_string()),
-            },
-        },
-        Error::DialTimeout(s) => Error::DialTimeout(s.clone()),
-        Error::InvalidArgument(s) => Error::InvalidArgument(s.clone()),
-        other => Error::Lookup {
-            msg: other.to_string(),
-            name: String::new(),
-        },
-    }
 }
 
 /// How to listen by `host:port` string (Go's `net.ListenConfig`).
@@ -578,6 +703,48 @@ mod tests {
                 .unwrap_err()
                 .is_timeout()
         );
+    }
+
+    /// The race's wait: readiness per descriptor, and a timeout that never ends early.
+    #[test]
+    fn poll_writable_reports_each_fd_and_never_times_out_early() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let (mut full, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (free, _peer2) = std::os::unix::net::UnixStream::pair().unwrap();
+        full.set_nonblocking(true).unwrap();
+        let chunk = [0u8; 65536];
+        while full.write(&chunk).is_ok() {}
+        let mut ready = [-1];
+        for wait in [Duration::from_millis(1), Duration::from_millis(60)] {
+            let start = Instant::now();
+            let n = sys::poll_writable(&[full.as_fd()], Some(wait.as_nanos() as u64), &mut ready)
+                .unwrap();
+            let took = start.elapsed();
+            assert_eq!((n, ready), (0, [0]));
+            assert!(took >= wait, "waited {took:?} of {wait:?}");
+            assert!(took < wait + Duration::from_secs(2), "waited {took:?}");
+        }
+        let mut ready = [-1, -1];
+        let start = Instant::now();
+        let n = sys::poll_writable(
+            &[full.as_fd(), free.as_fd()],
+            Some(5_000_000_000),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!((n, ready), (1, [0, sys::WRITABLE]));
+        assert!(start.elapsed() < Duration::from_secs(2));
+        // More descriptors than the stack buffer holds.
+        let mut fds = vec![full.as_fd(); 6];
+        fds.push(free.as_fd());
+        let mut ready = [-1; 7];
+        let n = sys::poll_writable(&fds, Some(5_000_000_000), &mut ready).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(ready, [0, 0, 0, 0, 0, 0, sys::WRITABLE]);
+        // No timeout: returns as soon as one is ready.
+        let n = sys::poll_writable(&[free.as_fd()], None, &mut [0]).unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::addr::{IPAddr, IPv4, IPv6, InetAddr, LOCALHOST};
 use super::dns::getalladdrinfo;
 use super::readbuf::ReadBuf;
-use crate::resolve::{Dialer, clone_shallow, join_host_port, parse_literal};
+use crate::resolve::{Dialer, join_host_port, parse_literal};
 use crate::{Error, OpError, Result, tcp, tls, unix};
 
 /// Where to connect or listen, as every form Julia accepts resolves to.
@@ -672,7 +672,7 @@ pub fn connect_with(endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<Tc
         } else {
             errs.remove(0)
         };
-        let mut all = vec![clone_shallow(&first)];
+        let mut all = vec![first.duplicate()];
         all.extend(errs);
         connect_error(&target, first, all)
     })?;
