@@ -45,6 +45,11 @@ pub mod unix;
 
 pub use error::{DnsError, Error, OpError, Result, TlsError};
 
+/// Which syscall backend this build uses: `"linux"` (the default on Linux: `ppoll`,
+/// `eventfd`, `accept4`, …) or `"portable"` (POSIX calls only, as on macOS and the BSDs;
+/// on Linux selected with `RUSTFLAGS="--cfg reseau_portable"`).
+pub const BACKEND: &str = sys::BACKEND;
+
 /// Internals exposed for the fuzz targets (`fuzz/`) and their corpus replay test; not
 /// part of the public API, no stability promise.
 #[doc(hidden)]

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use crate::sys::{self, EventFd, Woken};
+use crate::sys::{self, WakeFd, Woken};
 use crate::util::lock;
 use crate::{Error, Result};
 
@@ -98,10 +98,10 @@ const BLIND_RECHECK_NS: u64 = 50_000_000;
 /// bounded by the number of threads parked right now plus [`MAX_IDLE_WAKES`] (SPEC §2),
 /// not by the number of threads that ever parked. No thread-local storage is involved,
 /// so a wait works anywhere, thread-local destructors included.
-static IDLE_WAKES: Mutex<Vec<EventFd>> = Mutex::new(Vec::new());
+static IDLE_WAKES: Mutex<Vec<WakeFd>> = Mutex::new(Vec::new());
 
 /// A wake eventfd checked out for one wait; returns to [`IDLE_WAKES`] on drop.
-struct Wake(Option<EventFd>);
+struct Wake(Option<WakeFd>);
 
 impl Wake {
     /// An idle eventfd, or a new one; `Wake(None)` when the process is out of
@@ -115,20 +115,24 @@ impl Wake {
         if let Some(w) = lock(&IDLE_WAKES).pop() {
             return Wake(Some(w));
         }
-        let Ok(w) = EventFd::new() else {
+        let Ok(w) = WakeFd::new() else {
             return Wake(None);
         };
         let limit = sys::nofile_limit();
         let reserve = (limit / 16).clamp(16, 1024);
-        if (w.raw() as u64).saturating_add(reserve) >= limit {
+        let highest = w.poll_fd().max(w.signal_fd()) as u64;
+        if highest.saturating_add(reserve) >= limit {
             return Wake(None);
         }
         Wake(Some(w))
     }
 
-    /// The raw number, or -1 (which `ppoll` ignores) for a blind wait.
-    fn raw(&self) -> RawFd {
-        self.0.as_ref().map_or(-1, EventFd::raw)
+    /// `(number to poll, number wakers signal)`, or -1s (which `poll` ignores) for a
+    /// blind wait.
+    fn fds(&self) -> (RawFd, RawFd) {
+        self.0
+            .as_ref()
+            .map_or((-1, -1), |w| (w.poll_fd(), w.signal_fd()))
     }
 }
 
@@ -185,7 +189,7 @@ impl Half {
         for &w in lock(&self.waiters).iter().filter(|w| **w >= 0) {
             // SAFETY: a registered waiter's eventfd stays checked out (open) until the
             // waiter leaves the slot, which it does under this lock (see `Fd::wait`).
-            unsafe { sys::signal_eventfd(w) };
+            unsafe { WakeFd::signal(w) };
         }
     }
 
@@ -396,7 +400,7 @@ impl Fd {
     pub(crate) fn wait(&self, dir: Dir) -> Result<()> {
         let half = self.half(dir);
         let checked_out = Wake::take();
-        let wake = checked_out.raw();
+        let (wake, signal) = checked_out.fds();
         if wake < 0 {
             return self.park(half, dir, wake);
         }
@@ -409,7 +413,7 @@ impl Fd {
                     "too many threads waiting on one socket direction".into(),
                 ));
             };
-            ws[i] = wake;
+            ws[i] = signal;
             i
         };
         let res = self.park(half, dir, wake);
@@ -440,7 +444,7 @@ impl Fd {
                 Ok(Woken::Ready) => return Ok(()),
                 // SAFETY: `wake` is the eventfd this wait checked out; it stays open until
                 // the wait returns it. (A blind wait's ppoll is only interrupted by EINTR.)
-                Ok(Woken::Signalled) if wake >= 0 => unsafe { sys::drain_eventfd(wake) },
+                Ok(Woken::Signalled) if wake >= 0 => unsafe { WakeFd::drain(wake) },
                 Ok(Woken::Signalled) => {}
                 Ok(Woken::TimedOut) => {}
                 Err(e) => return Err(Error::sys("ppoll", e)),

@@ -419,7 +419,7 @@ impl Conn {
     /// [`Error::Closed`], `Sys { op: "setsockopt" }`.
     pub fn set_quickack(&self, on: bool) -> Result<()> {
         self.fd
-            .control("setsockopt", |fd| sys::sock(&fd).set_tcp_quickack(on))
+            .control("setsockopt", |fd| sys::set_quickack(fd, on))
     }
 }
 

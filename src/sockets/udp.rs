@@ -238,9 +238,9 @@ impl UdpSocket {
     /// [`Error::DeadlineExceeded`].
     pub fn recvfrom_into(&self, buf: &mut [u8]) -> Result<(usize, InetAddr)> {
         let fd = self.receiver()?;
-        let (n, from) = fd.read_with("recv", |fd| sys::recv_from(fd, buf))?;
-        if n > buf.len() {
-            return Err(truncated(n, buf.len()));
+        let (n, cut, from) = fd.read_with("recv", |fd| sys::recv_from(fd, buf))?;
+        if cut {
+            return Err(truncated());
         }
         Ok((n, inet(&from)))
     }
@@ -260,9 +260,9 @@ impl UdpSocket {
     /// As [`recvfrom_into`](Self::recvfrom_into).
     pub fn recvfrom(&self) -> Result<(InetAddr, Vec<u8>)> {
         let fd = self.receiver()?;
-        let (data, n, from) = fd.read_with("recv", sys::recv_datagram)?;
-        if n > MAX_DATAGRAM {
-            return Err(truncated(n, MAX_DATAGRAM));
+        let (data, cut, from) = fd.read_with("recv", sys::recv_datagram)?;
+        if cut {
+            return Err(truncated());
         }
         Ok((inet(&from), data))
     }
@@ -463,9 +463,8 @@ fn interface_index(a: Ipv6Addr) -> Result<u32> {
         .ok_or_else(|| Error::InvalidArgument(format!("no interface has address {a}")))
 }
 
-/// A datagram of `len` bytes did not fit `room`: `EMSGSIZE`, the OS's name for it.
-fn truncated(len: usize, room: usize) -> Error {
-    debug_assert!(len > room);
+/// A datagram did not fit the buffer: `EMSGSIZE`, the OS's name for it.
+fn truncated() -> Error {
     Error::sys("recv", std::io::Error::from_raw_os_error(libc::EMSGSIZE))
 }
 

@@ -2,17 +2,27 @@
 //!
 //! Backend contract: everything above this module is portable Rust. This module (with
 //! [`crate::poll`]) is the only place with `unsafe`; each block says why it is sound.
-//! Every descriptor it creates is non-blocking and close-on-exec from birth
-//! (`SOCK_NONBLOCK | SOCK_CLOEXEC`, `accept4`, `EFD_CLOEXEC`), so no fork/exec can
-//! leak one and no call can block a thread outside [`crate::poll`]'s waits.
+//! Every descriptor it creates is non-blocking and close-on-exec, and writes never raise
+//! `SIGPIPE`, so no call can block a thread outside [`crate::poll`]'s waits.
 //!
-//! Linux only for now; a kqueue backend would add a sibling of this file and keep the
-//! same function names.
+//! Two backends, one of which is compiled (`backend`), behind the same names:
+//! - `linux.rs` (the default on Linux): `SOCK_NONBLOCK | SOCK_CLOEXEC` at creation,
+//!   `accept4`, `ppoll` with nanosecond timeouts, one `eventfd` per wake, `dup3`,
+//!   `MSG_NOSIGNAL`, `TCP_QUICKACK`, abstract unix names, accepted sockets inheriting
+//!   the listener's options;
+//! - `portable.rs`: only POSIX calls that macOS and the BSDs have: `socket` + `fcntl`,
+//!   `accept` + `fcntl`, `poll` with millisecond timeouts rounded up (never early), a
+//!   self-pipe per wake, `dup2` + `fcntl`, `SO_NOSIGPIPE` where it exists (Apple) and
+//!   `MSG_NOSIGNAL` elsewhere; no option inheritance. Linux builds it with
+//!   `RUSTFLAGS="--cfg reseau_portable"` so CI proves every behaviour on it too.
+//!
+//! Everything else here (addresses, options through socket2, `recv`/`send`, `FIONREAD`,
+//! the dead placeholder behind closed descriptors) is POSIX and shared.
 
 use std::io::{self, IoSlice};
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use socket2::{Domain, SockAddr, SockRef, Type};
@@ -37,43 +47,47 @@ macro_rules! syscall {
     };
 }
 
-/// Whether a socket returned by `accept` carries its listener's `TCP_NODELAY` and
-/// `SO_KEEPALIVE` (Linux copies the listener's socket state into the child), so they
-/// can be set once on the listener instead of on every connection.
-pub(crate) const ACCEPT_INHERITS_TCP_OPTIONS: bool = cfg!(target_os = "linux");
+#[cfg(all(target_os = "linux", not(reseau_portable)))]
+#[path = "linux.rs"]
+mod backend;
+#[cfg(not(all(target_os = "linux", not(reseau_portable))))]
+#[path = "portable.rs"]
+mod backend;
+
+pub(crate) use backend::{
+    ABSTRACT_NAMES, ACCEPT_INHERITS_TCP_OPTIONS, BACKEND, WakeFd, accept, set_quickack,
+};
 
 /// Opens a non-blocking, close-on-exec stream socket.
 pub(crate) fn stream_socket(domain: Domain) -> io::Result<OwnedFd> {
-    let sock = socket2::Socket::new(domain, Type::STREAM.nonblocking().cloexec(), None)?;
-    Ok(sock.into())
+    backend::socket(domain, Type::STREAM)
 }
 
 /// Opens a non-blocking, close-on-exec datagram socket.
 pub(crate) fn dgram_socket(domain: Domain) -> io::Result<OwnedFd> {
-    let sock = socket2::Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), None)?;
-    Ok(sock.into())
+    backend::socket(domain, Type::DGRAM)
 }
 
-/// `recvfrom(2)` of one datagram into `buf` with `MSG_TRUNC`: returns the datagram's
-/// full length (larger than `buf.len()` when it was cut) and the sender's address.
-pub(crate) fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+/// One datagram into `buf`: its length, whether it was longer than `buf` (the rest is
+/// lost; recvmsg(2) reports it in `msg_flags`, as POSIX has it), and the sender.
+pub(crate) fn recv_from(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, bool, SockAddr)> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
     unsafe { recv_from_raw(fd, buf.as_mut_ptr(), buf.len()) }
 }
 
-/// One whole datagram (up to 64 KiB) as a new `Vec` of exactly its length, and the
-/// sender; the length is the datagram's full length when it was larger (`MSG_TRUNC`),
-/// for the caller to report.
-pub(crate) fn recv_datagram(fd: BorrowedFd<'_>) -> io::Result<(Vec<u8>, usize, SockAddr)> {
+/// One whole datagram (up to 64 KiB) as a new `Vec` of exactly its length, whether it
+/// was longer (cut), and the sender.
+pub(crate) fn recv_datagram(fd: BorrowedFd<'_>) -> io::Result<(Vec<u8>, bool, SockAddr)> {
     const MAX: usize = 65_536;
     let mut buf = [mem::MaybeUninit::<u8>::uninit(); MAX];
     // SAFETY: `buf` is valid for writes of MAX bytes for the whole call.
-    let (n, addr) = unsafe { recv_from_raw(fd, buf.as_mut_ptr().cast(), MAX) }?;
-    let got = n.min(MAX);
-    // SAFETY: recvfrom initialised the first `got` bytes (`n` is the datagram's length,
-    // of which at most MAX were written).
-    let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), got) }.to_vec();
-    Ok((data, n, addr))
+    let (n, cut, addr) = unsafe { recv_from_raw(fd, buf.as_mut_ptr().cast(), MAX) }?;
+    // SAFETY: recvmsg initialised the first `n` bytes (n <= MAX).
+    let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) }.to_vec();
+    Ok((data, cut, addr))
 }
 
 /// # Safety
@@ -82,23 +96,29 @@ unsafe fn recv_from_raw(
     fd: BorrowedFd<'_>,
     ptr: *mut u8,
     len: usize,
-) -> io::Result<(usize, SockAddr)> {
-    // SAFETY: the caller vouches for `ptr`/`len`; socket2 hands a zeroed, writable
-    // address buffer and its length, which recvfrom fills and updates as `try_init`
-    // requires.
+) -> io::Result<(usize, bool, SockAddr)> {
+    let mut iov = libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len,
+    };
+    let mut cut = false;
+    // SAFETY: socket2 hands a zeroed, writable address buffer and its length; msghdr
+    // points at it, at `iov` (the caller's buffer) and at no control data, all live for
+    // the call; recvmsg fills the address and updates its length, as `try_init` needs.
     let (n, addr) = unsafe {
         SockAddr::try_init(|storage, alen| {
-            syscall!(libc::recvfrom(
-                fd.as_raw_fd(),
-                ptr.cast(),
-                len,
-                libc::MSG_TRUNC,
-                storage.cast(),
-                alen
-            ))
+            let mut msg: libc::msghdr = mem::zeroed();
+            msg.msg_name = storage.cast();
+            msg.msg_namelen = *alen;
+            msg.msg_iov = &raw mut iov;
+            msg.msg_iovlen = 1;
+            let n = syscall!(libc::recvmsg(fd.as_raw_fd(), &mut msg, 0))?;
+            *alen = msg.msg_namelen;
+            cut = msg.msg_flags & libc::MSG_TRUNC != 0;
+            Ok(n)
         })
     }?;
-    Ok((n as usize, addr))
+    Ok((n as usize, cut, addr))
 }
 
 /// `sendto(2)` of one datagram to `addr`.
@@ -110,7 +130,7 @@ pub(crate) fn send_to(fd: BorrowedFd<'_>, buf: &[u8], addr: &SockAddr) -> io::Re
             fd.as_raw_fd(),
             buf.as_ptr().cast(),
             buf.len(),
-            libc::MSG_NOSIGNAL,
+            backend::SEND_FLAGS,
             addr.as_ptr().cast(),
             addr.len()
         ))
@@ -137,23 +157,6 @@ pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &SockAddr) -> io::Result<()> {
     .map(drop)
 }
 
-/// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; returns the new descriptor and the
-/// peer's address.
-pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
-    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-    // SAFETY: socket2 hands us a zeroed sockaddr_storage and its length, both writable
-    // for the whole call; accept4 writes at most `*len` bytes and updates `*len`, which
-    // is the contract `try_init` asks of the closure.
-    let (raw, addr) = unsafe {
-        SockAddr::try_init(|storage, len| {
-            syscall!(libc::accept4(fd.as_raw_fd(), storage.cast(), len, flags))
-        })
-    }?;
-    // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-    Ok((owned, addr))
-}
-
 /// `recv(2)` into `buf` with `flags` (`0` or `MSG_PEEK`).
 pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
@@ -168,7 +171,8 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> io::Result
     .map(|n| n as usize)
 }
 
-/// `send(2)` with `MSG_NOSIGNAL`: a reset peer is `EPIPE`, never a SIGPIPE.
+/// `send(2)` that never raises `SIGPIPE` (`MSG_NOSIGNAL`, or `SO_NOSIGPIPE` set at
+/// creation where that is the platform's way): a reset peer is `EPIPE`.
 pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
     unsafe {
@@ -176,13 +180,13 @@ pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
             fd.as_raw_fd(),
             buf.as_ptr().cast(),
             buf.len(),
-            libc::MSG_NOSIGNAL
+            backend::SEND_FLAGS
         ))
     }
     .map(|n| n as usize)
 }
 
-/// One gathered `sendmsg(2)` with `MSG_NOSIGNAL` (`writev` cannot take that flag).
+/// One gathered `sendmsg(2)` (not `writev`, which cannot take `MSG_NOSIGNAL`).
 pub(crate) fn sendmsg(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: msghdr is a C struct of integers and raw pointers: all-zero is a valid
     // (empty) value.
@@ -191,7 +195,7 @@ pub(crate) fn sendmsg(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<us
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     // SAFETY: msg points at `bufs`, which outlive the call; no control data.
-    unsafe { syscall!(libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)) }.map(|n| n as usize)
+    unsafe { syscall!(libc::sendmsg(fd.as_raw_fd(), &msg, backend::SEND_FLAGS)) }.map(|n| n as usize)
 }
 
 /// Bytes queued for reading (`FIONREAD`).
@@ -218,8 +222,10 @@ pub(crate) const READABLE: i16 = libc::POLLIN;
 /// Writability (also what a connecting socket waits for).
 pub(crate) const WRITABLE: i16 = libc::POLLOUT;
 
-/// Parks the calling thread until `fd` has `events`, `wake` is signalled, or `timeout_ns`
-/// passes (`None` = no timeout). One `ppoll(2)`: the kernel wakes exactly this thread.
+/// Parks the calling thread until `fd` has `events`, `wake` is readable (signalled), or
+/// `timeout_ns` passes (`None` = no timeout). One `ppoll`/`poll`: the kernel wakes
+/// exactly this thread. `wake < 0` waits on `fd` alone (`poll` ignores negative
+/// entries).
 pub(crate) fn wait(
     fd: RawFd,
     events: i16,
@@ -238,27 +244,13 @@ pub(crate) fn wait(
             revents: 0,
         },
     ];
-    let ts;
-    let ts_ptr = match timeout_ns {
-        Some(ns) => {
-            ts = libc::timespec {
-                tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-            };
-            &raw const ts
-        }
-        None => std::ptr::null(),
-    };
-    // SAFETY: `fds` and `ts` live across the call; null sigmask keeps the current one.
-    // EINTR is not retried here: the caller loops and recomputes its timeout.
-    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, ts_ptr, std::ptr::null()) };
-    if r < 0 {
-        let err = io::Error::last_os_error();
-        return if err.raw_os_error() == Some(libc::EINTR) {
-            Ok(Woken::Signalled)
-        } else {
-            Err(err)
-        };
+    // SAFETY: `fds` holds descriptors open for the call (the socket is held by the
+    // caller's operation reference, the wake descriptor is checked out to it).
+    match unsafe { backend::poll_fds(&mut fds, timeout_ns) } {
+        Ok(_) => {}
+        // EINTR is not retried here: the caller loops and recomputes its timeout.
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => return Ok(Woken::Signalled),
+        Err(e) => return Err(e),
     }
     if fds[1].revents != 0 {
         Ok(Woken::Signalled)
@@ -267,46 +259,6 @@ pub(crate) fn wait(
     } else {
         Ok(Woken::TimedOut)
     }
-}
-
-/// A wake-up descriptor (`eventfd`): a latched signal, so a wake sent before
-/// the thread parks is not lost.
-#[derive(Debug)]
-pub(crate) struct EventFd(OwnedFd);
-
-impl EventFd {
-    pub(crate) fn new() -> io::Result<EventFd> {
-        // SAFETY: plain syscall with constant flags; returns a new fd or -1.
-        let raw = unsafe { syscall!(libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)) }?;
-        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
-        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(raw) }))
-    }
-
-    pub(crate) fn raw(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
-/// Latches a wake-up on an eventfd. Cannot fail short of the counter overflowing, which
-/// a non-blocking eventfd reports as `EAGAIN`; an already-latched wake is enough then.
-///
-/// # Safety
-/// `fd` must be an open eventfd for the whole call (I/O safety: a stale number could
-/// write into another file).
-pub(crate) unsafe fn signal_eventfd(fd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64 to the caller's open eventfd.
-    let _ = unsafe { syscall!(libc::write(fd, (&raw const one).cast(), 8)) };
-}
-
-/// Clears a latched wake-up.
-///
-/// # Safety
-/// As [`signal_eventfd`].
-pub(crate) unsafe fn drain_eventfd(fd: RawFd) {
-    let mut v: u64 = 0;
-    // SAFETY: reads 8 bytes into a live u64 from the caller's open eventfd.
-    let _ = unsafe { syscall!(libc::read(fd, (&raw mut v).cast(), 8)) };
 }
 
 /// `close(2)`. Errors other than `EBADF` mean the descriptor is gone anyway (Linux), so
@@ -335,7 +287,7 @@ fn dead_placeholder() -> Option<RawFd> {
 }
 
 /// Closes the socket behind `fd` but keeps the number allocated: the number is made to
-/// name a dead placeholder socket (`dup3` closes the old file atomically), so a value
+/// name a dead placeholder socket (`dup3`/`dup2` close the old file atomically), so a value
 /// that still hands the number out through `AsFd` can never name a file opened later.
 /// Returns false if the placeholder was unavailable and the number was closed outright.
 ///
@@ -347,12 +299,10 @@ pub(crate) unsafe fn retire(fd: RawFd) -> bool {
         loop {
             // SAFETY: `dead` lives for the whole process; `fd` is owned by the caller, so
             // replacing what it names cannot affect anybody else's descriptor.
-            let r = unsafe { libc::dup3(dead, fd, libc::O_CLOEXEC) };
-            if r >= 0 {
-                return true;
-            }
-            if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
+            match unsafe { backend::dup_onto(dead, fd) } {
+                Ok(()) => return true,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(_) => break,
             }
         }
     }
@@ -402,12 +352,17 @@ pub(crate) fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
     sock(&fd).take_error()
 }
 
-/// The `SockAddr` for a unix path; a leading `@` names a Linux abstract socket.
+/// The `SockAddr` for a unix path; a leading `@` names a Linux abstract socket, and is
+/// `InvalidInput` where the kernel has none ([`ABSTRACT_NAMES`] is false).
 pub(crate) fn unix_addr(path: &Path) -> io::Result<SockAddr> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = path.as_os_str().as_bytes();
     match bytes.strip_prefix(b"@") {
-        Some(name) => abstract_addr(name),
+        Some(name) if ABSTRACT_NAMES => abstract_addr(name),
+        Some(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "abstract unix socket names (\"@name\") exist only on Linux",
+        )),
         None => SockAddr::unix(path),
     }
 }
@@ -456,8 +411,8 @@ pub(crate) fn ssl_has_pending(ssl: &openssl::ssl::SslRef) -> bool {
 /// no timeout). Writes each descriptor's `revents` into `revents` (0 = not ready;
 /// exactly [`WRITABLE`] = writable with no error or hang-up, which for a TCP socket
 /// means its connect succeeded) and returns how many are ready (0 = the timeout
-/// passed). One `ppoll(2)` with a nanosecond timeout, so the wait never ends before
-/// the time asked; `EINTR` waits again for the time left.
+/// passed). One `ppoll`/`poll`, whose timeout never ends the wait before the time
+/// asked; `EINTR` waits again for the time left.
 ///
 /// `revents` must be as long as `fds`. Callers keep `fds` short: the dialer closes an
 /// attempt as soon as it fails, so only connects still in flight are polled.
@@ -498,34 +453,11 @@ pub(crate) fn poll_writable(
     let mut left = timeout_ns;
     loop {
         pfds.iter_mut().for_each(|p| p.revents = 0);
-        let ts;
-        let ts_ptr = match left {
-            Some(ns) => {
-                ts = libc::timespec {
-                    tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
-                    tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-                };
-                &raw const ts
-            }
-            None => std::ptr::null(),
-        };
-        // SAFETY: `pfds` (of `pfds.len()` entries) and `ts` live across the call; every
-        // descriptor is borrowed, so open for the call; a null sigmask keeps the
-        // current one.
-        let r = unsafe {
-            libc::ppoll(
-                pfds.as_mut_ptr(),
-                pfds.len() as libc::nfds_t,
-                ts_ptr,
-                std::ptr::null(),
-            )
-        };
-        if r >= 0 {
-            break;
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
+        // SAFETY: every descriptor in `pfds` is borrowed, so open for the call.
+        match unsafe { backend::poll_fds(pfds, left) } {
+            Ok(_) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(e),
         }
         if let Some((start, total)) = end {
             let spent = start.elapsed();
@@ -593,18 +525,18 @@ mod tests {
 
     #[test]
     fn eventfd_latches() {
-        let e = EventFd::new().unwrap();
+        let e = WakeFd::new().unwrap();
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         // SAFETY: `e` is open for the whole test.
-        unsafe { signal_eventfd(e.raw()) };
+        unsafe { WakeFd::signal(e.signal_fd()) };
         assert_eq!(
-            wait(a.as_raw_fd(), READABLE, e.raw(), Some(5_000_000_000)).unwrap(),
+            wait(a.as_raw_fd(), READABLE, e.poll_fd(), Some(5_000_000_000)).unwrap(),
             Woken::Signalled
         );
         // SAFETY: as above.
-        unsafe { drain_eventfd(e.raw()) };
+        unsafe { WakeFd::drain(e.poll_fd()) };
         assert_eq!(
-            wait(a.as_raw_fd(), READABLE, e.raw(), Some(1_000_000)).unwrap(),
+            wait(a.as_raw_fd(), READABLE, e.poll_fd(), Some(1_000_000)).unwrap(),
             Woken::TimedOut
         );
     }
