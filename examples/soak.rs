@@ -532,12 +532,18 @@ fn thread_id() -> u32 {
         .expect("tid")
 }
 
-/// Whether thread `tid` of this process sits in `ppoll` right now (the crate's park).
+/// Whether thread `tid` of this process sits in the crate's park right now: `ppoll` on
+/// the Linux backend, `poll` on the portable one (`reseau::BACKEND`).
 fn parked(tid: u32) -> bool {
+    let want = if reseau::BACKEND == "portable" {
+        libc::SYS_poll
+    } else {
+        libc::SYS_ppoll
+    };
     std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<i64>().ok())
-        == Some(libc::SYS_ppoll)
+        == Some(want)
 }
 
 /// What a blocked call returned.

@@ -47,7 +47,10 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
 ///
 /// # Safety
 /// Every non-negative descriptor in `fds` must be open for the whole call.
-pub(crate) unsafe fn poll_fds(fds: &mut [libc::pollfd], timeout_ns: Option<u64>) -> io::Result<usize> {
+pub(crate) unsafe fn poll_fds(
+    fds: &mut [libc::pollfd],
+    timeout_ns: Option<u64>,
+) -> io::Result<usize> {
     let ts;
     let ts_ptr = match timeout_ns {
         Some(ns) => {

@@ -70,10 +70,7 @@ pub(crate) fn dgram_socket(domain: Domain) -> io::Result<OwnedFd> {
 
 /// One datagram into `buf`: its length, whether it was longer than `buf` (the rest is
 /// lost; recvmsg(2) reports it in `msg_flags`, as POSIX has it), and the sender.
-pub(crate) fn recv_from(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> io::Result<(usize, bool, SockAddr)> {
+pub(crate) fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, bool, SockAddr)> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
     unsafe { recv_from_raw(fd, buf.as_mut_ptr(), buf.len()) }
 }
@@ -195,7 +192,8 @@ pub(crate) fn sendmsg(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<us
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     // SAFETY: msg points at `bufs`, which outlive the call; no control data.
-    unsafe { syscall!(libc::sendmsg(fd.as_raw_fd(), &msg, backend::SEND_FLAGS)) }.map(|n| n as usize)
+    unsafe { syscall!(libc::sendmsg(fd.as_raw_fd(), &msg, backend::SEND_FLAGS)) }
+        .map(|n| n as usize)
 }
 
 /// Bytes queued for reading (`FIONREAD`).

@@ -75,7 +75,9 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
     // for the whole call; accept writes at most `*len` bytes and updates `*len`, which is
     // the contract `try_init` asks of the closure.
     let (raw, addr) = unsafe {
-        SockAddr::try_init(|storage, len| syscall!(libc::accept(fd.as_raw_fd(), storage.cast(), len)))
+        SockAddr::try_init(|storage, len| {
+            syscall!(libc::accept(fd.as_raw_fd(), storage.cast(), len))
+        })
     }?;
     // SAFETY: accept returned a fresh descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -89,7 +91,10 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
 ///
 /// # Safety
 /// Every non-negative descriptor in `fds` must be open for the whole call.
-pub(crate) unsafe fn poll_fds(fds: &mut [libc::pollfd], timeout_ns: Option<u64>) -> io::Result<usize> {
+pub(crate) unsafe fn poll_fds(
+    fds: &mut [libc::pollfd],
+    timeout_ns: Option<u64>,
+) -> io::Result<usize> {
     let ms = match timeout_ns {
         None => -1,
         Some(ns) => ns.div_ceil(1_000_000).min(i32::MAX as u64) as libc::c_int,
