@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use openssl::ssl::SslContext;
 
-pub use config::{ClientAuthMode, Config, TlsVersion};
+pub use config::{ClientAuthMode, ClientSessionCache, Config, TlsVersion, VerifyConnection};
 pub use conn::{Conn, ConnectionState};
 
 use crate::resolve::{Dialer, ListenConfig};
