@@ -321,6 +321,12 @@ pub(crate) struct SessionSlot {
     pub(crate) ctx: SslContext,
 }
 
+/// Where a server connection keeps the SNI name its client sent.
+pub(crate) fn sni_slot() -> Index<Ssl, String> {
+    static INDEX: OnceLock<Index<Ssl, String>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
+}
+
 pub(crate) fn session_slot() -> Index<Ssl, SessionSlot> {
     static INDEX: OnceLock<Index<Ssl, SessionSlot>> = OnceLock::new();
     *INDEX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
@@ -598,6 +604,17 @@ impl Config {
                 });
             }
         }
+        // The SNI name as this ClientHello carried it: OpenSSL reports the resumed
+        // session's (none, with TLS 1.3 tickets) once the handshake is over.
+        b.set_servername_callback(|ssl, _alert| {
+            if let Some(name) = ssl
+                .servername(openssl::ssl::NameType::HOST_NAME)
+                .map(str::to_string)
+            {
+                ssl.set_ex_data(sni_slot(), name);
+            }
+            Ok(())
+        });
         if !self.alpn_protocols.is_empty() {
             let ours = self.alpn_wire();
             b.set_alpn_select_callback(move |_, client| select_alpn(&ours, client));

@@ -235,6 +235,8 @@ pub struct Conn {
     /// Whether this side verifies the peer's chain (for `verified_chain`).
     verifies: bool,
     has_cert: bool,
+    /// Client: the SNI name it requested (OpenSSL forgets it on resumed sessions).
+    sni: Option<String>,
     verify_connection: Option<super::VerifyConnection>,
     handshake_timeout: Option<Duration>,
     done: AtomicBool,
@@ -266,6 +268,7 @@ impl Conn {
         } else {
             config.verify_peer
         };
+        let mut sni = None;
         if server {
             ssl.set_accept_state();
         } else {
@@ -302,6 +305,7 @@ impl Conn {
                     Err(_) => {
                         ssl.set_hostname(&name)
                             .map_err(|e| ossl("SSL_set_tlsext_host_name", e))?;
+                        sni = Some(name.clone());
                         if config.verify_peer {
                             // Go parity: a certificate without SANs does not match on its CN.
                             ssl.param_mut()
@@ -328,6 +332,7 @@ impl Conn {
             server,
             verifies,
             has_cert: config.cert_file.is_some(),
+            sni,
             verify_connection: config.verify_connection.clone(),
             handshake_timeout: config.handshake_timeout,
             done: AtomicBool::new(false),
@@ -592,9 +597,14 @@ impl Conn {
     fn state(&self, complete: bool) -> ConnectionState {
         let s = lock(&self.ssl);
         let ssl = s.ssl();
-        let sni = ssl
-            .servername(openssl::ssl::NameType::HOST_NAME)
-            .map(str::to_string);
+        let sni = if self.server {
+            ssl.ex_data(super::config::sni_slot()).cloned().or_else(|| {
+                ssl.servername(openssl::ssl::NameType::HOST_NAME)
+                    .map(str::to_string)
+            })
+        } else {
+            self.sni.clone()
+        };
         if !complete {
             return ConnectionState {
                 server_name: sni,
