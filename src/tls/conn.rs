@@ -29,6 +29,9 @@ use crate::{Error, Result, TlsError};
 struct Transport {
     tcp: Arc<tcp::Conn>,
     out: Arc<Mutex<Vec<u8>>>,
+    /// Queue every write (the handshake): a flight of several handshake messages then
+    /// leaves in one `send`, so the peer wakes once for it, not once per message.
+    batch: bool,
 }
 
 fn would_block<T>(res: Result<Option<T>>) -> io::Result<T> {
@@ -48,7 +51,7 @@ impl Read for Transport {
 impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut out = lock(&self.out);
-        if out.is_empty() {
+        if out.is_empty() && !self.batch {
             // The common case: straight to the socket, no copy.
             match self.tcp.fd().try_io(IoBuf::Write(buf))? {
                 Some(n) => out.extend_from_slice(&buf[n..]),
@@ -323,6 +326,7 @@ impl Conn {
         let transport = Transport {
             tcp: tcp.clone(),
             out: out.clone(),
+            batch: false,
         };
         let stream = SslStream::new(ssl, transport).map_err(|e| ossl("SSL_set_bio", e))?;
         Ok(Conn {
@@ -496,7 +500,12 @@ impl Conn {
         // Only what the overlay installed is undone: a deadline set by another thread
         // meanwhile is the caller's newer wish and stays.
         let overlay = cap.map(|c| fd.cap_deadlines(c));
-        let res = self.drive("handshake", true, |s| s.do_handshake());
+        let res = self.drive("handshake", true, |s| {
+            s.get_mut().batch = true;
+            let r = s.do_handshake();
+            s.get_mut().batch = false;
+            r
+        });
         if let Some(o) = overlay {
             fd.restore_deadline_words(o);
         }
