@@ -928,7 +928,7 @@ fn s_client_key_update_to_server() {
     .map(|s| s.to_string())
     .collect();
     let mut cl = Proc::spawn(&args);
-    let mut say = |cl: &mut Proc, text: &str| {
+    let say = |cl: &mut Proc, text: &str| {
         let stdin = cl.child.stdin.as_mut().expect("stdin open");
         stdin.write_all(text.as_bytes()).unwrap();
         stdin.flush().unwrap();
