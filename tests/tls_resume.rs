@@ -461,7 +461,7 @@ fn key_updates_while_a_reader_and_a_writer_run_on_each_side() {
     }
     let (c, s) = pair(server_cfg(), client_cfg(None));
     let (c, s) = (Arc::new(c), Arc::new(s));
-    const TOTAL: u64 = 24 << 20;
+    const TOTAL: u64 = 8 << 20;
     let threads = [
         pump(c.clone(), 1, TOTAL, 16 * 1024 + 7),
         drain(s.clone(), 1, TOTAL),
