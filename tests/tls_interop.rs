@@ -818,3 +818,158 @@ fn server_close_write_ends_s_client_cleanly() {
     assert!(cl.stdout().lines().any(|l| l.trim() == "closed"), "{out}");
     assert!(status.success(), "{status}\n{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Resumption and key update (issue 12)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn client_resumes_with_s_server_tls13_and_tls12() {
+    gate!("client_resumes_with_s_server_tls13_and_tls12");
+    for (extra, version) in [(&[][..], "TLSv1.3"), (&["-tls1_2"][..], "TLSv1.2")] {
+        let srv = s_server(extra);
+        let cfg = Config {
+            client_session_cache: Some(tls::ClientSessionCache::new(0)),
+            ..client_config()
+        };
+        for resumed in [false, true] {
+            let c = connect(srv.addr, &cfg).unwrap();
+            // The round trip brings the TLS 1.3 ticket along.
+            assert_rev_round_trip(&c, "resume me");
+            let st = c.connection_state();
+            assert_eq!(st.version, version);
+            assert_eq!(st.did_resume, resumed, "{version}\n{}", srv.proc.output());
+            assert!(!st.peer_certificates.is_empty());
+            assert_close_notify_eof(&c);
+        }
+    }
+}
+
+#[test]
+fn client_key_updates_with_s_server() {
+    gate!("client_key_updates_with_s_server");
+    let srv = s_server(&[]);
+    let c = connect(srv.addr, &client_config()).unwrap();
+    assert_rev_round_trip(&c, "before");
+    c.key_update(true).unwrap();
+    assert_rev_round_trip(&c, "after a requested update");
+    c.key_update(false).unwrap();
+    assert_rev_round_trip(&c, "after an unrequested update");
+    assert_close_notify_eof(&c);
+}
+
+#[test]
+fn s_client_resumes_with_server_sess_out_sess_in() {
+    gate!("s_client_resumes_with_server_sess_out_sess_in");
+    for extra in [&[][..], &["-tls1_2"][..]] {
+        let sess = std::env::temp_dir().join(format!(
+            "reseau-sess-{}-{}.pem",
+            std::process::id(),
+            extra.len()
+        ));
+        let sess_arg = sess.to_string_lossy().into_owned();
+        let ln = tls::listen(tcp::loopback_addr(0), server_config()).unwrap();
+        ln.set_deadline(soon()).unwrap();
+        let addr = ln.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for _ in 0..2 {
+                let res = ln.accept().and_then(|c| {
+                    c.set_deadline(soon())?;
+                    upper_echo(&c)?;
+                    let st = c.connection_state();
+                    let _ = c.close();
+                    Ok(st)
+                });
+                let _ = tx.send(res);
+            }
+        });
+        for (flag, resumed) in [("-sess_out", false), ("-sess_in", true)] {
+            let mut args = extra.to_vec();
+            args.extend([flag, sess_arg.as_str()]);
+            let mut cl = s_client(addr, &args, &format!("{LINE}\n"));
+            let status = cl.finish(SAFETY);
+            let st = server_result(&rx).unwrap();
+            assert!(status.success(), "{status}\n{}", cl.output());
+            assert_eq!(st.did_resume, resumed, "{extra:?}\n{}", cl.output());
+            let word = if resumed { "Reused," } else { "New," };
+            assert!(cl.output().contains(word), "{word}\n{}", cl.output());
+        }
+        let _ = std::fs::remove_file(&sess);
+    }
+}
+
+#[test]
+fn s_client_key_update_to_server() {
+    gate!("s_client_key_update_to_server");
+    // The server echoes lines upper-cased until EOF; s_client's `K` command sends a
+    // KeyUpdate asking for ours (commands need s_client without -ign_eof/-quiet).
+    let (addr, rx) = serve_one(server_config(), |c| {
+        let mut n = 0;
+        loop {
+            let line = read_line(c)?;
+            if line.is_empty() {
+                return Ok(n);
+            }
+            c.write(line.to_uppercase().as_bytes())?;
+            n += 1;
+        }
+    });
+    let args: Vec<String> = [
+        "s_client",
+        "-connect",
+        &addr.to_string(),
+        "-CAfile",
+        &cert_arg("ca.pem"),
+        "-servername",
+        "localhost",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut cl = Proc::spawn(&args);
+    let say = |cl: &mut Proc, text: &str| {
+        let stdin = cl.child.stdin.as_mut().expect("stdin open");
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    say(&mut cl, "one\n");
+    assert!(
+        cl.wait_output(SAFETY, |o| o.contains("ONE")),
+        "{}",
+        cl.output()
+    );
+    say(&mut cl, "K\n");
+    assert!(
+        cl.wait_output(SAFETY, |o| o.contains("KEYUPDATE")),
+        "{}",
+        cl.output()
+    );
+    say(&mut cl, "two\n");
+    assert!(
+        cl.wait_output(SAFETY, |o| o.contains("TWO")),
+        "{}",
+        cl.output()
+    );
+    say(&mut cl, "k\n");
+    // s_client treats a whole read of its stdin that starts with `k` as the command, so
+    // "three" must not arrive in the same read: wait until the update is done.
+    assert!(
+        cl.wait_output(SAFETY, |o| o.matches("KEYUPDATE").count() >= 2),
+        "{}",
+        cl.output()
+    );
+    say(&mut cl, "three\n");
+    if !cl.wait_output(SAFETY, |o| o.contains("THREE")) {
+        panic!(
+            "server said {:?}\n{}",
+            server_result(&rx).map(|(n, _)| n),
+            cl.output()
+        );
+    }
+    say(&mut cl, "Q\n");
+    cl.finish(SAFETY);
+    let (lines, st) = server_result(&rx).unwrap();
+    assert!(lines >= 3, "{lines}\n{}", cl.output());
+    assert_eq!(st.version, "TLSv1.3");
+}

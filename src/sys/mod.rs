@@ -473,6 +473,61 @@ pub(crate) fn poll_writable(
     Ok(n)
 }
 
+/// `SSL_set_session` for a session that `from` produced: refused (`false`) unless `ssl`
+/// belongs to that same context, which is the condition `SslRef::set_session` leaves to
+/// its caller (a session is only meaningful to the context, method and verify settings
+/// that made it). `true` when OpenSSL took the session (the handshake then offers it).
+pub(crate) fn ssl_set_session(
+    ssl: &mut openssl::ssl::SslRef,
+    session: &openssl::ssl::SslSessionRef,
+    from: &openssl::ssl::SslContextRef,
+) -> bool {
+    if !std::ptr::eq(ssl.ssl_context(), from) {
+        return false;
+    }
+    // SAFETY: the session was created by a connection of `from`, and `ssl` was created
+    // from `from` too (checked above); the call takes its own reference on the session.
+    unsafe { ssl.set_session(session).is_ok() }
+}
+
+/// `SSL_key_update` (TLS 1.3; `openssl-sys` does not bind it): schedules a KeyUpdate,
+/// sent by the next `SSL_write` or `SSL_do_handshake`; `request_peer` asks the peer to
+/// update its sending keys too.
+pub(crate) fn ssl_key_update<S>(
+    stream: &mut openssl::ssl::SslStream<S>,
+    request_peer: bool,
+) -> std::result::Result<(), openssl::error::ErrorStack> {
+    unsafe extern "C" {
+        fn SSL_key_update(s: *mut libc::c_void, updatetype: libc::c_int) -> libc::c_int;
+    }
+    // SSL_KEY_UPDATE_REQUESTED / SSL_KEY_UPDATE_NOT_REQUESTED.
+    let kind = if request_peer { 1 } else { 0 };
+    let ssl: *const openssl::ssl::SslRef = stream.ssl();
+    // SAFETY: an `SslRef` lives at the address of the `SSL` it wraps; the stream owns
+    // that `SSL`, and the exclusive borrow of the stream keeps it alive and keeps every
+    // other call on it out for the duration, as OpenSSL requires of an `SSL`.
+    let ok = unsafe { SSL_key_update(ssl.cast_mut().cast(), kind) };
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(openssl::error::ErrorStack::get())
+    }
+}
+
+/// `SSL_CTX_set_timeout` (a macro-free function `openssl-sys` does not bind): the
+/// lifetime of sessions made by the context, which TLS 1.3 also sends as the ticket
+/// lifetime hint.
+pub(crate) fn ctx_set_session_timeout(b: &mut openssl::ssl::SslContextBuilder, secs: u32) {
+    unsafe extern "C" {
+        fn SSL_CTX_set_timeout(ctx: *mut libc::c_void, t: libc::c_long) -> libc::c_long;
+    }
+    // SAFETY: the builder owns a live `SSL_CTX` for the call's duration; the call only
+    // stores a number in it.
+    unsafe {
+        SSL_CTX_set_timeout(b.as_ptr().cast(), libc::c_long::from(secs));
+    }
+}
+
 /// `getsockopt(SOL_SOCKET, SO_ACCEPTCONN)`-free check used by tests: the fd's flags.
 #[cfg(test)]
 fn fd_flags(fd: RawFd) -> (bool, bool) {

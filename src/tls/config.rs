@@ -1,14 +1,16 @@
 //! [`Config`], its validation and the shared `SSL_CTX` cache.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use openssl::ex_data::Index;
 use openssl::ssl::{
-    AlpnError, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions,
-    SslVerifyMode, SslVersion,
+    AlpnError, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslMode, SslOptions,
+    SslSession, SslSessionCacheMode, SslVerifyMode, SslVersion,
 };
 use openssl::x509::X509Name;
 
@@ -113,6 +115,221 @@ pub struct Config {
     pub min_version: Option<TlsVersion>,
     /// Highest version offered (default: the highest OpenSSL supports, TLS 1.3).
     pub max_version: Option<TlsVersion>,
+    /// Turns session resumption off (Go's `SessionTicketsDisabled`). A server then
+    /// issues no TLS 1.2 tickets and no TLS 1.3 PSK tickets (and keeps no session-ID
+    /// cache), so every handshake is a full one; a client neither offers nor stores
+    /// sessions.
+    ///
+    /// Default `false`: servers issue tickets, as Go's do. Ticket lifetime and keys: see
+    /// [`ClientSessionCache`].
+    pub session_tickets_disabled: bool,
+    /// Client: where sessions are kept for resumption (Go's `ClientSessionCache`).
+    /// `None` (the default, as in Go) means no resumption. A cache is shared by every
+    /// clone of the `Config` that holds it (and can be shared between configs).
+    pub client_session_cache: Option<ClientSessionCache>,
+    /// Called on both sides after OpenSSL's own verification, on every handshake,
+    /// resumed ones included (Go's `VerifyConnection`; the DER chain it sees is Go's
+    /// `VerifyPeerCertificate` argument). An `Err(reason)` fails the handshake with an
+    /// [`Error::Tls`] whose message carries the reason.
+    pub verify_connection: Option<VerifyConnection>,
+}
+
+/// A user check run on every completed handshake; see [`Config::verify_connection`].
+///
+/// Compared by identity: two configs are equal when they hold the same hook.
+///
+/// ```
+/// use reseau::tls::{Config, VerifyConnection};
+/// // A SPIFFE-style check: the client certificate must be present.
+/// let server = Config {
+///     verify_connection: Some(VerifyConnection::new(|state| {
+///         if state.peer_certificates.is_empty() {
+///             return Err("no client certificate".into());
+///         }
+///         Ok(())
+///     })),
+///     ..Config::default()
+/// };
+/// assert!(server.verify_connection.is_some());
+/// ```
+#[derive(Clone)]
+pub struct VerifyConnection(Arc<VerifyFn>);
+
+type VerifyFn = dyn Fn(&super::ConnectionState) -> std::result::Result<(), String> + Send + Sync;
+
+impl VerifyConnection {
+    /// Wraps `check`; it gets the negotiated [`ConnectionState`](super::ConnectionState)
+    /// (peer chain as DER, verified chain, server name, resumption) and returns the
+    /// reason to reject.
+    pub fn new(
+        check: impl Fn(&super::ConnectionState) -> std::result::Result<(), String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> VerifyConnection {
+        VerifyConnection(Arc::new(check))
+    }
+
+    pub(crate) fn check(&self, state: &super::ConnectionState) -> std::result::Result<(), String> {
+        (self.0)(state)
+    }
+}
+
+impl fmt::Debug for VerifyConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VerifyConnection(..)")
+    }
+}
+
+impl PartialEq for VerifyConnection {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for VerifyConnection {}
+
+/// Lifetime of a session, and so of a ticket (TLS 1.3 sends it as the ticket lifetime
+/// hint): 7 days, Go's (and TLS 1.3's) maximum.
+pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often a server's ticket keys change: daily, as Go rotates its keys.
+pub(crate) const TICKET_KEY_PERIOD: Duration = Duration::from_secs(24 * 3600);
+
+/// A bounded LRU cache of client sessions (Go's `tls.NewLRUClientSessionCache`),
+/// keyed by `server_name:port`, or by the peer's `ip:port` when there is no name.
+///
+/// Put one in [`Config::client_session_cache`]; every connection made with that config
+/// (or a clone) offers the session cached for its peer — a TLS 1.3 PSK ticket or a
+/// TLS 1.2 session ticket — and stores the one the server issues. With TLS 1.3 the
+/// server sends tickets after the handshake, so they arrive with the first bytes read:
+/// a connection that is closed before reading anything leaves nothing to resume.
+///
+/// A session is only offered on a connection of the same OpenSSL context that made it
+/// (same config, same unchanged files).
+///
+/// Servers (see [`Config::session_tickets_disabled`]): tickets carry a 7-day lifetime
+/// (Go's); the keys that seal them are OpenSSL's random per-context keys, and the
+/// context is rebuilt (fresh keys) every 24 hours (Go rotates daily too). Unlike Go,
+/// which keeps decrypting with the previous keys for the rest of the week, a ticket
+/// sealed before a rotation is no longer accepted after it: that handshake is a full
+/// one and issues a new ticket.
+///
+/// ```
+/// use reseau::tls::{ClientSessionCache, Config};
+/// let client = Config {
+///     ca_file: Some("certs/ca.pem".into()),
+///     client_session_cache: Some(ClientSessionCache::new(0)), // 0: Go's default, 64
+///     ..Config::default()
+/// };
+/// assert!(client.client_session_cache.as_ref().unwrap().is_empty());
+/// ```
+#[derive(Clone)]
+pub struct ClientSessionCache(Arc<Mutex<Lru>>);
+
+struct Lru {
+    capacity: usize,
+    tick: u64,
+    entries: HashMap<String, (u64, SslContext, SslSession)>,
+}
+
+impl ClientSessionCache {
+    /// A cache of at most `capacity` sessions (the least recently used goes first);
+    /// 0 means 64, as in Go.
+    pub fn new(capacity: usize) -> ClientSessionCache {
+        let capacity = if capacity == 0 { 64 } else { capacity };
+        ClientSessionCache(Arc::new(Mutex::new(Lru {
+            capacity,
+            tick: 0,
+            entries: HashMap::new(),
+        })))
+    }
+
+    /// How many sessions are cached.
+    pub fn len(&self) -> usize {
+        crate::util::lock(&self.0).entries.len()
+    }
+
+    /// Whether no session is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every session.
+    pub fn clear(&self) {
+        crate::util::lock(&self.0).entries.clear();
+    }
+
+    /// The session for `key` made by `ctx`, marked recently used.
+    pub(crate) fn get(&self, key: &str, ctx: &SslContext) -> Option<SslSession> {
+        let mut lru = crate::util::lock(&self.0);
+        lru.tick += 1;
+        let tick = lru.tick;
+        let (used, made_by, session) = lru.entries.get_mut(key)?;
+        if !std::ptr::eq::<openssl::ssl::SslContextRef>(&**made_by, &**ctx) {
+            return None;
+        }
+        *used = tick;
+        Some(session.clone())
+    }
+
+    fn put(&self, key: &str, ctx: &SslContext, session: SslSession) {
+        let mut lru = crate::util::lock(&self.0);
+        lru.tick += 1;
+        let tick = lru.tick;
+        if !lru.entries.contains_key(key) && lru.entries.len() >= lru.capacity {
+            // O(capacity), only when full: small caches are the norm (Go's default is 64).
+            if let Some(oldest) = lru
+                .entries
+                .iter()
+                .min_by_key(|(_, (t, _, _))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                lru.entries.remove(&oldest);
+            }
+        }
+        lru.entries
+            .insert(key.to_string(), (tick, ctx.clone(), session));
+    }
+}
+
+impl fmt::Debug for ClientSessionCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lru = crate::util::lock(&self.0);
+        write!(
+            f,
+            "ClientSessionCache({}/{})",
+            lru.entries.len(),
+            lru.capacity
+        )
+    }
+}
+
+impl PartialEq for ClientSessionCache {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ClientSessionCache {}
+
+/// What a client connection's new-session callback needs: where to store, under which
+/// key, and the context the session belongs to.
+pub(crate) struct SessionSlot {
+    pub(crate) cache: ClientSessionCache,
+    pub(crate) key: String,
+    pub(crate) ctx: SslContext,
+}
+
+/// Where a server connection keeps the SNI name its client sent.
+pub(crate) fn sni_slot() -> Index<Ssl, String> {
+    static INDEX: OnceLock<Index<Ssl, String>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
+}
+
+pub(crate) fn session_slot() -> Index<Ssl, SessionSlot> {
+    static INDEX: OnceLock<Index<Ssl, SessionSlot>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
 }
 
 impl Default for Config {
@@ -129,6 +346,9 @@ impl Default for Config {
             handshake_timeout: None,
             min_version: Some(TlsVersion::Tls12),
             max_version: None,
+            session_tickets_disabled: false,
+            client_session_cache: None,
+            verify_connection: None,
         }
     }
 }
@@ -247,8 +467,12 @@ impl Config {
         }
         let key = CtxKey::new(self, server);
         // Stamped before the build: a file changed during it looks changed next time,
-        // never the other way round.
-        let stamps = key.stamps();
+        // never the other way round. A server context is also rebuilt when the ticket
+        // key period turns, which is how its ticket keys rotate.
+        let mut stamps = key.stamps();
+        if server && !self.session_tickets_disabled {
+            stamps.push(ticket_epoch(SystemTime::now()));
+        }
         if let Some((seen, ctx)) = lock_cache().get(&key)
             && *seen == stamps
         {
@@ -292,7 +516,48 @@ impl Config {
         } else {
             self.build_client(&mut b)?;
         }
+        self.build_resumption(&mut b, server)?;
         Ok(b.build())
+    }
+
+    fn build_resumption(&self, b: &mut SslContextBuilder, server: bool) -> Result<()> {
+        let ossl = |what: &str, e: openssl::error::ErrorStack| cfg_err(format!("{what}: {e}"));
+        if self.session_tickets_disabled {
+            b.set_options(SslOptions::NO_TICKET);
+            b.set_session_cache_mode(SslSessionCacheMode::OFF);
+            // With NO_TICKET, TLS 1.3 would fall back to stateful tickets: none at all.
+            b.set_num_tickets(0).map_err(|e| ossl("num_tickets", e))?;
+            return Ok(());
+        }
+        if server {
+            // Stateless tickets only, as in Go: no session-ID cache growing per client.
+            b.set_session_cache_mode(SslSessionCacheMode::OFF);
+            // One TLS 1.3 ticket per handshake (Go's count; OpenSSL's default is two).
+            b.set_num_tickets(1).map_err(|e| ossl("num_tickets", e))?;
+            crate::sys::ctx_set_session_timeout(b, SESSION_LIFETIME.as_secs() as u32);
+            // A session only resumes under the configuration that made it (OpenSSL also
+            // refuses to resume without one when it verifies client certificates).
+            let sid = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                CtxKey::new(self, true).hash(&mut h);
+                h.finish().to_be_bytes()
+            };
+            b.set_session_id_context(&sid)
+                .map_err(|e| ossl("session_id_context", e))?;
+        } else {
+            // Sessions go to the config's `ClientSessionCache` (found through the
+            // connection's ex_data), not to OpenSSL's per-context store.
+            b.set_session_cache_mode(
+                SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL,
+            );
+            b.set_new_session_callback(|ssl, session| {
+                if let Some(slot) = ssl.ex_data(session_slot()) {
+                    slot.cache.put(&slot.key, &slot.ctx, session);
+                }
+            });
+        }
+        Ok(())
     }
 
     fn build_client(&self, b: &mut SslContextBuilder) -> Result<()> {
@@ -339,6 +604,17 @@ impl Config {
                 });
             }
         }
+        // The SNI name as this ClientHello carried it: OpenSSL reports the resumed
+        // session's (none, with TLS 1.3 tickets) once the handshake is over.
+        b.set_servername_callback(|ssl, _alert| {
+            if let Some(name) = ssl
+                .servername(openssl::ssl::NameType::HOST_NAME)
+                .map(str::to_string)
+            {
+                ssl.set_ex_data(sni_slot(), name);
+            }
+            Ok(())
+        });
         if !self.alpn_protocols.is_empty() {
             let ours = self.alpn_wire();
             b.set_alpn_select_callback(move |_, client| select_alpn(&ours, client));
@@ -394,6 +670,7 @@ struct CtxKey {
     alpn: Vec<String>,
     min: Option<TlsVersion>,
     max: Option<TlsVersion>,
+    tickets_disabled: bool,
     /// The default trust store can change with the environment between calls.
     cert_env: Option<std::ffi::OsString>,
 }
@@ -454,12 +731,25 @@ impl CtxKey {
             alpn: c.alpn_protocols.clone(),
             min: c.min_version,
             max: c.max_version,
+            tickets_disabled: c.session_tickets_disabled,
             cert_env: std::env::var_os("SSL_CERT_FILE"),
         }
     }
 }
 
 const CTX_CACHE_MAX: usize = 128;
+
+/// The ticket key period `now` falls in, as a stamp: a new period is a changed stamp.
+fn ticket_epoch(now: SystemTime) -> Option<FileStamp> {
+    let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    Some(FileStamp {
+        dev: u64::MAX,
+        ino: secs / TICKET_KEY_PERIOD.as_secs(),
+        size: 0,
+        mtime: (0, 0),
+        ctime: (0, 0),
+    })
+}
 
 /// Each context with the stamps of its files when it was built.
 type Cache = HashMap<CtxKey, (Vec<Option<FileStamp>>, SslContext)>;

@@ -18,9 +18,22 @@ use crate::util::lock;
 use crate::{Error, Result, TlsError};
 
 /// OpenSSL's view of the socket: one non-blocking syscall per call, `WouldBlock` on
-/// `EAGAIN`. Waiting happens in [`Conn`], outside OpenSSL and outside the `SSL` lock.
+/// `EAGAIN` for reads. Waiting happens in [`Conn`], outside OpenSSL and outside the
+/// `SSL` lock.
+///
+/// Writes never block OpenSSL: what the socket does not take now is queued in `out`
+/// (in the order OpenSSL produced it) and sent by [`Conn::flush_out`]. So OpenSSL never
+/// holds a half-written record, and a reader's `SSL_read` that has to answer the peer
+/// (a TLS 1.3 KeyUpdate asking for ours) cannot collide with a writer parked mid-record
+/// (OpenSSL would fail it with "bad write retry").
 #[derive(Debug)]
-struct Transport(Arc<tcp::Conn>);
+struct Transport {
+    tcp: Arc<tcp::Conn>,
+    out: Arc<Mutex<Vec<u8>>>,
+    /// Queue every write (the handshake): a flight of several handshake messages then
+    /// leaves in one `send`, so the peer wakes once for it, not once per message.
+    batch: bool,
+}
 
 fn would_block<T>(res: Result<Option<T>>) -> io::Result<T> {
     match res {
@@ -32,13 +45,23 @@ fn would_block<T>(res: Result<Option<T>>) -> io::Result<T> {
 
 impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        would_block(self.0.fd().try_io(IoBuf::Read(buf)))
+        would_block(self.tcp.fd().try_io(IoBuf::Read(buf)))
     }
 }
 
 impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        would_block(self.0.fd().try_io(IoBuf::Write(buf)))
+        let mut out = lock(&self.out);
+        if out.is_empty() && !self.batch {
+            // The common case: straight to the socket, no copy.
+            match self.tcp.fd().try_io(IoBuf::Write(buf))? {
+                Some(n) => out.extend_from_slice(&buf[n..]),
+                None => out.extend_from_slice(buf),
+            }
+        } else {
+            out.extend_from_slice(buf);
+        }
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -59,8 +82,26 @@ pub struct ConnectionState {
     pub cipher_suite: String,
     /// Whether the session was resumed.
     pub did_resume: bool,
-    /// The SNI name the client sent (both sides), if any.
+    /// The SNI name: as the server saw it, or as the client requested it (host names
+    /// only; `None` for IP literals).
     pub server_name: Option<String>,
+    /// The peer's certificate chain as DER, leaf first, as the peer sent it (Go's
+    /// `PeerCertificates`). Also present on resumed sessions (the session carries the
+    /// leaf; a server resuming a TLS 1.3 ticket may have only the leaf). Empty when the
+    /// peer sent none.
+    pub peer_certificates: Vec<Vec<u8>>,
+    /// The chain OpenSSL built and verified, leaf first, up to the trust anchor (Go's
+    /// `VerifiedChains[0]`), when this side verified the peer in this handshake: a
+    /// client with `verify_peer`, a server in a `Verify*` client-auth mode that got a
+    /// certificate. `None` otherwise, and on resumed sessions (OpenSSL keeps the peer
+    /// certificate in the session, not the verified chain; the original handshake
+    /// verified it).
+    pub verified_chain: Option<Vec<Vec<u8>>>,
+    /// Server: whether the client authenticated with a certificate (in this handshake
+    /// or in the session it resumed). Client: whether a certificate was configured and
+    /// the handshake was a full one — OpenSSL does not tell a client whether the server
+    /// asked, so this is an upper bound; the server's view is authoritative.
+    pub client_certificate_used: bool,
 }
 
 /// A failure remembered so it can be returned again (handshake and write failures are
@@ -171,7 +212,12 @@ fn tls_err(op: &'static str, code: i32, message: &str, cause: Option<Error>) -> 
 struct WriteState {
     fault: Option<Fault>,
     shut: bool,
+    /// `write_vectored`'s staging buffer, kept between calls (no allocation per call).
+    stage: Vec<u8>,
 }
+
+/// Most plaintext one TLS record carries.
+const MAX_RECORD: usize = 16 * 1024;
 
 /// A TLS stream over a [`tcp::Conn`] (Go's `tls.Conn`).
 ///
@@ -187,7 +233,15 @@ struct WriteState {
 pub struct Conn {
     tcp: Arc<tcp::Conn>,
     ssl: Mutex<SslStream<Transport>>,
+    /// Ciphertext OpenSSL produced that the socket has not taken yet (see [`Transport`]).
+    out: Arc<Mutex<Vec<u8>>>,
     server: bool,
+    /// Whether this side verifies the peer's chain (for `verified_chain`).
+    verifies: bool,
+    has_cert: bool,
+    /// Client: the SNI name it requested (OpenSSL forgets it on resumed sessions).
+    sni: Option<String>,
+    verify_connection: Option<super::VerifyConnection>,
     handshake_timeout: Option<Duration>,
     done: AtomicBool,
     closed: AtomicBool,
@@ -209,9 +263,37 @@ impl Conn {
             tls_err(what, 0, &e.to_string(), None)
         };
         let mut ssl = Ssl::new(ctx).map_err(|e| ossl("SSL_new", e))?;
+        let verifies = if server {
+            matches!(
+                config.client_auth,
+                super::ClientAuthMode::VerifyClientCertIfGiven
+                    | super::ClientAuthMode::RequireAndVerifyClientCert
+            )
+        } else {
+            config.verify_peer
+        };
+        let mut sni = None;
         if server {
             ssl.set_accept_state();
         } else {
+            if let Some(cache) = config
+                .client_session_cache
+                .as_ref()
+                .filter(|_| !config.session_tickets_disabled)
+            {
+                let key = session_key(config, tcp.remote_addr());
+                if let Some(session) = cache.get(&key, ctx) {
+                    crate::sys::ssl_set_session(&mut ssl, &session, ctx);
+                }
+                ssl.set_ex_data(
+                    super::config::session_slot(),
+                    super::config::SessionSlot {
+                        cache: cache.clone(),
+                        key,
+                        ctx: ctx.clone(),
+                    },
+                );
+            }
             ssl.set_connect_state();
             if let Some(name) = config
                 .server_name
@@ -227,6 +309,7 @@ impl Conn {
                     Err(_) => {
                         ssl.set_hostname(&name)
                             .map_err(|e| ossl("SSL_set_tlsext_host_name", e))?;
+                        sni = Some(name.clone());
                         if config.verify_peer {
                             // Go parity: a certificate without SANs does not match on its CN.
                             ssl.param_mut()
@@ -240,12 +323,22 @@ impl Conn {
             }
         }
         let tcp = Arc::new(tcp);
-        let stream =
-            SslStream::new(ssl, Transport(tcp.clone())).map_err(|e| ossl("SSL_set_bio", e))?;
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let transport = Transport {
+            tcp: tcp.clone(),
+            out: out.clone(),
+            batch: false,
+        };
+        let stream = SslStream::new(ssl, transport).map_err(|e| ossl("SSL_set_bio", e))?;
         Ok(Conn {
             tcp,
             ssl: Mutex::new(stream),
+            out,
             server,
+            verifies,
+            has_cert: config.cert_file.is_some(),
+            sni,
+            verify_connection: config.verify_connection.clone(),
             handshake_timeout: config.handshake_timeout,
             done: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -255,11 +348,56 @@ impl Conn {
         })
     }
 
+    /// Sends the queued ciphertext. `wait`: park (write deadline) until all is sent —
+    /// only the handshake and the holder of the write lock do, so there is one writer
+    /// parked at most; otherwise one non-blocking attempt whose failures are left to
+    /// the next writer.
+    fn flush_out(&self, op: &'static str, wait: bool) -> Result<()> {
+        loop {
+            {
+                let mut out = lock(&self.out);
+                while !out.is_empty() {
+                    match self.tcp.fd().try_io(IoBuf::Write(&out)) {
+                        Ok(Some(n)) => {
+                            out.drain(..n);
+                        }
+                        Ok(None) => break,
+                        Err(_) if !wait => return Ok(()),
+                        Err(e) => return Err(self.transport_err(op, e)),
+                    }
+                }
+                if out.is_empty() || !wait {
+                    return Ok(());
+                }
+            }
+            self.tcp
+                .fd()
+                .wait_ready(Dir::Write)
+                .map_err(|e| self.transport_err(op, e))?;
+        }
+    }
+
+    /// A transport failure while sending queued records, shaped like the ones OpenSSL
+    /// reports (deadlines and `Closed` stay bare, for the callers' mapping).
+    fn transport_err(&self, op: &'static str, e: Error) -> Error {
+        if self.closed.load(Ordering::Acquire) {
+            return Error::Closed;
+        }
+        match e {
+            Error::DeadlineExceeded | Error::Closed => e,
+            // SSL_ERROR_SYSCALL, as when OpenSSL's own write fails.
+            other => tls_err(op, 5, TRANSPORT, Some(other)),
+        }
+    }
+
     /// Runs one OpenSSL call until it completes, parking on the socket (outside the
-    /// `SSL` lock) while OpenSSL wants I/O. `Ok(None)` is a clean close_notify.
+    /// `SSL` lock) while OpenSSL wants input. What it wrote is sent before it returns
+    /// when `wait_writes` (the handshake, writers), else attempted once (readers).
+    /// `Ok(None)` is a clean close_notify.
     fn drive<T>(
         &self,
         op: &'static str,
+        wait_writes: bool,
         mut call: impl FnMut(&mut SslStream<Transport>) -> std::result::Result<T, openssl::ssl::Error>,
     ) -> Result<Option<T>> {
         loop {
@@ -269,6 +407,7 @@ impl Conn {
                 let verify = res.is_err().then(|| s.ssl().verify_result());
                 (res, verify)
             };
+            self.flush_out(op, wait_writes)?;
             let err = match res {
                 Ok(v) => return Ok(Some(v)),
                 Err(e) => e,
@@ -362,15 +501,27 @@ impl Conn {
         // Only what the overlay installed is undone: a deadline set by another thread
         // meanwhile is the caller's newer wish and stays.
         let overlay = cap.map(|c| fd.cap_deadlines(c));
-        let res = self.drive("handshake", |s| s.do_handshake());
+        let res = self.drive("handshake", true, |s| {
+            s.get_mut().batch = true;
+            let r = s.do_handshake();
+            s.get_mut().batch = false;
+            r
+        });
         if let Some(o) = overlay {
             fd.restore_deadline_words(o);
         }
         let err = match res {
-            Ok(Some(())) => {
-                self.done.store(true, Ordering::Release);
-                return Ok(());
-            }
+            Ok(Some(())) => match self.check_connection() {
+                Ok(()) => {
+                    self.done.store(true, Ordering::Release);
+                    return Ok(());
+                }
+                Err(e) => {
+                    // The peer sees the connection end: no alert fits a user's reason.
+                    let _ = self.tcp.close();
+                    e
+                }
+            },
             Ok(None) => tls_err(
                 "handshake",
                 6,
@@ -435,18 +586,70 @@ impl Conn {
     /// What was negotiated; never forces a handshake (all empty before it).
     pub fn connection_state(&self) -> ConnectionState {
         let complete = self.done.load(Ordering::Acquire);
+        self.state(complete)
+    }
+
+    /// Runs the config's `verify_connection` hook on the finished handshake.
+    fn check_connection(&self) -> Result<()> {
+        let Some(hook) = &self.verify_connection else {
+            return Ok(());
+        };
+        hook.check(&self.state(true)).map_err(|reason| {
+            tls_err(
+                "handshake",
+                0,
+                &format!("verify_connection rejected the peer: {reason}"),
+                None,
+            )
+        })
+    }
+
+    fn state(&self, complete: bool) -> ConnectionState {
         let s = lock(&self.ssl);
         let ssl = s.ssl();
-        let sni = ssl
-            .servername(openssl::ssl::NameType::HOST_NAME)
-            .map(str::to_string);
+        let sni = if self.server {
+            ssl.ex_data(super::config::sni_slot()).cloned().or_else(|| {
+                ssl.servername(openssl::ssl::NameType::HOST_NAME)
+                    .map(str::to_string)
+            })
+        } else {
+            self.sni.clone()
+        };
         if !complete {
             return ConnectionState {
                 server_name: sni,
                 ..ConnectionState::default()
             };
         }
+        let der = |c: &openssl::x509::X509Ref| c.to_der().unwrap_or_default();
+        let mut peer: Vec<Vec<u8>> = ssl
+            .peer_certificate()
+            .map(|c| der(&c))
+            .into_iter()
+            .collect();
+        // A client's chain starts with the leaf; a server's leaves it out.
+        for (i, c) in ssl.peer_cert_chain().into_iter().flatten().enumerate() {
+            let d = der(c);
+            if i > 0 || peer.first() != Some(&d) {
+                peer.push(d);
+            }
+        }
+        let resumed = ssl.session_reused();
+        let verified_chain = (self.verifies
+            && !resumed
+            && !peer.is_empty()
+            && ssl.verify_result() == X509VerifyResult::OK)
+            .then(|| ssl.verified_chain().map(|c| c.iter().map(der).collect()))
+            .flatten();
+        let client_certificate_used = if self.server {
+            !peer.is_empty()
+        } else {
+            self.has_cert && !resumed
+        };
         ConnectionState {
+            peer_certificates: peer,
+            verified_chain,
+            client_certificate_used,
             handshake_complete: true,
             version: ssl.version_str().to_string(),
             alpn_protocol: ssl
@@ -459,6 +662,145 @@ impl Conn {
             did_resume: ssl.session_reused(),
             server_name: sni,
         }
+    }
+
+    /// Derives `len` bytes of keying material from the session (RFC 5705 for TLS 1.2,
+    /// RFC 8446 §7.5 for TLS 1.3; Go's `ConnectionState.ExportKeyingMaterial`). Both
+    /// ends get the same bytes for the same `label` and `context`. With TLS 1.2,
+    /// `None` and `Some(&[])` are different contexts; with TLS 1.3 they are the same.
+    ///
+    /// ```
+    /// # use reseau::tls::{self, Config};
+    /// # fn main() -> reseau::Result<()> {
+    /// # let ln = tls::listen(reseau::tcp::loopback_addr(0), Config {
+    /// #     cert_file: Some("certs/server.pem".into()), key_file: Some("certs/server.key".into()),
+    /// #     ..Config::default() })?;
+    /// # let addr = ln.local_addr().unwrap();
+    /// let server = std::thread::spawn(move || {
+    ///     let conn = ln.accept()?;
+    ///     conn.handshake()?;
+    ///     conn.export_keying_material("EXPORTER-demo", Some(b"ctx"), 32)
+    /// });
+    /// let conn = tls::connect(addr, &Config { ca_file: Some("certs/ca.pem".into()), ..Config::default() })?;
+    /// let ours = conn.export_keying_material("EXPORTER-demo", Some(b"ctx"), 32)?;
+    /// assert_eq!(ours, server.join().unwrap()?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `Error::Tls` before the handshake has completed (this never runs it) or when
+    /// OpenSSL refuses (an empty length, say); [`Error::Closed`].
+    pub fn export_keying_material(
+        &self,
+        label: &str,
+        context: Option<&[u8]>,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        self.check_open()?;
+        if !self.done.load(Ordering::Acquire) {
+            return Err(tls_err(
+                "export_keying_material",
+                0,
+                "tls: ExportKeyingMaterial is unavailable before the handshake completes",
+                None,
+            ));
+        }
+        let mut out = vec![0u8; len];
+        lock(&self.ssl)
+            .ssl()
+            .export_keying_material(&mut out, label, context)
+            .map_err(|e| tls_err("export_keying_material", 0, &e.to_string(), None))?;
+        Ok(out)
+    }
+
+    /// Updates this side's sending keys (a TLS 1.3 KeyUpdate, RFC 8446 §4.6.3); with
+    /// `request_peer` the peer is asked to update its sending keys too, which it does
+    /// when it next reads. Traffic goes on in both directions: the update is
+    /// serialised with writes (it waits for a write in progress), and a reader running
+    /// meanwhile answers a peer's request by itself.
+    ///
+    /// Runs the handshake first if needed.
+    ///
+    /// # Errors
+    /// `Error::Tls` `"tls: key update requires TLS 1.3"` on a TLS 1.2 session; the
+    /// errors of [`write`](Self::write) (sticky faults, `protocol is shutdown`, the
+    /// write deadline, [`Error::Closed`]).
+    pub fn key_update(&self, request_peer: bool) -> Result<()> {
+        self.handshake()?;
+        let mut w = lock(&self.write);
+        if let Some(f) = &w.fault {
+            return Err(f.replay());
+        }
+        self.check_open()?;
+        if w.shut {
+            return Err(tls_err("key_update", 0, "tls: protocol is shutdown", None));
+        }
+        {
+            let mut s = lock(&self.ssl);
+            if s.ssl().version2() != Some(openssl::ssl::SslVersion::TLS1_3) {
+                return Err(tls_err(
+                    "key_update",
+                    0,
+                    "tls: key update requires TLS 1.3",
+                    None,
+                ));
+            }
+            crate::sys::ssl_key_update(&mut s, request_peer)
+                .map_err(|e| tls_err("key_update", 0, &e.to_string(), None))?;
+        }
+        // SSL_do_handshake sends the scheduled KeyUpdate (a reader may have sent it
+        // already; then this returns at once).
+        let res = self.tcp.fd().check_deadline(Dir::Write).and_then(|()| {
+            match self.drive("key_update", true, |s| s.do_handshake())? {
+                Some(()) => Ok(()),
+                None => Err(tls_err("key_update", 6, "peer closed the session", None)),
+            }
+        });
+        Self::written(&mut w, res, 0).map(drop)
+    }
+
+    /// Writes all the slices as if concatenated, packing consecutive small slices into
+    /// one TLS record (up to 16 KiB of plaintext) instead of one record per slice: 8
+    /// slices of 64 bytes make one record and one `send`, not eight. OpenSSL has no
+    /// gather write, so small slices are copied once into a per-connection staging
+    /// buffer (reused, no allocation per call); a slice of 16 KiB or more is encrypted
+    /// straight from the caller's memory. Otherwise as [`write`](Self::write): the
+    /// count is of bytes sent, and a failure is sticky.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
+        self.handshake()?;
+        let mut w = lock(&self.write);
+        if let Some(f) = &w.fault {
+            return Err(f.replay());
+        }
+        self.check_open()?;
+        if w.shut {
+            return Err(tls_err("write", 0, "tls: protocol is shutdown", None));
+        }
+        let mut stage = std::mem::take(&mut w.stage);
+        let mut done = 0;
+        let res = self.tcp.fd().check_deadline(Dir::Write).and_then(|()| {
+            for b in bufs.iter().filter(|b| !b.is_empty()) {
+                if stage.len() + b.len() > MAX_RECORD && !stage.is_empty() {
+                    self.send(&stage, &mut done)?;
+                    stage.clear();
+                }
+                if b.len() >= MAX_RECORD {
+                    self.send(b, &mut done)?;
+                } else {
+                    stage.extend_from_slice(b);
+                }
+            }
+            if !stage.is_empty() {
+                self.send(&stage, &mut done)?;
+            }
+            Ok(())
+        });
+        stage.clear();
+        w.stage = stage;
+        Self::written(&mut w, res, done)
     }
 
     fn check_open(&self) -> Result<()> {
@@ -491,7 +833,7 @@ impl Conn {
         {
             return Err(e);
         }
-        Ok(self.drive("read", |s| s.ssl_read(buf))?.unwrap_or(0))
+        Ok(self.drive("read", false, |s| s.ssl_read(buf))?.unwrap_or(0))
     }
 
     /// Reads until `buf` is full or EOF; returns the count (short = EOF).
@@ -543,7 +885,7 @@ impl Conn {
         self.tcp.fd().check_deadline(Dir::Read)?;
         let mut b = [0u8; 1];
         Ok(self
-            .drive("peek", |s| s.ssl_peek(&mut b))?
+            .drive("peek", false, |s| s.ssl_peek(&mut b))?
             .is_none_or(|n| n == 0))
     }
 
@@ -566,15 +908,32 @@ impl Conn {
             return Err(tls_err("write", 0, "tls: protocol is shutdown", None));
         }
         let mut done = 0;
-        let res = self.tcp.fd().check_deadline(Dir::Write).and_then(|()| {
-            while done < buf.len() {
-                match self.drive("write", |s| s.ssl_write(&buf[done..]))? {
-                    Some(n) => done += n,
-                    None => return Err(tls_err("write", 6, "peer closed the session", None)),
+        let res = self
+            .tcp
+            .fd()
+            .check_deadline(Dir::Write)
+            .and_then(|()| self.send(buf, &mut done));
+        Self::written(&mut w, res, done)
+    }
+
+    /// Encrypts all of `buf` (one record per `SSL_write`, partial writes on), counting
+    /// in `done` what reached the socket.
+    fn send(&self, buf: &[u8], done: &mut usize) -> Result<()> {
+        let mut at = 0;
+        while at < buf.len() {
+            match self.drive("write", true, |s| s.ssl_write(&buf[at..]))? {
+                Some(n) => {
+                    at += n;
+                    *done += n;
                 }
+                None => return Err(tls_err("write", 6, "peer closed the session", None)),
             }
-            Ok(())
-        });
+        }
+        Ok(())
+    }
+
+    /// A write's outcome: a failure is remembered (sticky); bytes already sent win.
+    fn written(w: &mut WriteState, res: Result<()>, done: usize) -> Result<usize> {
         match res {
             Ok(()) => Ok(done),
             Err(Error::Closed) => Err(Error::Closed),
@@ -616,7 +975,7 @@ impl Conn {
         if w.shut {
             return Ok(());
         }
-        self.drive("close_write", |s| s.shutdown().map(drop))?;
+        self.drive("close_write", true, |s| s.shutdown().map(drop))?;
         w.shut = true;
         Ok(())
     }
@@ -638,6 +997,7 @@ impl Conn {
         {
             // One non-blocking attempt: a full send buffer just skips the alert.
             let _ = lock(&self.ssl).shutdown().map(|_: ShutdownResult| ());
+            let _ = self.flush_out("close", false);
         }
         self.tcp.close()
     }
@@ -692,6 +1052,15 @@ impl Conn {
     }
 }
 
+/// The client session cache's key: `server_name:port`, else the peer's `ip:port`.
+fn session_key(config: &Config, remote: Option<SocketAddr>) -> String {
+    let port = remote.map_or(0, |a| a.port());
+    match config.server_name.as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => format!("{}:{port}", super::config::normalize_name(name)),
+        None => remote.map_or_else(String::new, |a| a.to_string()),
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         let _ = self.close();
@@ -738,6 +1107,9 @@ impl Write for &Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Ok(Conn::write(self, buf)?)
     }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(Conn::write_vectored(self, bufs)?)
+    }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -746,6 +1118,9 @@ impl Write for &Conn {
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Ok(Conn::write(self, buf)?)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(Conn::write_vectored(self, bufs)?)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use openssl::ssl::SslContext;
 
-pub use config::{ClientAuthMode, Config, TlsVersion};
+pub use config::{ClientAuthMode, ClientSessionCache, Config, TlsVersion, VerifyConnection};
 pub use conn::{Conn, ConnectionState};
 
 use crate::resolve::{Dialer, ListenConfig};
@@ -137,7 +137,7 @@ pub fn listen(local: SocketAddr, config: Config) -> Result<Listener> {
     Ok(Listener {
         tcp: tcp::listen(local)?,
         ctx,
-        config,
+        config: Box::new(config),
     })
 }
 
@@ -150,7 +150,7 @@ pub fn listen_on(network: &str, address: &str, config: Config) -> Result<Listene
     Ok(Listener {
         tcp: ListenConfig::default().listen(network, address)?,
         ctx,
-        config,
+        config: Box::new(config),
     })
 }
 
@@ -162,7 +162,8 @@ pub struct Listener {
     tcp: tcp::Listener,
     /// The last context that loaded: kept when renewed files do not load (yet).
     ctx: Mutex<SslContext>,
-    config: Config,
+    /// Boxed: the listener sits in enums beside plain TCP listeners.
+    config: Box<Config>,
 }
 
 impl Listener {
@@ -172,7 +173,11 @@ impl Listener {
     /// [`Error::TlsConfig`](crate::Error::TlsConfig) for an unusable server config.
     pub fn new(tcp: tcp::Listener, config: Config) -> Result<Listener> {
         let ctx = Mutex::new(config.context(true)?);
-        Ok(Listener { tcp, ctx, config })
+        Ok(Listener {
+            tcp,
+            ctx,
+            config: Box::new(config),
+        })
     }
 
     /// Accepts the next connection; its handshake runs on first I/O (so one slow client

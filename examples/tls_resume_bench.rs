@@ -1,0 +1,276 @@
+//! TLS handshake rates on loopback, in one run: reseau full vs resumed handshakes, against
+//! a plain `std::net` + `openssl`-crate client/server pair (`SslConnector`/`SslAcceptor`)
+//! that resumes too; then a vectored-write micro-benchmark (8 x 64-byte slices).
+//!
+//! ```text
+//! cargo run --release --example tls_resume_bench -- [--secs S] [--rounds R]
+//! ```
+//! Each handshake is a fresh TCP connection with a one-byte round trip (TLS 1.3 tickets
+//! arrive with the server's first bytes), sequential, client and server threads in this
+//! process; the modes are interleaved `R` times and each figure is the best round.
+//!
+//! The baseline client resumes through `SslRef::set_session`, which the `openssl` crate
+//! marks `unsafe` (the session must come from the same context): this example holds the
+//! only `unsafe` outside `src/sys.rs`, with its reason beside it.
+
+use std::io::{IoSlice, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{
+    SslAcceptor, SslConnector, SslFiletype, SslMethod, SslSession, SslSessionCacheMode,
+};
+use reseau::tcp;
+use reseau::tls::{self, ClientSessionCache, Config};
+
+fn cert(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/")).join(name)
+}
+
+/// Runs `one` repeatedly for `secs`; handshakes per second.
+fn rate(secs: f64, mut one: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        one();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A reseau TLS server: per connection, handshake and echo one byte.
+fn reseau_server() -> SocketAddr {
+    let cfg = Config {
+        cert_file: Some(cert("server.pem")),
+        key_file: Some(cert("server.key")),
+        ..Config::default()
+    };
+    let ln = tls::listen(tcp::loopback_addr(0), cfg).unwrap();
+    let addr = ln.local_addr().unwrap();
+    thread::spawn(move || {
+        while let Ok(c) = ln.accept() {
+            let mut b = [0u8; 1];
+            if c.read_full(&mut b).is_ok() {
+                let _ = c.write(&b);
+            }
+        }
+    });
+    addr
+}
+
+fn reseau_client(addr: SocketAddr, cfg: &Config) -> bool {
+    let c = tls::client(tcp::connect(addr).unwrap(), cfg).unwrap();
+    c.write(b"x").unwrap();
+    let mut b = [0u8; 1];
+    c.read_full(&mut b).unwrap();
+    c.connection_state().did_resume
+}
+
+/// The baseline server: `std::net` + `SslAcceptor` (tickets on, OpenSSL's defaults).
+fn std_server() -> SocketAddr {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    b.set_certificate_chain_file(cert("server.pem")).unwrap();
+    b.set_private_key_file(cert("server.key"), SslFiletype::PEM)
+        .unwrap();
+    let acceptor = b.build();
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = ln.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in ln.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            if let Ok(mut t) = acceptor.accept(s) {
+                let mut b = [0u8; 1];
+                if t.read_exact(&mut b).is_ok() {
+                    let _ = t.write_all(&b);
+                }
+                // close_notify, as reseau's close sends.
+                let _ = t.shutdown();
+            }
+        }
+    });
+    addr
+}
+
+/// The baseline client: `SslConnector` with a one-entry session cache when `resume`.
+struct StdClient {
+    connector: SslConnector,
+    session: Arc<Mutex<Option<SslSession>>>,
+    resume: bool,
+}
+
+impl StdClient {
+    fn new(resume: bool) -> StdClient {
+        let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+        b.set_ca_file(cert("ca.pem")).unwrap();
+        let session = Arc::new(Mutex::new(None));
+        if resume {
+            b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+            let slot = session.clone();
+            b.set_new_session_callback(move |_, s| *slot.lock().unwrap() = Some(s));
+        }
+        StdClient {
+            connector: b.build(),
+            session,
+            resume,
+        }
+    }
+
+    fn connect(&self, addr: SocketAddr) -> bool {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut ssl = self
+            .connector
+            .configure()
+            .unwrap()
+            .into_ssl("localhost")
+            .unwrap();
+        if self.resume
+            && let Some(sess) = self.session.lock().unwrap().as_ref()
+        {
+            // SAFETY: the session was made by a connection of this same connector's
+            // context, the condition `set_session` leaves to its caller.
+            unsafe { ssl.set_session(sess).unwrap() };
+        }
+        let mut t = openssl::ssl::SslStream::new(ssl, s).unwrap();
+        t.connect().unwrap();
+        t.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        t.read_exact(&mut b).unwrap();
+        let reused = t.ssl().session_reused();
+        // Without close_notify OpenSSL marks the session not resumable on free.
+        let _ = t.shutdown();
+        reused
+    }
+}
+
+/// Sends `iters` x 8 x 64 bytes, per slice or vectored; MB/s of plaintext.
+fn vectored_rate(vectored: bool, iters: usize) -> f64 {
+    let cfg = Config {
+        cert_file: Some(cert("server.pem")),
+        key_file: Some(cert("server.key")),
+        ..Config::default()
+    };
+    let ln = tls::listen(tcp::loopback_addr(0), cfg).unwrap();
+    let addr = ln.local_addr().unwrap();
+    let total = iters * 8 * 64;
+    let server = thread::spawn(move || {
+        let c = ln.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < total {
+            match c.read(&mut buf).unwrap() {
+                0 => break,
+                n => got += n,
+            }
+        }
+        c.write(b"k").unwrap();
+    });
+    let client_cfg = Config {
+        server_name: Some("localhost".into()),
+        ca_file: Some(cert("ca.pem")),
+        ..Config::default()
+    };
+    let c = tls::connect(addr, &client_cfg).unwrap();
+    let slices: Vec<[u8; 64]> = (0..8).map(|i| [i as u8; 64]).collect();
+    let io: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
+    let start = Instant::now();
+    for _ in 0..iters {
+        if vectored {
+            c.write_vectored(&io).unwrap();
+        } else {
+            for s in &slices {
+                c.write(s).unwrap();
+            }
+        }
+    }
+    let mut b = [0u8; 1];
+    c.read_full(&mut b).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    server.join().unwrap();
+    total as f64 / secs / 1e6
+}
+
+fn main() {
+    let mut secs = 2.0;
+    let mut rounds = 3;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--secs" => secs = args.next().and_then(|v| v.parse().ok()).expect("--secs S"),
+            "--rounds" => {
+                rounds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--rounds R")
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let r_addr = reseau_server();
+    let s_addr = std_server();
+    let full_cfg = Config {
+        server_name: Some("localhost".into()),
+        ca_file: Some(cert("ca.pem")),
+        ..Config::default()
+    };
+    let resume_cfg = Config {
+        client_session_cache: Some(ClientSessionCache::new(0)),
+        ..full_cfg.clone()
+    };
+    let std_full = StdClient::new(false);
+    let std_resume = StdClient::new(true);
+    // Warm up, and check that resumption really happens.
+    assert!(!reseau_client(r_addr, &full_cfg));
+    reseau_client(r_addr, &resume_cfg);
+    assert!(reseau_client(r_addr, &resume_cfg), "reseau resumes");
+    assert!(!std_full.connect(s_addr));
+    std_resume.connect(s_addr);
+    assert!(std_resume.connect(s_addr), "baseline resumes");
+
+    let mut best = [0f64; 4];
+    for _ in 0..rounds {
+        let r = [
+            rate(secs, || assert!(!reseau_client(r_addr, &full_cfg))),
+            rate(secs, || assert!(reseau_client(r_addr, &resume_cfg))),
+            rate(secs, || assert!(!std_full.connect(s_addr))),
+            rate(secs, || assert!(std_resume.connect(s_addr))),
+        ];
+        for (b, x) in best.iter_mut().zip(r) {
+            *b = b.max(x);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let [rf, rr, sf, sr] = best;
+    println!("| stack | full handshakes/s | resumed handshakes/s | resumed / full |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| reseau (tls::Conn) | {rf:.0} | {rr:.0} | {:.2}x |",
+        rr / rf
+    );
+    println!(
+        "| std + openssl crate (SslConnector/SslAcceptor) | {sf:.0} | {sr:.0} | {:.2}x |",
+        sr / sf
+    );
+    println!();
+    println!(
+        "reseau resumed / baseline resumed: {:.2}x; reseau full / baseline full: {:.2}x",
+        rr / sr,
+        rf / sf
+    );
+    println!();
+    let iters = 20_000;
+    let (mut per, mut vec) = (0f64, 0f64);
+    for _ in 0..rounds {
+        per = per.max(vectored_rate(false, iters));
+        vec = vec.max(vectored_rate(true, iters));
+    }
+    println!("| write of 8 x 64-byte slices | MB/s of plaintext |");
+    println!("|---|---:|");
+    println!("| 8 x `write` (one record each) | {per:.1} |");
+    println!("| 1 x `write_vectored` (one record) | {vec:.1} |");
+    println!();
+    println!("write_vectored / per-slice writes: {:.2}x", vec / per);
+}

@@ -1,0 +1,629 @@
+//! TLS, second part: session resumption, peer certificates and the `verify_connection`
+//! hook, keying material exporters, key updates under concurrent traffic, vectored writes.
+//! Loopback only, test PKI in `certs/`; gated by `RESEAU_RUN_TLS_TESTS=1` like `tests/tls.rs`.
+//! Every wait is bounded (safety deadlines on every conn, `recv_timeout` on helper threads).
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reseau::tcp;
+use reseau::tls::{
+    self, ClientAuthMode, ClientSessionCache, Config, Conn, ConnectionState, Listener, TlsVersion,
+    VerifyConnection,
+};
+
+const SAFETY: Duration = Duration::from_secs(20);
+
+fn enabled() -> bool {
+    let on = std::env::var("RESEAU_RUN_TLS_TESTS").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    });
+    if !on {
+        println!("skipping: set RESEAU_RUN_TLS_TESTS=1");
+    }
+    on
+}
+
+fn cert(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/")).join(name)
+}
+
+fn der(name: &str) -> Vec<u8> {
+    let pem = std::fs::read(cert(name)).unwrap();
+    openssl::x509::X509::from_pem(&pem)
+        .unwrap()
+        .to_der()
+        .unwrap()
+}
+
+fn soon() -> Option<Instant> {
+    Some(Instant::now() + SAFETY)
+}
+
+fn server_cfg() -> Config {
+    Config {
+        cert_file: Some(cert("server.pem")),
+        key_file: Some(cert("server.key")),
+        ..Config::default()
+    }
+}
+
+fn client_cfg(cache: Option<&ClientSessionCache>) -> Config {
+    Config {
+        server_name: Some("localhost".into()),
+        ca_file: Some(cert("ca.pem")),
+        client_session_cache: cache.cloned(),
+        ..Config::default()
+    }
+}
+
+fn with_version(mut c: Config, v: TlsVersion) -> Config {
+    c.min_version = Some(v);
+    c.max_version = Some(v);
+    c
+}
+
+fn wait<T>(rx: &Receiver<T>, what: &str) -> T {
+    rx.recv_timeout(SAFETY)
+        .unwrap_or_else(|e| panic!("{what}: no result within {SAFETY:?} ({e})"))
+}
+
+/// A listener whose thread serves `n` connections: handshake, echo one message, and
+/// report each connection's state (or error text).
+fn serve(cfg: Config, n: usize) -> (SocketAddr, Receiver<Result<ConnectionState, String>>) {
+    let ln = tls::listen(tcp::loopback_addr(0), cfg).unwrap();
+    ln.set_deadline(soon()).unwrap();
+    let addr = ln.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for _ in 0..n {
+            let Ok(conn) = ln.accept() else { return };
+            conn.set_deadline(soon()).unwrap();
+            let res = (|| {
+                conn.handshake()?;
+                let mut buf = [0u8; 64];
+                let k = conn.read(&mut buf)?;
+                conn.write(&buf[..k])?;
+                Ok::<_, reseau::Error>(conn.connection_state())
+            })();
+            let _ = tx.send(res.map_err(|e| e.to_string()));
+        }
+    });
+    (addr, rx)
+}
+
+/// Connects, round-trips one message (so TLS 1.3 tickets arrive), returns the state.
+fn connect_once(addr: SocketAddr, cfg: &Config) -> reseau::Result<ConnectionState> {
+    let conn = tls::client(tcp::connect(addr)?, cfg)?;
+    conn.set_deadline(soon())?;
+    conn.write(b"ping")?;
+    let mut buf = [0u8; 4];
+    assert_eq!(conn.read_full(&mut buf)?, 4);
+    assert_eq!(&buf, b"ping");
+    Ok(conn.connection_state())
+}
+
+#[test]
+fn resumption_tls13_and_tls12_both_sides() {
+    if !enabled() {
+        return;
+    }
+    for v in [TlsVersion::Tls13, TlsVersion::Tls12] {
+        let (addr, served) = serve(with_version(server_cfg(), v), 3);
+        let cache = ClientSessionCache::new(0);
+        let cfg = with_version(client_cfg(Some(&cache)), v);
+        let first = connect_once(addr, &cfg).unwrap();
+        assert!(!first.did_resume, "{v:?}: the first handshake is full");
+        assert!(!wait(&served, "server 1").unwrap().did_resume);
+        assert_eq!(cache.len(), 1, "{v:?}: the server's ticket is cached");
+        for i in 2..=3 {
+            let st = connect_once(addr, &cfg).unwrap();
+            assert!(st.did_resume, "{v:?}: handshake {i} resumes");
+            let srv = wait(&served, "server").unwrap();
+            assert!(srv.did_resume, "{v:?}: the server resumed too");
+            // The peer chain survives resumption (the session carries it).
+            assert_eq!(st.peer_certificates.first(), Some(&der("server.pem")));
+            assert!(st.verified_chain.is_none(), "no verification ran on resume");
+            assert_eq!(st.server_name.as_deref(), Some("localhost"));
+            assert_eq!(srv.server_name.as_deref(), Some("localhost"));
+        }
+    }
+}
+
+#[test]
+fn resumption_can_be_turned_off() {
+    if !enabled() {
+        return;
+    }
+    // Server side: SessionTicketsDisabled.
+    let (addr, served) = serve(
+        Config {
+            session_tickets_disabled: true,
+            ..server_cfg()
+        },
+        2,
+    );
+    let cache = ClientSessionCache::new(0);
+    let cfg = client_cfg(Some(&cache));
+    for _ in 0..2 {
+        assert!(!connect_once(addr, &cfg).unwrap().did_resume);
+        assert!(!wait(&served, "server").unwrap().did_resume);
+    }
+    // Client side: no cache (the default, as in Go), or tickets disabled.
+    let (addr, served) = serve(server_cfg(), 4);
+    for cfg in [
+        client_cfg(None),
+        Config {
+            session_tickets_disabled: true,
+            ..client_cfg(Some(&cache))
+        },
+    ] {
+        for _ in 0..2 {
+            assert!(!connect_once(addr, &cfg).unwrap().did_resume);
+            assert!(!wait(&served, "server").unwrap().did_resume);
+        }
+    }
+    assert!(
+        cache.is_empty(),
+        "a client with tickets disabled stores nothing"
+    );
+}
+
+#[test]
+fn cache_is_lru_keyed_by_name_and_port_or_address() {
+    if !enabled() {
+        return;
+    }
+    let (a, served_a) = serve(server_cfg(), 4);
+    let (b, served_b) = serve(server_cfg(), 1);
+    let cache = ClientSessionCache::new(1);
+    let cfg = client_cfg(Some(&cache));
+    assert!(!connect_once(a, &cfg).unwrap().did_resume);
+    // Another port is another key; capacity 1 evicts `a`'s session.
+    assert!(!connect_once(b, &cfg).unwrap().did_resume);
+    assert_eq!(cache.len(), 1);
+    assert!(!connect_once(a, &cfg).unwrap().did_resume, "evicted");
+    assert!(connect_once(a, &cfg).unwrap().did_resume, "cached again");
+    // No server name: keyed by address; `connect` to an IP infers the name "127.0.0.1",
+    // so use `verify_peer = false` and no name to get the address key.
+    let cache2 = ClientSessionCache::new(0);
+    let anon = Config {
+        verify_peer: false,
+        server_name: None,
+        client_session_cache: Some(cache2.clone()),
+        ..Config::default()
+    };
+    let (c, served_c) = serve(server_cfg(), 2);
+    assert!(!connect_once(c, &anon).unwrap().did_resume);
+    assert!(connect_once(c, &anon).unwrap().did_resume);
+    assert_eq!(format!("{cache2:?}"), "ClientSessionCache(1/64)");
+    for rx in [served_a, served_b, served_c] {
+        while let Ok(r) = rx.recv_timeout(Duration::from_millis(1)) {
+            r.unwrap();
+        }
+    }
+}
+
+fn mtls_server(mode: ClientAuthMode) -> Config {
+    Config {
+        client_auth: mode,
+        client_ca_file: Some(cert("ca.pem")),
+        ..server_cfg()
+    }
+}
+
+fn mtls_client(cache: Option<&ClientSessionCache>) -> Config {
+    Config {
+        cert_file: Some(cert("client.pem")),
+        key_file: Some(cert("client.key")),
+        ..client_cfg(cache)
+    }
+}
+
+#[test]
+fn peer_certificates_verified_chain_and_client_cert_both_sides() {
+    if !enabled() {
+        return;
+    }
+    for v in [TlsVersion::Tls13, TlsVersion::Tls12] {
+        let (addr, served) = serve(
+            with_version(mtls_server(ClientAuthMode::RequireAndVerifyClientCert), v),
+            2,
+        );
+        let cache = ClientSessionCache::new(0);
+        let cfg = mtls_client(Some(&cache));
+        let client = connect_once(addr, &cfg).unwrap();
+        let server = wait(&served, "server").unwrap();
+        // server.pem holds the leaf; the server sends it alone (no intermediates).
+        assert_eq!(client.peer_certificates.first(), Some(&der("server.pem")));
+        let chain = client.verified_chain.expect("the client verified");
+        assert_eq!(chain, vec![der("server.pem"), der("ca.pem")]);
+        assert_eq!(server.peer_certificates.first(), Some(&der("client.pem")));
+        let chain = server.verified_chain.expect("the server verified");
+        assert_eq!(chain, vec![der("client.pem"), der("ca.pem")]);
+        assert!(server.client_certificate_used);
+        assert!(client.client_certificate_used);
+        // Resumed: the client's identity is still there for the server's checks.
+        let client = connect_once(addr, &cfg).unwrap();
+        let server = wait(&served, "server").unwrap();
+        assert!(client.did_resume && server.did_resume, "{v:?}");
+        assert_eq!(
+            server.peer_certificates.first(),
+            Some(&der("client.pem")),
+            "{v:?}"
+        );
+        assert!(server.client_certificate_used);
+    }
+    // No client certificate: empty chain, not used; a client without one says so too.
+    let (addr, served) = serve(mtls_server(ClientAuthMode::VerifyClientCertIfGiven), 1);
+    let client = connect_once(addr, &client_cfg(None)).unwrap();
+    let server = wait(&served, "server").unwrap();
+    assert!(server.peer_certificates.is_empty() && server.verified_chain.is_none());
+    assert!(!server.client_certificate_used && !client.client_certificate_used);
+}
+
+#[test]
+fn verify_connection_rejects_with_the_reason_and_runs_on_resumption() {
+    if !enabled() {
+        return;
+    }
+    // Client side rejects: the reason reaches the caller's error.
+    let (addr, _served) = serve(server_cfg(), 1);
+    let cfg = Config {
+        verify_connection: Some(VerifyConnection::new(|st| {
+            Err(format!(
+                "spiffe id mismatch ({} certs)",
+                st.peer_certificates.len()
+            ))
+        })),
+        ..client_cfg(None)
+    };
+    let err = connect_once(addr, &cfg).unwrap_err();
+    assert!(
+        err.to_string().contains("spiffe id mismatch (1 certs)"),
+        "{err}"
+    );
+    assert!(matches!(err, reseau::Error::Tls(_)), "{err:?}");
+
+    // Server side rejects a client without a certificate; the client's I/O fails.
+    let (addr, served) = serve(
+        Config {
+            client_auth: ClientAuthMode::RequestClientCert,
+            verify_connection: Some(VerifyConnection::new(|st| {
+                if st.peer_certificates.is_empty() {
+                    Err("client certificate required by policy".into())
+                } else {
+                    Ok(())
+                }
+            })),
+            ..server_cfg()
+        },
+        2,
+    );
+    assert!(connect_once(addr, &client_cfg(None)).is_err());
+    let srv = wait(&served, "server").unwrap_err();
+    assert!(
+        srv.contains("client certificate required by policy"),
+        "{srv}"
+    );
+    // With a certificate the same server accepts.
+    connect_once(addr, &mtls_client(None)).unwrap();
+    wait(&served, "server").unwrap();
+
+    // The hook runs on every handshake, resumed ones included, with the peer chain.
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let (addr, served) = serve(server_cfg(), 2);
+    let cache = ClientSessionCache::new(0);
+    let cfg = Config {
+        verify_connection: Some(VerifyConnection::new(move |st| {
+            seen.lock()
+                .unwrap()
+                .push((st.did_resume, st.peer_certificates.len()));
+            Ok(())
+        })),
+        ..client_cfg(Some(&cache))
+    };
+    connect_once(addr, &cfg).unwrap();
+    connect_once(addr, &cfg).unwrap();
+    for _ in 0..2 {
+        wait(&served, "server").unwrap();
+    }
+    assert_eq!(*calls.lock().unwrap(), vec![(false, 1), (true, 1)]);
+}
+
+/// A handshaken client/server pair over loopback.
+fn pair(server: Config, client: Config) -> (Conn, Conn) {
+    let ln: Listener = tls::listen(tcp::loopback_addr(0), server).unwrap();
+    ln.set_deadline(soon()).unwrap();
+    let addr = ln.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let c = ln.accept().unwrap();
+        c.set_deadline(soon()).unwrap();
+        let _ = tx.send(c.handshake().map(|()| c));
+    });
+    let c = tls::client(tcp::connect(addr).unwrap(), &client).unwrap();
+    c.set_deadline(soon()).unwrap();
+    c.handshake().unwrap();
+    let s = wait(&rx, "server handshake").unwrap();
+    (c, s)
+}
+
+#[test]
+fn exported_keying_material_matches_on_both_sides() {
+    if !enabled() {
+        return;
+    }
+    for v in [TlsVersion::Tls13, TlsVersion::Tls12] {
+        let (c, s) = pair(
+            with_version(server_cfg(), v),
+            with_version(client_cfg(None), v),
+        );
+        let ek = |conn: &Conn, label: &str, ctx: Option<&[u8]>| {
+            conn.export_keying_material(label, ctx, 48).unwrap()
+        };
+        let a = ek(&c, "EXPORTER-test", Some(b"ctx"));
+        assert_eq!(a.len(), 48);
+        assert_eq!(a, ek(&s, "EXPORTER-test", Some(b"ctx")), "{v:?}");
+        assert_eq!(ek(&c, "EXPORTER-test", None), ek(&s, "EXPORTER-test", None));
+        assert_ne!(a, ek(&c, "EXPORTER-other", Some(b"ctx")));
+        assert_ne!(a, ek(&c, "EXPORTER-test", Some(b"other")));
+        // Another session, other keys.
+        let (c2, _s2) = pair(
+            with_version(server_cfg(), v),
+            with_version(client_cfg(None), v),
+        );
+        assert_ne!(a, ek(&c2, "EXPORTER-test", Some(b"ctx")));
+    }
+    // Before the handshake: an error, and the handshake is not forced.
+    let ln = tls::listen(tcp::loopback_addr(0), server_cfg()).unwrap();
+    let lazy = tls::client(
+        tcp::connect(ln.local_addr().unwrap()).unwrap(),
+        &client_cfg(None),
+    )
+    .unwrap();
+    let err = lazy.export_keying_material("x", None, 8).unwrap_err();
+    assert!(err.to_string().contains("before the handshake"), "{err}");
+    assert!(!lazy.is_handshake_complete());
+}
+
+#[test]
+fn key_update_requires_tls13() {
+    if !enabled() {
+        return;
+    }
+    let (c, _s) = pair(
+        with_version(server_cfg(), TlsVersion::Tls12),
+        with_version(client_cfg(None), TlsVersion::Tls12),
+    );
+    let err = c.key_update(true).unwrap_err();
+    assert!(err.to_string().contains("requires TLS 1.3"), "{err}");
+    // The conn is still usable.
+    let (c, s) = pair(server_cfg(), client_cfg(None));
+    c.key_update(false).unwrap();
+    c.write(b"after").unwrap();
+    let mut b = [0u8; 5];
+    s.read_full(&mut b).unwrap();
+    assert_eq!(&b, b"after");
+}
+
+/// The byte at stream offset `i` of the pattern a writer sends.
+fn pattern(seed: u8, i: u64) -> u8 {
+    (i.wrapping_mul(31) as u8) ^ seed
+}
+
+/// Writes `total` pattern bytes in `chunk`s.
+fn pump(conn: Arc<Conn>, seed: u8, total: u64, chunk: usize) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut at = 0u64;
+        let mut buf = vec![0u8; chunk];
+        while at < total {
+            let n = chunk.min((total - at) as usize);
+            for (k, b) in buf[..n].iter_mut().enumerate() {
+                *b = pattern(seed, at + k as u64);
+            }
+            assert_eq!(conn.write(&buf[..n]).unwrap(), n);
+            at += n as u64;
+        }
+    })
+}
+
+/// Reads and checks `total` pattern bytes.
+fn drain(conn: Arc<Conn>, seed: u8, total: u64) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut at = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        while at < total {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "early EOF at {at}");
+            for (k, b) in buf[..n].iter().enumerate() {
+                assert_eq!(*b, pattern(seed, at + k as u64), "byte {}", at + k as u64);
+            }
+            at += n as u64;
+        }
+    })
+}
+
+#[test]
+fn key_updates_while_a_reader_and_a_writer_run_on_each_side() {
+    if !enabled() {
+        return;
+    }
+    let (c, s) = pair(server_cfg(), client_cfg(None));
+    let (c, s) = (Arc::new(c), Arc::new(s));
+    const TOTAL: u64 = 8 << 20;
+    let threads = [
+        pump(c.clone(), 1, TOTAL, 16 * 1024 + 7),
+        drain(s.clone(), 1, TOTAL),
+        pump(s.clone(), 2, TOTAL, 5000),
+        drain(c.clone(), 2, TOTAL),
+    ];
+    let done = Arc::new(AtomicBool::new(false));
+    let updates = Arc::new(AtomicUsize::new(0));
+    let updaters: Vec<_> = [c.clone(), s.clone()]
+        .into_iter()
+        .map(|conn| {
+            let (done, updates) = (done.clone(), updates.clone());
+            thread::spawn(move || {
+                let mut i = 0;
+                while !done.load(Ordering::Acquire) {
+                    conn.key_update(i % 2 == 0).unwrap();
+                    updates.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                    thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    done.store(true, Ordering::Release);
+    for u in updaters {
+        u.join().unwrap();
+    }
+    assert!(
+        updates.load(Ordering::Relaxed) >= 2,
+        "updates ran meanwhile"
+    );
+    // Both directions still work, and both sides still agree on exported keys.
+    c.write(b"end").unwrap();
+    let mut b = [0u8; 3];
+    s.read_full(&mut b).unwrap();
+    s.write(&b).unwrap();
+    c.read_full(&mut b).unwrap();
+    assert_eq!(&b, b"end");
+    assert_eq!(
+        c.export_keying_material("EXPORTER-x", None, 16).unwrap(),
+        s.export_keying_material("EXPORTER-x", None, 16).unwrap()
+    );
+}
+
+/// A peer that does not read for a while makes the writer park with a record half
+/// sent; a key update it asks for meanwhile must not break the stream (OpenSSL fails
+/// a write that interleaves with a pending partial record: "bad write retry").
+#[test]
+fn requested_key_update_while_our_writer_is_parked_mid_record() {
+    if !enabled() {
+        return;
+    }
+    let (c, s) = pair(server_cfg(), client_cfg(None));
+    let (c, s) = (Arc::new(c), Arc::new(s));
+    const TOTAL: u64 = 16 << 20;
+    // The client writes far more than the socket buffers hold; the server does not read yet.
+    let writer = pump(c.clone(), 3, TOTAL, 64 * 1024);
+    // The client's reader is busy waiting for the server's data.
+    let reader = drain(c.clone(), 4, 6);
+    thread::sleep(Duration::from_millis(200)); // let the writer fill the buffers and park
+    // The server asks the client to update its keys, then sends data: the client's
+    // reader processes the request while the client's writer is parked.
+    s.key_update(true).unwrap();
+    let mut hello = [0u8; 6];
+    for (k, b) in hello.iter_mut().enumerate() {
+        *b = pattern(4, k as u64);
+    }
+    s.write(&hello).unwrap();
+    reader.join().unwrap();
+    // Now the server drains everything: intact.
+    drain(s.clone(), 3, TOTAL).join().unwrap();
+    writer.join().unwrap();
+}
+
+#[test]
+fn write_vectored_packs_small_slices_into_one_record() {
+    if !enabled() {
+        return;
+    }
+    // Count the records on the wire: the server handshakes, then reads raw TCP.
+    let records = |vectored: bool| -> usize {
+        let ln = tls::listen(tcp::loopback_addr(0), server_cfg()).unwrap();
+        ln.set_deadline(soon()).unwrap();
+        let addr = ln.local_addr().unwrap();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let s = ln.accept().unwrap();
+            s.set_deadline(soon()).unwrap();
+            s.handshake().unwrap();
+            ready_tx.send(()).unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.net_conn().read(&mut buf).unwrap() {
+                    0 => break,
+                    n => raw.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = tx.send(raw);
+        });
+        let c = tls::client(tcp::connect(addr).unwrap(), &client_cfg(None)).unwrap();
+        c.set_deadline(soon()).unwrap();
+        c.handshake().unwrap();
+        wait(&ready_rx, "server handshake");
+        let slices: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; 64]).collect();
+        if vectored {
+            let io: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
+            assert_eq!(c.write_vectored(&io).unwrap(), 512);
+        } else {
+            for s in &slices {
+                c.write(s).unwrap();
+            }
+        }
+        // close_notify, then a TCP FIN (a close with the server's tickets unread would
+        // be a reset).
+        c.close_write().unwrap();
+        c.net_conn().close_write().unwrap();
+        let raw = wait(&rx, "raw bytes");
+        // TLS record headers: type, version, 2-byte length.
+        let (mut n, mut at) = (0, 0);
+        while at + 5 <= raw.len() {
+            n += 1;
+            at += 5 + usize::from(u16::from_be_bytes([raw[at + 3], raw[at + 4]]));
+        }
+        assert_eq!(at, raw.len(), "whole records");
+        n
+    };
+    // Data records plus close_notify's; a TLS 1.3 client may send nothing else now.
+    assert_eq!(records(false), 8 + 1);
+    assert_eq!(records(true), 1 + 1);
+}
+
+#[test]
+fn write_vectored_round_trips_mixed_slices() {
+    if !enabled() {
+        return;
+    }
+    let (c, s) = pair(server_cfg(), client_cfg(None));
+    let sizes = [1usize, 64, 0, 16 * 1024, 3, 40_000, 16 * 1024 - 1, 2, 100];
+    let slices: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (0..n).map(|k| (k * 7 + i) as u8).collect())
+        .collect();
+    let want: Vec<u8> = slices.concat();
+    let total = want.len();
+    let reader = thread::spawn(move || {
+        let mut got = vec![0u8; total];
+        assert_eq!(s.read_full(&mut got).unwrap(), total);
+        got
+    });
+    let io: Vec<IoSlice<'_>> = slices.iter().map(|s| IoSlice::new(s)).collect();
+    assert_eq!(c.write_vectored(&io).unwrap(), total);
+    // Through `std::io::Write` too.
+    assert_eq!(reader.join().unwrap(), want);
+    let mut w = &c;
+    assert_eq!(
+        std::io::Write::write_vectored(&mut w, &[IoSlice::new(b"ab")]).unwrap(),
+        2
+    );
+}
