@@ -65,6 +65,8 @@ pub(crate) struct ConnState {
     pub(crate) frame: usize,
     pub(crate) held: Vec<u8>,
     pub(crate) queued_again: bool,
+    /// Unmuted: the loop must look at held bytes and the socket again.
+    pub(crate) kick: bool,
     // -- timers
     pub(crate) timer: Option<(u64, Instant)>,
     pub(crate) timer_ids: u64,
@@ -109,6 +111,7 @@ impl ConnState {
             frame: 0,
             held: Vec::new(),
             queued_again: false,
+            kick: false,
             timer: None,
             timer_ids: 0,
             timer_push: false,
@@ -173,6 +176,7 @@ impl ConnState {
                 skip = 0;
             }
         }
+        self.update_throttle();
         total
     }
 
@@ -254,6 +258,7 @@ impl ConnState {
             self.out_head = 0;
         }
         self.complete_tokens();
+        self.update_throttle();
     }
 
     /// Marks the tokens whose last byte reached the kernel as done.

@@ -194,7 +194,7 @@ impl Conn<'_> {
     pub fn unmute(&mut self) {
         if self.st.muted {
             self.st.muted = false;
-            self.st.yield_now = true;
+            self.st.kick = true;
         }
     }
 

@@ -507,6 +507,7 @@ impl Loop {
             slots,
             timers,
             poll,
+            again,
             ..
         } = self;
         let Some(slot) = slots
@@ -517,6 +518,15 @@ impl Loop {
         };
         let st = &mut slot.st;
         let (slot_no, epoch) = (st.slot, st.epoch);
+        if st.kick {
+            // Held bytes wait for delivery and the socket's edge may be spent: look
+            // again on the next turn.
+            st.kick = false;
+            if !st.muted && !st.queued_again {
+                st.queued_again = true;
+                again.push((slot_no, epoch));
+            }
+        }
         if st.close_req == CloseReq::Graceful {
             if st.muted && !st.read_eof {
                 // Muted data cannot be delivered any more: as lori, a hard close.
