@@ -179,6 +179,11 @@ fn serve_facade(o: &Opts) -> ! {
 struct EventEcho;
 
 impl reseau::event::Handler for EventEcho {
+    fn connected(&mut self, conn: &mut reseau::event::Conn<'_>) {
+        // Room for a bulk stream's worth in flight before reading pauses: fewer
+        // mute/unmute round trips through epoll.
+        let _ = conn.set_watermarks(1 << 20, 256 << 10);
+    }
     fn received(&mut self, conn: &mut reseau::event::Conn<'_>, data: &[u8]) {
         let _ = conn.send(data);
     }

@@ -653,7 +653,10 @@ fn full_send_buffer_throttles_then_unthrottles_and_delivers_everything() {
         }
     }
     let (_, mid) = wait_for(&rx, "unthrottled", |e| *e == Ev::Unthrottled);
-    assert!(total >= 128 * 1024 && total % CHUNK == 0, "{total}");
+    assert!(
+        total >= 128 * 1024 && total.is_multiple_of(CHUNK),
+        "{total}"
+    );
     let sent = mid.iter().filter(|e| matches!(e, Ev::Sent(_))).count();
     assert!(sent <= total / CHUNK);
 }

@@ -136,9 +136,7 @@ impl ConnState {
 
     /// Interest the loop should hold for this connection right now.
     pub(crate) fn wanted_interest(&self) -> Option<Interest> {
-        if self.stream.is_none() {
-            return None;
-        }
+        self.stream.as_ref()?;
         let read = !self.muted && !self.read_eof;
         let write = self.queued() > 0;
         match (read, write) {
