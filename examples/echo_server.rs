@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! echo_server [--addr HOST:PORT] [--tls --cert CERT.pem --key KEY.pem] [--unix PATH]
-//!             [--facade] [--buf BYTES]
+//!             [--facade] [--buf BYTES] [--event [--threads N]]
 //! ```
+//! `--event` serves through the event layer (`reseau::event`): N loop threads
+//! (default one per core) instead of a thread per connection.
 //! `--facade` serves through the Julia-style `sockets::TcpSocket` instead of
 //! `tcp::Conn`/`tls::Conn`, to measure what the facade costs.
 //! Prints exactly `listening on IP:PORT` (or `listening on PATH`) as its first stdout
@@ -22,11 +24,13 @@ struct Opts {
     cert: Option<String>,
     key: Option<String>,
     buf: usize,
+    event: bool,
+    threads: Option<usize>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: echo_server [--addr HOST:PORT] [--tls --cert CERT --key KEY] [--unix PATH] [--buf BYTES]"
+        "usage: echo_server [--addr HOST:PORT] [--tls --cert CERT --key KEY] [--unix PATH] [--buf BYTES] [--event [--threads N]]"
     );
     exit(2)
 }
@@ -40,6 +44,8 @@ fn parse() -> Opts {
         cert: None,
         key: None,
         buf: 64 * 1024,
+        event: false,
+        threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -52,6 +58,8 @@ fn parse() -> Opts {
             "--cert" => o.cert = Some(val()),
             "--key" => o.key = Some(val()),
             "--buf" => o.buf = val().parse().unwrap_or_else(|_| usage()),
+            "--event" => o.event = true,
+            "--threads" => o.threads = Some(val().parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
     }
@@ -166,6 +174,54 @@ fn serve_facade(o: &Opts) -> ! {
     serve(|| server.accept(), echo)
 }
 
+/// The echo protocol as event handler: what arrives goes back; a peer that does not
+/// read pauses our reading (back-pressure) instead of growing the queue.
+struct EventEcho;
+
+impl reseau::event::Handler for EventEcho {
+    fn connected(&mut self, conn: &mut reseau::event::Conn<'_>) {
+        // Room for a bulk stream's worth in flight before reading pauses: fewer
+        // mute/unmute round trips through epoll.
+        let _ = conn.set_watermarks(1 << 20, 256 << 10);
+    }
+    fn received(&mut self, conn: &mut reseau::event::Conn<'_>, data: &[u8]) {
+        let _ = conn.send(data);
+    }
+    fn throttled(&mut self, conn: &mut reseau::event::Conn<'_>) {
+        conn.mute();
+    }
+    fn unthrottled(&mut self, conn: &mut reseau::event::Conn<'_>) {
+        conn.unmute();
+    }
+}
+
+fn serve_event(o: &Opts) -> ! {
+    use reseau::event::{Runtime, ServerOptions};
+    if o.tls {
+        eprintln!("echo_server: --event --tls is not supported yet");
+        exit(2);
+    }
+    let addr: std::net::SocketAddr = o.addr.parse().unwrap_or_else(|_| usage());
+    let mut b = Runtime::builder();
+    if let Some(n) = o.threads {
+        b = b.threads(n);
+    }
+    let rt = b.build().unwrap_or_else(|e| {
+        eprintln!("echo_server: event runtime: {e}");
+        exit(1)
+    });
+    let server = rt
+        .listen(addr, ServerOptions::default(), |_| EventEcho)
+        .unwrap_or_else(|e| {
+            eprintln!("echo_server: listen {}: {e}", o.addr);
+            exit(1)
+        });
+    announce(server.local_addr());
+    loop {
+        thread::park();
+    }
+}
+
 fn main() {
     let o = parse();
     let bufsize = o.buf;
@@ -179,6 +235,9 @@ fn main() {
     }
     if o.facade {
         serve_facade(&o);
+    }
+    if o.event {
+        serve_event(&o);
     }
     let fail = |e: reseau::Error| -> ! {
         eprintln!("echo_server: listen {}: {e}", o.addr);

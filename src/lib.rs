@@ -26,6 +26,8 @@
 //! (waiting, deadlines, descriptor lifetime), [`tcp`] and [`unix`] (streams and
 //! listeners), [`resolve`] (host:port parsing, resolvers, the RFC 8305 [`Dialer`](resolve::Dialer)),
 //! [`tls`] (OpenSSL with Go's semantics) and [`sockets`] (the Julia `Sockets` facade).
+//! [`event`] serves many connections on a few `mio` loop threads through lifecycle
+//! callbacks (lori's `TCPConnection`).
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -37,6 +39,7 @@ mod poll;
 mod sys;
 mod util;
 
+pub mod event;
 pub mod resolve;
 pub mod sockets;
 pub mod tcp;

@@ -34,7 +34,7 @@ mod dial;
 mod hostport;
 pub(crate) use hostport::split;
 mod policy;
-mod pool;
+pub(crate) mod pool;
 mod resolver;
 
 pub use cache::{CacheStats, CachingResolver};

@@ -1,0 +1,165 @@
+//! Client connects on a loop: resolution off the loop, then RFC 8305 Happy Eyeballs
+//! with non-blocking connects.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::ConnectOptions;
+use super::reactor::{Cmd, Shared};
+use crate::Error;
+use crate::resolve::Resolver;
+use crate::resolve::pool::{self, Cancel, Task};
+
+/// Most connect attempts in flight at once (token space: 4 bits per slot).
+pub(crate) const MAX_ATTEMPTS: usize = 15;
+
+/// A client's dial in progress.
+#[derive(Debug)]
+pub(crate) struct Dialing {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) opts: ConnectOptions,
+    /// Addresses not tried yet, in attempt order.
+    pub(crate) pending: VecDeque<SocketAddr>,
+    /// In-flight attempts by sub-token (index + 1).
+    pub(crate) attempts: [Option<(TcpStream, SocketAddr)>; MAX_ATTEMPTS],
+    pub(crate) errors: Vec<Error>,
+    /// Bumped whenever the stagger timer is superseded.
+    pub(crate) seq: u64,
+    pub(crate) resolved: bool,
+}
+
+impl Dialing {
+    pub(crate) fn new(host: String, port: u16, opts: ConnectOptions) -> Dialing {
+        Dialing {
+            host,
+            port,
+            opts,
+            pending: VecDeque::new(),
+            attempts: Default::default(),
+            errors: Vec::new(),
+            seq: 0,
+            resolved: false,
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.attempts.iter().filter(|a| a.is_some()).count()
+    }
+
+    /// Orders the resolver's answer for attempts (policy, then family interleave).
+    pub(crate) fn set_addrs(&mut self, ips: Vec<IpAddr>) -> crate::Result<()> {
+        let ips = self.opts.policy.apply(&self.host, ips)?;
+        let ips = crate::resolve::interleave(&ips);
+        self.pending = ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, self.port))
+            .collect();
+        self.resolved = true;
+        Ok(())
+    }
+
+    /// The error a failed dial reports: the first attempt's, wrapped with every attempt.
+    pub(crate) fn failure(&mut self, timeout: bool) -> Error {
+        let addr = crate::resolve::join_host_port(&self.host, self.port);
+        let local = self.opts.local_addr;
+        let errors = std::mem::take(&mut self.errors);
+        let first = if timeout {
+            Error::DialTimeout("i/o timeout".to_string())
+        } else if let Some(e) = errors.first() {
+            e.duplicate()
+        } else {
+            Error::Lookup {
+                msg: "no suitable address".to_string(),
+                name: self.host.clone(),
+            }
+        };
+        match crate::resolve::wrap("dial", "tcp", local, &addr, first) {
+            Error::Op(op) => Error::Op(Box::new(op.with_attempts(errors))),
+            e => e,
+        }
+    }
+}
+
+/// Starts one non-blocking connect.
+pub(crate) fn start_connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TcpStream> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    if let Some(local) = local {
+        if local.is_ipv4() != addr.is_ipv4() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "local and remote address families differ",
+            ));
+        }
+        sock.bind(&local.into())?;
+    }
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(sock.into()))
+}
+
+/// Whether an attempt the loop saw as ready has connected: `Ok(true)` connected,
+/// `Ok(false)` still in progress (a spurious event).
+pub(crate) fn check_connected(s: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = s.take_error()? {
+        return Err(e);
+    }
+    match s.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A lookup on the crate's resolver pool; its answer goes back to the loop as a command.
+pub(crate) struct Lookup {
+    pub(crate) resolver: Arc<dyn Resolver>,
+    pub(crate) host: String,
+    pub(crate) due: Option<Instant>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) slot: u32,
+    pub(crate) epoch: u32,
+}
+
+impl Lookup {
+    fn reply(self, result: crate::Result<Vec<IpAddr>>) {
+        self.shared.push(Cmd::Resolved {
+            slot: self.slot,
+            epoch: self.epoch,
+            result,
+        });
+    }
+}
+
+impl Task for Lookup {
+    fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    fn run(self: Box<Self>) {
+        let r = self.resolver.lookup(&self.host);
+        self.reply(r);
+    }
+
+    fn cancel(self: Box<Self>, why: Cancel) {
+        let err = match why {
+            Cancel::Expired => Error::DialTimeout("i/o timeout".to_string()),
+            Cancel::Full => pool::queue_full(&self.host),
+        };
+        self.reply(Err(err));
+    }
+}

@@ -1,0 +1,917 @@
+//! The event layer (`reseau::event`) on loopback: lifecycle invariants, the controls
+//! (send/tokens, back-pressure, mute, timers, idle timeout, close vs hard close, the
+//! cross-thread handle), the server's connection limit, Happy Eyeballs and faults
+//! (panicking handler, peer RST). Ports of lori's connection, listener, back-pressure,
+//! mute and timer cases where they apply.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reseau::event::{
+    Conn, ConnectOptions, Handle, Handler, Runtime, SendToken, ServerOptions, TimerToken,
+};
+use reseau::resolve::StaticResolver;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ev {
+    Connected(Option<SocketAddr>),
+    Failed(String, bool),
+    Received(Vec<u8>),
+    Sent(u64),
+    Throttled,
+    Unthrottled,
+    Timer(TimerToken),
+    Idle,
+    Closed,
+    /// A callback ran after `closed` (an invariant violation).
+    AfterClose(&'static str),
+    Handle(H),
+}
+
+/// A handle inside an event (handles do not compare).
+#[derive(Debug, Clone)]
+struct H(Handle);
+
+impl PartialEq for H {
+    fn eq(&self, _: &H) -> bool {
+        false
+    }
+}
+
+type Hook<A> = Box<dyn FnMut(&mut Conn<'_>, A) + Send>;
+
+/// A handler that reports every callback on a channel and runs optional hooks.
+struct Probe {
+    tx: Sender<Ev>,
+    closed: bool,
+    echo: bool,
+    on_connected: Option<Hook<()>>,
+    on_received: Option<Hook<&'static [u8]>>,
+    on_timer: Option<Hook<TimerToken>>,
+    on_idle: Option<Hook<()>>,
+}
+
+impl Probe {
+    fn new(tx: Sender<Ev>) -> Probe {
+        Probe {
+            tx,
+            closed: false,
+            echo: false,
+            on_connected: None,
+            on_received: None,
+            on_timer: None,
+            on_idle: None,
+        }
+    }
+    fn echo(mut self) -> Probe {
+        self.echo = true;
+        self
+    }
+    fn check(&self, what: &'static str) {
+        if self.closed {
+            let _ = self.tx.send(Ev::AfterClose(what));
+        }
+    }
+}
+
+impl Handler for Probe {
+    fn connected(&mut self, conn: &mut Conn<'_>) {
+        self.check("connected");
+        let _ = self.tx.send(Ev::Connected(conn.remote_addr()));
+        let _ = self.tx.send(Ev::Handle(H(conn.handle())));
+        if let Some(h) = self.on_connected.as_mut() {
+            h(conn, ());
+        }
+    }
+    fn connect_failed(&mut self, err: reseau::Error) {
+        self.check("connect_failed");
+        let _ = self.tx.send(Ev::Failed(err.to_string(), err.is_timeout()));
+    }
+    fn received(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+        self.check("received");
+        let _ = self.tx.send(Ev::Received(data.to_vec()));
+        if self.echo {
+            let _ = conn.send(data);
+        }
+        if let Some(h) = self.on_received.as_mut() {
+            // The hook only looks at the bytes during the call.
+            let d: &'static [u8] = leak_copy(data);
+            h(conn, d);
+        }
+    }
+    fn sent(&mut self, _conn: &mut Conn<'_>, token: SendToken) {
+        self.check("sent");
+        let _ = self.tx.send(Ev::Sent(token.id()));
+    }
+    fn throttled(&mut self, _conn: &mut Conn<'_>) {
+        self.check("throttled");
+        let _ = self.tx.send(Ev::Throttled);
+    }
+    fn unthrottled(&mut self, _conn: &mut Conn<'_>) {
+        self.check("unthrottled");
+        let _ = self.tx.send(Ev::Unthrottled);
+    }
+    fn timer(&mut self, conn: &mut Conn<'_>, token: TimerToken) {
+        self.check("timer");
+        let _ = self.tx.send(Ev::Timer(token));
+        if let Some(h) = self.on_timer.as_mut() {
+            h(conn, token);
+        }
+    }
+    fn idle_timeout(&mut self, conn: &mut Conn<'_>) {
+        self.check("idle");
+        let _ = self.tx.send(Ev::Idle);
+        if let Some(h) = self.on_idle.as_mut() {
+            h(conn, ());
+        }
+    }
+    fn closed(&mut self) {
+        self.check("closed");
+        self.closed = true;
+        let _ = self.tx.send(Ev::Closed);
+    }
+}
+
+/// Hooks get the received bytes as a leaked copy (tests only, small data).
+fn leak_copy(data: &[u8]) -> &'static [u8] {
+    Box::leak(data.to_vec().into_boxed_slice())
+}
+
+fn rt(threads: usize) -> Runtime {
+    Runtime::builder()
+        .threads(threads)
+        .build()
+        .expect("runtime")
+}
+
+/// Waits for the first event matching `pred`, returning the events seen before it.
+fn wait_for(rx: &Receiver<Ev>, what: &str, pred: impl Fn(&Ev) -> bool) -> (Ev, Vec<Ev>) {
+    let end = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ev) if pred(&ev) => return (ev, seen),
+            Ok(ev) => seen.push(ev),
+            Err(_) => panic!("timed out waiting for {what}; saw {seen:?}"),
+        }
+    }
+}
+
+fn handle_of(rx: &Receiver<Ev>) -> Handle {
+    match wait_for(rx, "handle", |e| matches!(e, Ev::Handle(_))).0 {
+        Ev::Handle(h) => h.0,
+        _ => unreachable!(),
+    }
+}
+
+/// Asserts nothing matching `pred` arrives within `d` (returns what did arrive).
+fn none_within(rx: &Receiver<Ev>, d: Duration, pred: impl Fn(&Ev) -> bool) -> Vec<Ev> {
+    let end = Instant::now() + d;
+    let mut seen = Vec::new();
+    while let Ok(ev) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        assert!(!pred(&ev), "unexpected {ev:?} (before it: {seen:?})");
+        seen.push(ev);
+    }
+    seen
+}
+
+fn client(addr: SocketAddr) -> TcpStream {
+    let c = TcpStream::connect(addr).expect("connect");
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c
+}
+
+fn roundtrip(c: &mut TcpStream, msg: &[u8]) {
+    c.write_all(msg).unwrap();
+    let mut got = vec![0u8; msg.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(got, msg);
+}
+
+fn server(rt: &Runtime, opts: ServerOptions) -> (reseau::event::Server, Receiver<Ev>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let s = rt
+        .listen("127.0.0.1:0".parse().unwrap(), opts, move |_| {
+            Probe::new(tx.lock().unwrap().clone()).echo()
+        })
+        .expect("listen");
+    (s, rx)
+}
+
+// ---------------------------------------------------------------------------------------
+// server basics
+
+#[test]
+fn echo_many_clients_across_loops() {
+    let rt = rt(2);
+    let (srv, _rx) = server(&rt, ServerOptions::default());
+    let mut clients: Vec<TcpStream> = (0..40).map(|_| client(srv.local_addr())).collect();
+    for round in 0..5u8 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            roundtrip(c, &[round, i as u8, 1, 2, 3]);
+        }
+    }
+    assert_eq!(srv.connections(), 40);
+}
+
+#[test]
+fn listener_reports_assigned_port_and_close_stops_accepting() {
+    let rt = rt(1);
+    let (srv, rx) = server(&rt, ServerOptions::default());
+    assert_ne!(srv.local_addr().port(), 0);
+    let mut c = client(srv.local_addr());
+    roundtrip(&mut c, b"x");
+    srv.close();
+    // Closing is asynchronous: wait until the port refuses.
+    let end = Instant::now() + WAIT;
+    loop {
+        match TcpStream::connect(srv.local_addr()) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+            _ if Instant::now() > end => panic!("listener still accepting"),
+            _ => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    // The open connection goes on.
+    roundtrip(&mut c, b"still here");
+    drop(rx);
+}
+
+#[test]
+fn closed_exactly_once_when_peer_closes_and_nothing_after() {
+    let rt = rt(1);
+    let (srv, rx) = server(&rt, ServerOptions::default());
+    let mut c = client(srv.local_addr());
+    roundtrip(&mut c, b"hi");
+    drop(c);
+    wait_for(&rx, "closed", |e| *e == Ev::Closed);
+    none_within(&rx, Duration::from_millis(200), |e| {
+        matches!(e, Ev::Closed | Ev::AfterClose(_))
+    });
+    let end = Instant::now() + WAIT;
+    while srv.connections() != 0 {
+        assert!(Instant::now() < end, "connection count not released");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn peer_reset_closes_once() {
+    let rt = rt(1);
+    let (srv, rx) = server(&rt, ServerOptions::default());
+    let mut c = client(srv.local_addr());
+    roundtrip(&mut c, b"hi");
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+    wait_for(&rx, "closed after RST", |e| *e == Ev::Closed);
+    none_within(&rx, Duration::from_millis(200), |e| {
+        matches!(e, Ev::Closed | Ev::AfterClose(_))
+    });
+}
+
+#[test]
+fn connection_limit_pauses_accepting_without_dropping() {
+    let rt = rt(2);
+    let (srv, rx) = server(&rt, ServerOptions { max_connections: 2 });
+    let mut a = client(srv.local_addr());
+    let mut b = client(srv.local_addr());
+    roundtrip(&mut a, b"a");
+    roundtrip(&mut b, b"b");
+    // The third completes the TCP handshake in the kernel but is not accepted yet.
+    let mut c = client(srv.local_addr());
+    c.write_all(b"c").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut one = [0u8; 1];
+    let e = c
+        .read(&mut one)
+        .expect_err("third connection served beyond the limit");
+    assert!(matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut
+    ));
+    assert_eq!(srv.connections(), 2);
+    drop(a);
+    // Closing one resumes accepting; the queued connection was kept, with its byte.
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.read_exact(&mut one).unwrap();
+    assert_eq!(&one, b"c");
+    roundtrip(&mut b, b"b2");
+    drop(rx);
+}
+
+#[test]
+fn panicking_handler_closes_only_its_connection() {
+    let rt = rt(1);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let srv = rt
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerOptions::default(),
+            move |_| {
+                let mut p = Probe::new(tx.lock().unwrap().clone()).echo();
+                p.on_received = Some(Box::new(|_c, d| {
+                    if d == b"boom" {
+                        panic!("handler panic (expected by the test)");
+                    }
+                }));
+                p
+            },
+        )
+        .unwrap();
+    let mut good = client(srv.local_addr());
+    let mut bad = client(srv.local_addr());
+    roundtrip(&mut good, b"ok");
+    bad.write_all(b"boom").unwrap();
+    // The echo went out before the panic; then the connection is reset.
+    let mut buf = [0u8; 64];
+    let mut total = 0;
+    loop {
+        match bad.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("panicked connection not closed: {e}"),
+        }
+    }
+    assert!(total <= 4);
+    wait_for(&rx, "closed of the panicking conn", |e| *e == Ev::Closed);
+    // The other connection on the same loop is untouched.
+    roundtrip(&mut good, b"still fine");
+    assert_eq!(srv.connections(), 1);
+}
+
+#[test]
+fn runtime_drop_closes_connections() {
+    let rt = rt(2);
+    let (srv, rx) = server(&rt, ServerOptions::default());
+    let mut c = client(srv.local_addr());
+    roundtrip(&mut c, b"x");
+    drop(rt);
+    wait_for(&rx, "closed at shutdown", |e| *e == Ev::Closed);
+    let mut buf = [0u8; 1];
+    let r = c.read(&mut buf);
+    assert!(matches!(r, Ok(0)) || r.is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// clients
+
+fn client_probe(
+    rt: &Runtime,
+    host: &str,
+    port: u16,
+    opts: ConnectOptions,
+    f: impl FnOnce(&mut Probe),
+) -> Receiver<Ev> {
+    let (tx, rx) = mpsc::channel();
+    let mut p = Probe::new(tx);
+    f(&mut p);
+    rt.connect(host, port, opts, p).expect("connect");
+    rx
+}
+
+#[test]
+fn client_connects_sends_and_gets_closed_once() {
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ln.local_addr().unwrap().port();
+    let rt = rt(1);
+    let rx = client_probe(&rt, "127.0.0.1", port, ConnectOptions::default(), |p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.send(b"ping").unwrap();
+        }));
+    });
+    let (mut peer, _) = ln.accept().unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 4];
+    peer.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    peer.write_all(b"pong").unwrap();
+    wait_for(&rx, "pong", |e| *e == Ev::Received(b"pong".to_vec()));
+    drop(peer);
+    let (_, before) = wait_for(&rx, "closed", |e| *e == Ev::Closed);
+    assert!(!before.iter().any(|e| matches!(e, Ev::Failed(..))));
+    none_within(&rx, Duration::from_millis(200), |e| {
+        matches!(e, Ev::Closed | Ev::Connected(_) | Ev::AfterClose(_))
+    });
+}
+
+#[test]
+fn client_refused_gets_connect_failed_once_and_nothing_else() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let rt = rt(1);
+    let rx = client_probe(&rt, "127.0.0.1", port, ConnectOptions::default(), |_| {});
+    let (ev, before) = wait_for(&rx, "connect_failed", |e| matches!(e, Ev::Failed(..)));
+    assert!(before.is_empty(), "{before:?}");
+    let Ev::Failed(msg, timeout) = ev else {
+        unreachable!()
+    };
+    assert!(!timeout);
+    assert!(msg.contains("refused"), "{msg}");
+    assert!(msg.starts_with("dial tcp"), "{msg}");
+    none_within(&rx, Duration::from_millis(200), |_| true);
+}
+
+#[test]
+fn unknown_host_fails_through_the_resolver() {
+    let rt = rt(1);
+    let opts = ConnectOptions {
+        resolver: Arc::new(StaticResolver::new()),
+        ..ConnectOptions::default()
+    };
+    let rx = client_probe(&rt, "nowhere.test", 80, opts, |_| {});
+    let (ev, _) = wait_for(&rx, "connect_failed", |e| matches!(e, Ev::Failed(..)));
+    let Ev::Failed(msg, _) = ev else {
+        unreachable!()
+    };
+    assert!(msg.contains("no such host"), "{msg}");
+}
+
+/// A loopback address whose SYNs go unanswered: a listener with a full backlog.
+fn blackhole() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(c) => fillers.push(c),
+            Err(_) => return (s, fillers, addr),
+        }
+    }
+    panic!("could not fill the backlog of {addr}");
+}
+
+#[test]
+fn connection_timeout_fires_on_a_silent_address() {
+    let (_hole, _fill, addr) = blackhole();
+    let rt = rt(1);
+    let opts = ConnectOptions {
+        connection_timeout: Some(Duration::from_millis(300)),
+        ..ConnectOptions::default()
+    };
+    let start = Instant::now();
+    let rx = client_probe(&rt, "127.0.0.1", addr.port(), opts, |_| {});
+    let (ev, _) = wait_for(&rx, "timeout", |e| matches!(e, Ev::Failed(..)));
+    let took = start.elapsed();
+    assert!(matches!(ev, Ev::Failed(_, true)), "{ev:?}");
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    none_within(&rx, Duration::from_millis(200), |_| true);
+}
+
+#[test]
+fn happy_eyeballs_staggers_then_the_live_address_wins() {
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let live = ln.local_addr().unwrap();
+    // One dial uses one port: the silent address is 127.0.0.2 at the live port.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let hole_addr = SocketAddr::new("127.0.0.2".parse().unwrap(), live.port());
+    s.bind(&hole_addr.into()).unwrap();
+    s.listen(0).unwrap();
+    let mut fill = Vec::new();
+    while let Ok(c) = TcpStream::connect_timeout(&hole_addr, Duration::from_millis(200)) {
+        fill.push(c);
+        assert!(fill.len() < 16, "backlog never filled");
+    }
+    let hosts = StaticResolver::new();
+    hosts.insert(
+        "race.test",
+        [
+            "127.0.0.2".parse::<IpAddr>().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+        ],
+    );
+    let opts = ConnectOptions {
+        resolver: Arc::new(hosts),
+        connection_timeout: Some(Duration::from_secs(5)),
+        ..ConnectOptions::default()
+    };
+    let rt = rt(1);
+    let start = Instant::now();
+    let rx = client_probe(&rt, "race.test", live.port(), opts, |_| {});
+    let (ev, _) = wait_for(&rx, "connected", |e| {
+        matches!(e, Ev::Connected(_) | Ev::Failed(..))
+    });
+    let took = start.elapsed();
+    assert_eq!(ev, Ev::Connected(Some(live)));
+    assert!(took >= Duration::from_millis(240), "no stagger: {took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let _accepted = ln.accept().unwrap();
+    none_within(&rx, Duration::from_millis(200), |e| {
+        matches!(e, Ev::Connected(_) | Ev::Failed(..))
+    });
+}
+
+#[test]
+fn failed_attempt_starts_the_next_at_once() {
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let live = ln.local_addr().unwrap();
+    // Nothing listens on 127.0.0.3 at that port: refused at once.
+    let hosts = StaticResolver::new();
+    hosts.insert(
+        "two.test",
+        [
+            "127.0.0.3".parse::<IpAddr>().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+        ],
+    );
+    let opts = ConnectOptions {
+        resolver: Arc::new(hosts),
+        attempt_delay: Duration::from_secs(3),
+        ..ConnectOptions::default()
+    };
+    let rt = rt(1);
+    let start = Instant::now();
+    let rx = client_probe(&rt, "two.test", live.port(), opts, |_| {});
+    let (ev, _) = wait_for(&rx, "connected", |e| {
+        matches!(e, Ev::Connected(_) | Ev::Failed(..))
+    });
+    assert_eq!(ev, Ev::Connected(Some(live)));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "waited for the stagger"
+    );
+}
+
+#[test]
+fn slow_resolution_does_not_block_the_loop() {
+    let rt = rt(1);
+    let (srv, _srx) = server(&rt, ServerOptions::default());
+    let hosts = StaticResolver::new();
+    hosts.insert_with_delay(
+        "slow.test",
+        ["127.0.0.1".parse::<IpAddr>().unwrap()],
+        Duration::from_millis(800),
+    );
+    let opts = ConnectOptions {
+        resolver: Arc::new(hosts),
+        ..ConnectOptions::default()
+    };
+    let start = Instant::now();
+    let rx = client_probe(&rt, "slow.test", srv.local_addr().port(), opts, |_| {});
+    // Meanwhile the single loop still serves its server connection promptly.
+    let mut c = client(srv.local_addr());
+    roundtrip(&mut c, b"quick");
+    assert!(start.elapsed() < Duration::from_millis(700), "loop blocked");
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    assert!(start.elapsed() >= Duration::from_millis(780));
+}
+
+// ---------------------------------------------------------------------------------------
+// controls
+
+/// A server connection driven by hooks; returns the runtime, a client and the events.
+fn hooked(f: impl Fn(&mut Probe) + Send + Sync + 'static) -> (Runtime, TcpStream, Receiver<Ev>) {
+    let rt = rt(1);
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let srv = rt
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerOptions::default(),
+            move |_| {
+                let mut p = Probe::new(tx.lock().unwrap().clone());
+                f(&mut p);
+                p
+            },
+        )
+        .unwrap();
+    let c = client(srv.local_addr());
+    (rt, c, rx)
+}
+
+#[test]
+fn send_tokens_complete_in_order_and_sendv_is_one_stream() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            let a = c.send(b"Hello").unwrap();
+            let b = c.send_vectored(&[b"", b", ", b"", b"world"]).unwrap();
+            let e = c.send_vectored(&[]).unwrap();
+            assert!(a < b && b < e);
+        }));
+    });
+    let mut got = [0u8; 12];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"Hello, world");
+    let mut sent = Vec::new();
+    while sent.len() < 3 {
+        if let (Ev::Sent(t), _) = wait_for(&rx, "sent", |e| matches!(e, Ev::Sent(_))) {
+            sent.push(t);
+        }
+    }
+    assert_eq!(sent, [1, 2, 3]);
+}
+
+#[test]
+fn full_send_buffer_throttles_then_unthrottles_and_delivers_everything() {
+    const CHUNK: usize = 64 * 1024;
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.socket().unwrap().set_send_buffer_size(4096).unwrap();
+            c.set_watermarks(128 * 1024, 0).unwrap();
+            let chunk = vec![7u8; CHUNK];
+            let mut n = 0;
+            while !c.is_throttled() {
+                c.send(&chunk).unwrap();
+                n += 1;
+                assert!(n < 1000, "never throttled");
+            }
+            assert!(!c.is_writeable());
+        }));
+    });
+    // A slow reader: nothing read until the server is throttled.
+    let (_, before) = wait_for(&rx, "throttled", |e| *e == Ev::Throttled);
+    assert!(!before.contains(&Ev::Unthrottled));
+    // Drain everything.
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => {
+                assert!(buf[..k].iter().all(|&b| b == 7));
+                total += k;
+            }
+            Err(_) => break,
+        }
+    }
+    let (_, mid) = wait_for(&rx, "unthrottled", |e| *e == Ev::Unthrottled);
+    assert!(
+        total >= 128 * 1024 && total.is_multiple_of(CHUNK),
+        "{total}"
+    );
+    let sent = mid.iter().filter(|e| matches!(e, Ev::Sent(_))).count();
+    assert!(sent <= total / CHUNK);
+}
+
+#[test]
+fn mute_stops_received_until_unmute() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.mute();
+            c.set_timer(Duration::from_millis(300)).unwrap();
+        }));
+        p.on_timer = Some(Box::new(|c, _| c.unmute()));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(b"held").unwrap();
+    let (_, before) = wait_for(&rx, "received", |e| matches!(e, Ev::Received(_)));
+    assert!(
+        before.iter().any(|e| matches!(e, Ev::Timer(_))),
+        "delivered while muted: {before:?}"
+    );
+}
+
+#[test]
+fn mute_inside_received_holds_the_rest_of_framed_data() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.buffer_until(Some(4)).unwrap();
+        }));
+        p.on_received = Some(Box::new(|c, d| {
+            if d == b"aaaa" {
+                c.mute();
+                c.set_timer(Duration::from_millis(200)).unwrap();
+            }
+        }));
+        p.on_timer = Some(Box::new(|c, _| c.unmute()));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(b"aaaabbbbcc").unwrap();
+    wait_for(&rx, "first frame", |e| *e == Ev::Received(b"aaaa".to_vec()));
+    let (_, before) = wait_for(&rx, "second frame", |e| matches!(e, Ev::Received(_)));
+    assert!(
+        before.iter().any(|e| matches!(e, Ev::Timer(_))),
+        "{before:?}"
+    );
+    c.write_all(b"dd").unwrap();
+    wait_for(&rx, "third frame", |e| *e == Ev::Received(b"ccdd".to_vec()));
+}
+
+#[test]
+fn timers_fire_once_cancel_and_refuse_a_second() {
+    let (_rt, _c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            let t1 = c.set_timer(Duration::from_millis(50)).unwrap();
+            assert!(c.set_timer(Duration::from_millis(50)).is_err());
+            c.cancel_timer(t1);
+            c.cancel_timer(t1);
+            let t2 = c.set_timer(Duration::from_millis(100)).unwrap();
+            assert_ne!(t1, t2);
+            assert!(c.set_timer(Duration::ZERO).is_err());
+        }));
+    });
+    let start = Instant::now();
+    // The cancelled 50 ms timer would have fired first.
+    wait_for(&rx, "timer", |e| matches!(e, Ev::Timer(_)));
+    assert!(
+        start.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        start.elapsed()
+    );
+    none_within(&rx, Duration::from_millis(300), |e| {
+        matches!(e, Ev::Timer(_))
+    });
+}
+
+#[test]
+fn timer_can_rearm_from_its_callback() {
+    let (_rt, _c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.set_timer(Duration::from_millis(20)).unwrap();
+        }));
+        let mut n = 0;
+        p.on_timer = Some(Box::new(move |c, _| {
+            n += 1;
+            if n < 3 {
+                c.set_timer(Duration::from_millis(20)).unwrap();
+            }
+        }));
+    });
+    for _ in 0..3 {
+        wait_for(&rx, "timer", |e| matches!(e, Ev::Timer(_)));
+    }
+    none_within(&rx, Duration::from_millis(200), |e| {
+        matches!(e, Ev::Timer(_))
+    });
+}
+
+#[test]
+fn idle_timeout_fires_rearms_and_is_rolling() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.echo = true;
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.set_idle_timeout(Some(Duration::from_millis(250)));
+        }));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    // Traffic every 50 ms for 600 ms keeps it from firing.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(600) {
+        roundtrip(&mut c, b"k");
+        thread::sleep(Duration::from_millis(50));
+        while let Ok(ev) = rx.try_recv() {
+            assert_ne!(ev, Ev::Idle, "idle fired during traffic");
+        }
+    }
+    let quiet = Instant::now();
+    wait_for(&rx, "idle", |e| *e == Ev::Idle);
+    assert!(quiet.elapsed() >= Duration::from_millis(150));
+    let first = Instant::now();
+    wait_for(&rx, "idle again", |e| *e == Ev::Idle);
+    assert!(first.elapsed() >= Duration::from_millis(200));
+}
+
+#[test]
+fn idle_timeout_none_disables() {
+    let (_rt, _c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.set_idle_timeout(Some(Duration::from_millis(100)));
+            c.set_idle_timeout(None);
+        }));
+    });
+    none_within(&rx, Duration::from_millis(400), |e| *e == Ev::Idle);
+}
+
+#[test]
+fn graceful_close_flushes_queued_bytes_then_fin() {
+    const N: usize = 4 * 1024 * 1024;
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.send(&vec![9u8; N]).unwrap();
+            c.close();
+            assert!(c.send(b"late").is_err());
+        }));
+    });
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    assert_eq!(all.len(), N);
+    drop(c);
+    let (_, before) = wait_for(&rx, "closed", |e| *e == Ev::Closed);
+    assert!(before.contains(&Ev::Sent(1)), "{before:?}");
+}
+
+#[test]
+fn hard_close_resets() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_received = Some(Box::new(|c, _| c.hard_close()));
+    });
+    c.write_all(b"x").unwrap();
+    wait_for(&rx, "closed", |e| *e == Ev::Closed);
+    let mut buf = [0u8; 8];
+    let e = c.read(&mut buf).expect_err("hard close must reset");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset);
+}
+
+#[test]
+fn hard_close_inside_received_stops_delivery() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| c.buffer_until(Some(2)).unwrap()));
+        p.on_received = Some(Box::new(|c, _| c.hard_close()));
+    });
+    c.write_all(b"aabb").unwrap();
+    let (_, before) = wait_for(&rx, "closed", |e| *e == Ev::Closed);
+    let frames = before
+        .iter()
+        .filter(|e| matches!(e, Ev::Received(_)))
+        .count();
+    assert_eq!(frames, 1, "{before:?}");
+}
+
+#[test]
+fn handle_sends_and_closes_from_another_thread() {
+    let (_rt, mut c, rx) = hooked(|_| {});
+    let h = handle_of(&rx);
+    let h2 = h.clone();
+    thread::spawn(move || h2.send(&b"from afar"[..]).unwrap())
+        .join()
+        .unwrap();
+    let mut buf = [0u8; 9];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"from afar");
+    h.close().unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    drop(c);
+    wait_for(&rx, "closed", |e| *e == Ev::Closed);
+    // A stale handle is harmless.
+    h.send(&b"nobody"[..]).unwrap();
+}
+
+#[test]
+fn buffer_until_delivers_exact_frames() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            assert!(c.buffer_until(Some(0)).is_err());
+            c.buffer_until(Some(4)).unwrap();
+        }));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(b"0123456789").unwrap();
+    wait_for(&rx, "f1", |e| *e == Ev::Received(b"0123".to_vec()));
+    wait_for(&rx, "f2", |e| *e == Ev::Received(b"4567".to_vec()));
+    none_within(&rx, Duration::from_millis(150), |e| {
+        matches!(e, Ev::Received(_))
+    });
+    c.write_all(b"ab").unwrap();
+    wait_for(&rx, "f3", |e| *e == Ev::Received(b"89ab".to_vec()));
+}
+
+#[test]
+fn yield_read_still_delivers_everything() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.echo = true;
+        p.on_received = Some(Box::new(|c, _| c.yield_read()));
+    });
+    let msg = vec![5u8; 300_000];
+    let mut c2 = c.try_clone().unwrap();
+    let w = thread::spawn(move || c2.write_all(&msg).unwrap());
+    let mut got = vec![0u8; 300_000];
+    c.read_exact(&mut got).unwrap();
+    w.join().unwrap();
+    assert!(got.iter().all(|&b| b == 5));
+    drop(rx);
+}
+
+#[test]
+fn socket_options_and_addresses() {
+    let (_rt, c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.set_nodelay(false).unwrap();
+            assert!(!c.socket().unwrap().tcp_nodelay().unwrap());
+            c.set_keepalive(Some(Duration::from_secs(30))).unwrap();
+            assert!(c.socket().unwrap().keepalive().unwrap());
+            c.set_keepalive(None).unwrap();
+            assert!(c.local_addr().is_some());
+            assert!(c.is_writeable());
+            c.close();
+        }));
+    });
+    let (ev, _) = wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    assert_eq!(ev, Ev::Connected(Some(c.local_addr().unwrap())));
+    // The graceful close sent FIN; it completes when ours arrives.
+    let mut c = c;
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    drop(c);
+    let (_, before) = wait_for(&rx, "closed", |e| matches!(e, Ev::Closed));
+    assert!(!before.iter().any(|e| matches!(e, Ev::AfterClose(_))));
+}
