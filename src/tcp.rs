@@ -577,3 +577,92 @@ mod tests {
         assert_eq!(loopback_addr6(1, 7).to_string(), "[::1%7]:1");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Conversions from and to `std` types and raw descriptors (SPEC §7b).
+
+/// Adopts a connected `std` stream: made non-blocking; the options are left as they are
+/// (as Go's `FileConn`), the addresses read once.
+impl From<std::net::TcpStream> for Conn {
+    fn from(stream: std::net::TcpStream) -> Conn {
+        // Cannot fail on a valid descriptor; a blocking socket would only make waits
+        // spurious, never wrong.
+        let _ = stream.set_nonblocking(true);
+        let fd = Fd::new(std::os::fd::OwnedFd::from(stream));
+        let (local, remote) = {
+            let b = fd.as_fd();
+            let s = sys::sock(&b);
+            (
+                s.local_addr().ok().and_then(|a| a.as_socket()),
+                s.peer_addr().ok().and_then(|a| a.as_socket()),
+            )
+        };
+        Conn { fd, local, remote }
+    }
+}
+
+/// Adopts a listening `std` listener (made non-blocking).
+impl From<std::net::TcpListener> for Listener {
+    fn from(ln: std::net::TcpListener) -> Listener {
+        let _ = ln.set_nonblocking(true);
+        let addr = ln.local_addr().ok();
+        Listener {
+            fd: Fd::new(std::os::fd::OwnedFd::from(ln)),
+            addr,
+            inherits: false,
+        }
+    }
+}
+
+/// The socket as an owned descriptor. The crate's descriptor is duplicated
+/// (`F_DUPFD_CLOEXEC`) and the original closed, so the number differs from
+/// `as_raw_fd()`; the socket itself (connection, options) is the same.
+///
+/// # Panics
+/// If the process is out of descriptors for the duplicate.
+impl From<Conn> for std::os::fd::OwnedFd {
+    fn from(conn: Conn) -> std::os::fd::OwnedFd {
+        use std::os::fd::AsFd;
+        let owned = conn
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the descriptor");
+        drop(conn);
+        owned
+    }
+}
+
+/// As for [`Conn`]: a duplicate, the original closed.
+///
+/// # Panics
+/// If the process is out of descriptors for the duplicate.
+impl From<Listener> for std::os::fd::OwnedFd {
+    fn from(ln: Listener) -> std::os::fd::OwnedFd {
+        use std::os::fd::AsFd;
+        let owned = ln
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the descriptor");
+        drop(ln);
+        owned
+    }
+}
+
+impl Conn {
+    /// A TLS transport over another stream socket's descriptor (TLS over unix-domain
+    /// sockets): no addresses, no TCP options.
+    pub(crate) fn from_stream_fd(fd: Fd) -> Conn {
+        Conn {
+            fd,
+            local: None,
+            remote: None,
+        }
+    }
+}
+
+/// The bound socket (a `TcpServer` between `bind` and `listen`).
+impl std::os::fd::AsFd for Bound {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

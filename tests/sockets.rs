@@ -1604,10 +1604,11 @@ fn tls_connect_timeout_covers_the_handshake() {
 }
 
 #[test]
-fn tls_over_unix_is_invalid_argument() {
+fn tls_over_unix_sockets() {
+    // SPEC §7b: `tls: true` with a path endpoint; `server_name` names the certificate.
     let dir = TempDir::new();
     let path = dir.sock("t.sock");
-    let err = listen_with(
+    let server = listen_with(
         path.as_path(),
         &ListenOptions {
             tls: true,
@@ -1616,11 +1617,47 @@ fn tls_over_unix_is_invalid_argument() {
             ..ListenOptions::default()
         },
     )
-    .unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    let _plain = listen(path.as_path()).unwrap();
+    .unwrap();
+    // Without a name a verifying client has nothing to check the certificate against.
     let err = connect_with(path.as_path(), &trusting_client()).unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
+    if !tls_enabled("tls_over_unix_sockets") {
+        return;
+    }
+    let server = Arc::new(server);
+    let srv = server.clone();
+    let echo = thread::spawn(move || -> reseau::Result<Vec<u8>> {
+        let s = accept_one(&srv);
+        let line = s.readuntil(b'\n', true)?;
+        (&s).write_all(&line)?;
+        Ok(line)
+    });
+    let opts = ConnectOptions {
+        server_name: Some("localhost".into()),
+        ..trusting_client()
+    };
+    let c = connect_with(path.as_path(), &opts).expect("TLS over a unix socket");
+    guard(&c);
+    assert!(c.is_tls());
+    assert!(c.connection_state().unwrap().handshake_complete);
+    (&c).write_all(b"over unix\n").unwrap();
+    assert_eq!(c.readline(true).unwrap(), "over unix\n");
+    assert_eq!(join_within(echo, SAFETY, "echo").unwrap(), b"over unix\n");
+    // A unix socket has no IP address, under TLS too.
+    assert!(matches!(getpeername(&c), Err(Error::InvalidArgument(_))));
+    // A wrong name fails verification.
+    let srv = server.clone();
+    let t = thread::spawn(move || {
+        let s = accept_one(&srv);
+        let _ = s.readline(false);
+    });
+    let bad = ConnectOptions {
+        server_name: Some("not-the-name.example".into()),
+        ..trusting_client()
+    };
+    let err = connect_with(path.as_path(), &bad).unwrap_err();
+    assert_eq!(err.op(), Some("connect"), "{err:?}");
+    join_within(t, SAFETY, "refusing server");
 }
 
 #[test]
