@@ -616,7 +616,8 @@ impl From<std::net::TcpListener> for Listener {
 
 /// The socket as an owned descriptor. The crate's descriptor is duplicated
 /// (`F_DUPFD_CLOEXEC`) and the original closed, so the number differs from
-/// `as_raw_fd()`; the socket itself (connection, options) is the same.
+/// `as_raw_fd()`; the socket itself (connection, options) is the same. It is handed
+/// over in blocking mode, as `std` types and child processes expect.
 ///
 /// # Panics
 /// If the process is out of descriptors for the duplicate.
@@ -627,6 +628,8 @@ impl From<Conn> for std::os::fd::OwnedFd {
             .as_fd()
             .try_clone_to_owned()
             .expect("duplicating the descriptor");
+        // `std` types and child processes expect a blocking descriptor.
+        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
         drop(conn);
         owned
     }
@@ -643,6 +646,8 @@ impl From<Listener> for std::os::fd::OwnedFd {
             .as_fd()
             .try_clone_to_owned()
             .expect("duplicating the descriptor");
+        // `std` types and child processes expect a blocking descriptor.
+        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
         drop(ln);
         owned
     }

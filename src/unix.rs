@@ -256,7 +256,7 @@ impl From<std::os::unix::net::UnixListener> for Listener {
 }
 
 /// The socket as an owned descriptor: a duplicate (`F_DUPFD_CLOEXEC`), the original
-/// closed, so the number differs from `as_raw_fd()`.
+/// closed, so the number differs from `as_raw_fd()`; handed over in blocking mode.
 ///
 /// # Panics
 /// If the process is out of descriptors for the duplicate.
@@ -267,6 +267,8 @@ impl From<Conn> for std::os::fd::OwnedFd {
             .as_fd()
             .try_clone_to_owned()
             .expect("duplicating the descriptor");
+        // `std` types and child processes expect a blocking descriptor.
+        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
         drop(conn);
         owned
     }
@@ -283,6 +285,8 @@ impl From<Listener> for std::os::fd::OwnedFd {
             .as_fd()
             .try_clone_to_owned()
             .expect("duplicating the descriptor");
+        // `std` types and child processes expect a blocking descriptor.
+        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
         ln.owns_file = false;
         drop(ln);
         owned

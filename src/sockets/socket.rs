@@ -279,7 +279,12 @@ impl ConnectOptions {
             .filter(|a| self.local_addr.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
             .collect();
         if let Some(p) = &self.policy {
-            let ips = p.apply(&target.label(), addrs.iter().map(SocketAddr::ip).collect())?;
+            let ips = p
+                .apply(
+                    host.as_deref().unwrap_or_default(),
+                    addrs.iter().map(SocketAddr::ip).collect(),
+                )
+                .map_err(|e| connect_error(target, e, Vec::new()))?;
             let mut ordered = Vec::with_capacity(addrs.len());
             for ip in ips {
                 if let Some(i) = addrs.iter().position(|a| a.ip() == ip) {
@@ -1398,4 +1403,24 @@ pub fn connect_with(endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<Tc
     sock.connecting.store(true, Ordering::Relaxed);
     sock.establish(&target, opts, false)?;
     Ok(sock)
+}
+
+/// The socket as an owned descriptor, in blocking mode (for `std` types or a child
+/// process's stdio): a duplicate of [`as_fd`](AsFd::as_fd)'s descriptor, the socket
+/// value itself closed. Bytes already buffered for reading stay behind (read them
+/// first). A TLS socket sends its close_notify as the value is dropped and hands over
+/// the raw TCP stream after it: only useful to close it elsewhere.
+///
+/// # Panics
+/// If the process is out of descriptors for the duplicate.
+impl From<TcpSocket> for OwnedFd {
+    fn from(sock: TcpSocket) -> OwnedFd {
+        let owned = sock
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the descriptor");
+        let _ = SockRef::from(&owned).set_nonblocking(false);
+        drop(sock);
+        owned
+    }
 }
