@@ -842,7 +842,10 @@ fn connect_bang_44_black_hole() {
     let s2 = Arc::clone(&s);
     let t = thread::spawn(move || s2.connect(addr));
     thread::sleep(Duration::from_millis(200));
-    assert!(!t.is_finished(), "the connect into the black hole did not block");
+    assert!(
+        !t.is_finished(),
+        "the connect into the black hole did not block"
+    );
     s.close().unwrap();
     let e = join(t, "wait_connected").expect_err("close must cancel the connect");
     assert_uv(&e, "connect", libc::ECANCELED);

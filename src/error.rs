@@ -268,7 +268,18 @@ impl Error {
         }
     }
 
-    /// The `io::ErrorKind` this error maps to (the table in the crate docs).
+    /// The `io::ErrorKind` this error maps to:
+    ///
+    /// | variant | kind |
+    /// |---|---|
+    /// | `DeadlineExceeded`, `DialTimeout`, `TlsHandshakeTimeout` | `TimedOut` |
+    /// | `Closed` | `NotConnected` |
+    /// | `Sys { source, .. }` | `source.kind()` (from the errno) |
+    /// | `InvalidArgument`, `Address`, `UnknownNetwork`, `TlsConfig`, `TlsUpgradeNotReady` | `InvalidInput` |
+    /// | `Lookup` | `NotFound` |
+    /// | `Dns` | `NotFound` for `EAI_NONAME`, `EAI_FAMILY`, `EAI_SERVICE`; else `Other` |
+    /// | `Op(op)` | the kind of `op.err` |
+    /// | `Tls(t)` | the kind of `t.cause`, else `Other` |
     pub fn kind(&self) -> io::ErrorKind {
         use io::ErrorKind as K;
         match self {

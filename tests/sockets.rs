@@ -1907,7 +1907,9 @@ fn close_from_another_thread_wakes_read_readline_eof_and_write() {
         ("readline", |s| s.readline(true).map(|l| l.len())),
         ("readuntil", |s| s.readuntil(b';', false).map(|l| l.len())),
         ("eof", |s| s.eof().map(usize::from)),
-        ("peek_byte", |s| s.peek_byte().map(|b| b.map_or(0, usize::from))),
+        ("peek_byte", |s| {
+            s.peek_byte().map(|b| b.map_or(0, usize::from))
+        }),
     ];
     let dir = TempDir::new();
     for (what, op) in ops {
@@ -2029,7 +2031,11 @@ fn readline_and_readuntil_follow_julia() {
     assert_eq!(s.readuntil(b';', true).unwrap(), b"d;");
     let err = s.readline(false).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    assert_eq!(s.readuntil(b'\n', false).unwrap(), b"\xff", "kept for a raw read");
+    assert_eq!(
+        s.readuntil(b'\n', false).unwrap(),
+        b"\xff",
+        "kept for a raw read"
+    );
 }
 
 #[test]
@@ -2057,7 +2063,10 @@ fn unconnected_socket_then_connect() {
     let sock = TcpSocket::new();
     let err = (&sock).write(b"x").unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
-    assert!(matches!(sock.readline(false), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        sock.readline(false),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(!sock.is_open());
     use std::os::fd::AsRawFd;
     assert_eq!(sock.as_raw_fd(), -1, "no descriptor before connect");
@@ -2200,8 +2209,8 @@ fn descriptors_from_std_and_back() {
         let err = TcpSocket::try_from(fd).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     }
-    let unconnected = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .unwrap();
+    let unconnected =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     let err = TcpSocket::try_from(OwnedFd::from(unconnected)).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     let err = TcpServer::try_from(OwnedFd::from(std_server)).unwrap_err();
@@ -2223,7 +2232,10 @@ fn descriptors_from_std_and_back() {
     guard(&s);
     assert_eq!(s.readline(false).unwrap(), "via inherited unix listener");
     server.close().unwrap();
-    assert!(path.exists(), "an adopted listener leaves the socket file alone");
+    assert!(
+        path.exists(),
+        "an adopted listener leaves the socket file alone"
+    );
 }
 
 fn guard_server_local(s: &TcpServer) {
@@ -2343,7 +2355,10 @@ fn getpeername_and_getsockname_on_a_closed_socket_are_closed() {
 fn facade_listen_errors_name_the_address_or_path() {
     let (port, _server) = listenany(0).unwrap();
     let err = listen(port).unwrap_err();
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
     let dir = TempDir::new();
     let path = dir.sock("taken.sock");
     let _ln = listen(path.as_path()).unwrap();
@@ -2356,7 +2371,9 @@ fn facade_listen_errors_name_the_address_or_path() {
 fn abort_resets_the_peer() {
     let (_srv, c, s) = tcp_pair();
     (&s).write_all(b"unread").unwrap();
-    wait_until(SAFETY, "data arrives", || c.bytesavailable().unwrap_or(0) > 0);
+    wait_until(SAFETY, "data arrives", || {
+        c.bytesavailable().unwrap_or(0) > 0
+    });
     c.abort().unwrap();
     assert!(!c.is_open());
     let err = s.readline(false).unwrap_err();
@@ -2404,8 +2421,14 @@ fn socket_options_through_the_facade() {
     // Unix sockets have no TCP options.
     let dir = TempDir::new();
     let (userver, uc, _us) = unix_pair(&dir);
-    assert!(matches!(uc.set_user_timeout(None), Err(Error::InvalidArgument(_))));
-    assert!(matches!(userver.nagle(true), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        uc.set_user_timeout(None),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        userver.nagle(true),
+        Err(Error::InvalidArgument(_))
+    ));
     uc.set_send_buffer_size(16 * 1024).unwrap();
 }
 
@@ -2442,7 +2465,10 @@ fn connect_options_local_address_family_resolver_policy() {
     assert_eq!(getsockname(&c).unwrap(), getpeername(&s).unwrap());
     // A resolver (a name only it knows) and a policy.
     let r = Arc::new(StaticResolver::new());
-    r.insert("db.test", ["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()]);
+    r.insert(
+        "db.test",
+        ["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+    );
     let opts = ConnectOptions {
         resolver: Some(r.clone()),
         policy: Some(Policy {
