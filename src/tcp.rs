@@ -564,20 +564,6 @@ impl fmt::Debug for Listener {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn address_helpers() {
-        assert_eq!(loopback_addr(80).to_string(), "127.0.0.1:80");
-        assert_eq!(any_addr(0).to_string(), "0.0.0.0:0");
-        assert_eq!(loopback_addr6(443, 0).to_string(), "[::1]:443");
-        assert_eq!(any_addr6(0, 0).to_string(), "[::]:0");
-        assert_eq!(loopback_addr6(1, 7).to_string(), "[::1%7]:1");
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Conversions from and to `std` types and raw descriptors (SPEC §7b).
 
@@ -669,5 +655,19 @@ impl Conn {
 impl std::os::fd::AsFd for Bound {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_helpers() {
+        assert_eq!(loopback_addr(80).to_string(), "127.0.0.1:80");
+        assert_eq!(any_addr(0).to_string(), "0.0.0.0:0");
+        assert_eq!(loopback_addr6(443, 0).to_string(), "[::1]:443");
+        assert_eq!(any_addr6(0, 0).to_string(), "[::]:0");
+        assert_eq!(loopback_addr6(1, 7).to_string(), "[::1%7]:1");
     }
 }

@@ -1902,7 +1902,7 @@ fn close_from_another_thread_wakes_read_readline_eof_and_write() {
     let ops: [(&str, Op); 5] = [
         ("read", |s| {
             let mut b = [0u8; 16];
-            Ok((&*s).read(&mut b).map_err(|e| Error::from(e))?)
+            (&*s).read(&mut b).map_err(Error::from)
         }),
         ("readline", |s| s.readline(true).map(|l| l.len())),
         ("readuntil", |s| s.readuntil(b';', false).map(|l| l.len())),
@@ -2332,14 +2332,13 @@ fn unix_paths_with_nul_or_empty_are_refused_before_any_syscall() {
     assert!(!good.exists(), "the truncated path was bound");
     let err = connect(bad.as_path()).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    for empty in [PathBuf::new()] {
-        let err = reseau::unix::listen(&empty).unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-        let err = reseau::unix::connect(&empty).unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-        let err = listen(empty.as_path()).unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    }
+    let empty = PathBuf::new();
+    let err = reseau::unix::listen(&empty).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = reseau::unix::connect(&empty).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = listen(empty.as_path()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
 }
 
 #[test]
