@@ -298,9 +298,10 @@ fn tls_echo_server(opts: ListenOptions, n: usize) -> (u16, JoinHandle<reseau::Re
             let mut client = accept(&server)?;
             guard(&client);
             let mut data = vec![0u8; n];
-            client.read_exact(&mut data).map_err(io_to_reseau)?;
-            client.write_all(&data).map_err(io_to_reseau)?;
-            client.flush().map_err(io_to_reseau)?;
+            // `From<io::Error> for reseau::Error`: `?` mixes std and reseau calls.
+            client.read_exact(&mut data)?;
+            client.write_all(&data)?;
+            client.flush()?;
             client.close()?;
             Ok(data)
         })();
@@ -308,20 +309,6 @@ fn tls_echo_server(opts: ListenOptions, n: usize) -> (u16, JoinHandle<reseau::Re
         res
     });
     (port, t)
-}
-
-fn io_to_reseau(e: std::io::Error) -> Error {
-    match Error::from_io(&e) {
-        Some(_) => *e
-            .into_inner()
-            .expect("inner")
-            .downcast::<Error>()
-            .expect("reseau error"),
-        None => Error::Sys {
-            op: "io",
-            source: e,
-        },
-    }
 }
 
 fn server_opts(cert: PathBuf, key: PathBuf) -> ListenOptions {

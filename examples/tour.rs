@@ -75,7 +75,8 @@ fn deadlines() -> reseau::Result<()> {
     // The deadline is sticky: even with data ready, reads fail until it is reset.
     peer.write(b"x")?;
     println!(
-        "read again with data ready: {}",
+        "read again with data ready: {}  (the passed deadline is sticky: it fails every \
+         read, ready or not, until it is moved or cleared, as in Go)",
         conn.read(&mut [0u8; 16]).unwrap_err()
     );
     conn.set_read_deadline(None)?;
@@ -142,10 +143,15 @@ fn unix_socket() -> reseau::Result<()> {
     let mut buf = [0u8; 64];
     let n = server.read(&mut buf)?;
     println!(
-        "{} got {:?} from {:?}",
+        "{} got {:?} from {}",
         path.display(),
         String::from_utf8_lossy(&buf[..n]),
-        client.local_addr()
+        client.local_addr().map_or_else(
+            || "an unnamed peer (a connecting unix socket has no path of its own: \
+                local_addr() is None)"
+                .to_string(),
+            |p| p.display().to_string()
+        )
     );
     ln.close()?;
     println!("socket file removed on close: {}", !path.exists());

@@ -268,7 +268,18 @@ impl Error {
         }
     }
 
-    /// The `io::ErrorKind` this error maps to (the table in the crate docs).
+    /// The `io::ErrorKind` this error maps to:
+    ///
+    /// | variant | kind |
+    /// |---|---|
+    /// | `DeadlineExceeded`, `DialTimeout`, `TlsHandshakeTimeout` | `TimedOut` |
+    /// | `Closed` | `NotConnected` |
+    /// | `Sys { source, .. }` | `source.kind()` (from the errno) |
+    /// | `InvalidArgument`, `Address`, `UnknownNetwork`, `TlsConfig`, `TlsUpgradeNotReady` | `InvalidInput` |
+    /// | `Lookup` | `NotFound` |
+    /// | `Dns` | `NotFound` for `EAI_NONAME`, `EAI_FAMILY`, `EAI_SERVICE`; else `Other` |
+    /// | `Op(op)` | the kind of `op.err` |
+    /// | `Tls(t)` | the kind of `t.cause`, else `Other` |
     pub fn kind(&self) -> io::ErrorKind {
         use io::ErrorKind as K;
         match self {
@@ -350,6 +361,52 @@ fn duplicate_io(e: &io::Error) -> io::Error {
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         io::Error::new(err.kind(), err)
+    }
+}
+
+/// Lets `?` mix `std::io` calls and reseau calls in one function returning
+/// [`Result`]. An `io::Error` made from a reseau [`Error`] (by `From<Error> for
+/// io::Error`, as every `Read`/`Write` impl of this crate returns) gives that error back
+/// unchanged; any other becomes `Sys { op: "io", source }`, errno and kind kept.
+///
+/// ```
+/// use std::io::Write;
+/// fn send(port: u16) -> reseau::Result<()> {
+///     let mut sock = reseau::sockets::connect(port)?; // a reseau call
+///     sock.write_all(b"hi\n")?; // a std::io call
+///     Ok(())
+/// }
+/// let (port, server) = reseau::sockets::listenany(0)?;
+/// send(port)?;
+/// server.close()?;
+/// let err = send(port).unwrap_err();
+/// assert_eq!(err.op(), Some("connect"), "the reseau error, not re-wrapped");
+/// let io = std::io::Error::from_raw_os_error(libc::EPIPE);
+/// let back = reseau::Error::from(io);
+/// assert_eq!((back.op(), back.raw_os_error()), (Some("io"), Some(libc::EPIPE)));
+/// # Ok::<(), reseau::Error>(())
+/// ```
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        if Error::from_io(&err).is_none() {
+            return Error::Sys {
+                op: "io",
+                source: err,
+            };
+        }
+        let kind = err.kind();
+        match err.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(e)) => *e,
+            // Not reached (checked above), but losing nothing costs nothing.
+            Some(Err(other)) => Error::Sys {
+                op: "io",
+                source: io::Error::new(kind, other),
+            },
+            None => Error::Sys {
+                op: "io",
+                source: kind.into(),
+            },
+        }
     }
 }
 

@@ -28,12 +28,13 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use socket2::Domain;
 
 use crate::poll::{Dir, Fd};
+use crate::util::lock;
 use crate::{Error, Result, sys};
 
 /// `127.0.0.1:port`.
@@ -124,6 +125,62 @@ fn connect_until(
         }
     }
     Err(self_connect_error())
+}
+
+/// A connect that another thread can abort through `cancel` (the facade's `close` during
+/// `TcpSocket::connect`): the attempt in flight fails with [`Error::Closed`] and its
+/// socket is closed, so it can never connect late; later attempts do not start.
+pub(crate) fn connect_cancellable(
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    deadline: Option<Instant>,
+    cancel: &Cancel,
+) -> Result<Conn> {
+    for _ in 0..connect_tries(local) {
+        let fd = Arc::new(connect_socket(remote, local)?);
+        cancel.track(&fd)?;
+        let res = connect_fd(&fd, remote, deadline);
+        cancel.untrack()?;
+        res?;
+        let fd = Arc::into_inner(fd).ok_or(Error::Closed)?;
+        if let Some(conn) = Conn::connected(fd, remote)? {
+            return Ok(conn);
+        }
+    }
+    Err(self_connect_error())
+}
+
+/// Lets another thread abort a [`connect_cancellable`] in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Cancel {
+    /// `(cancelled, the attempt's socket while it connects)`.
+    state: Mutex<(bool, Option<Arc<Fd>>)>,
+}
+
+impl Cancel {
+    /// Cancels the attempt in flight and every later one.
+    pub(crate) fn cancel(&self) {
+        let mut st = lock(&self.state);
+        st.0 = true;
+        if let Some(fd) = st.1.take() {
+            let _ = fd.close();
+        }
+    }
+
+    fn track(&self, fd: &Arc<Fd>) -> Result<()> {
+        let mut st = lock(&self.state);
+        if st.0 {
+            return Err(Error::Closed);
+        }
+        st.1 = Some(fd.clone());
+        Ok(())
+    }
+
+    fn untrack(&self) -> Result<()> {
+        let mut st = lock(&self.state);
+        st.1 = None;
+        if st.0 { Err(Error::Closed) } else { Ok(()) }
+    }
 }
 
 fn connect_fd(fd: &Fd, remote: SocketAddr, deadline: Option<Instant>) -> Result<()> {
@@ -529,6 +586,100 @@ impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = if self.is_open() { "active" } else { "closed" };
         write!(f, "tcp::Listener({}, {state})", show(self.addr))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Conversions from and to `std` types and raw descriptors (SPEC §7b).
+
+/// Adopts a connected `std` stream: made non-blocking; the options are left as they are
+/// (as Go's `FileConn`), the addresses read once.
+impl From<std::net::TcpStream> for Conn {
+    fn from(stream: std::net::TcpStream) -> Conn {
+        // Cannot fail on a valid descriptor; a blocking socket would only make waits
+        // spurious, never wrong.
+        let _ = stream.set_nonblocking(true);
+        let fd = Fd::new(std::os::fd::OwnedFd::from(stream));
+        let (local, remote) = {
+            let b = fd.as_fd();
+            let s = sys::sock(&b);
+            (
+                s.local_addr().ok().and_then(|a| a.as_socket()),
+                s.peer_addr().ok().and_then(|a| a.as_socket()),
+            )
+        };
+        Conn { fd, local, remote }
+    }
+}
+
+/// Adopts a listening `std` listener (made non-blocking).
+impl From<std::net::TcpListener> for Listener {
+    fn from(ln: std::net::TcpListener) -> Listener {
+        let _ = ln.set_nonblocking(true);
+        let addr = ln.local_addr().ok();
+        Listener {
+            fd: Fd::new(std::os::fd::OwnedFd::from(ln)),
+            addr,
+            inherits: false,
+        }
+    }
+}
+
+/// The socket as an owned descriptor. The crate's descriptor is duplicated
+/// (`F_DUPFD_CLOEXEC`) and the original closed, so the number differs from
+/// `as_raw_fd()`; the socket itself (connection, options) is the same. It is handed
+/// over in blocking mode, as `std` types and child processes expect.
+///
+/// # Panics
+/// If the process is out of descriptors for the duplicate.
+impl From<Conn> for std::os::fd::OwnedFd {
+    fn from(conn: Conn) -> std::os::fd::OwnedFd {
+        use std::os::fd::AsFd;
+        let owned = conn
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the descriptor");
+        // `std` types and child processes expect a blocking descriptor.
+        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
+        drop(conn);
+        owned
+    }
+}
+
+/// As for [`Conn`]: a duplicate, the original closed.
+///
+/// # Panics
+/// If the process is out of descriptors for the duplicate.
+impl From<Listener> for std::os::fd::OwnedFd {
+    fn from(ln: Listener) -> std::os::fd::OwnedFd {
+        use std::os::fd::AsFd;
+        let owned = ln
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the descriptor");
+        // `std` types and child processes expect a blocking descriptor.
+        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
+        drop(ln);
+        owned
+    }
+}
+
+impl Conn {
+    /// A TLS transport over another stream socket's descriptor (TLS over unix-domain
+    /// sockets): no addresses, no TCP options.
+    pub(crate) fn from_stream_fd(fd: Fd) -> Conn {
+        Conn {
+            fd,
+            local: None,
+            remote: None,
+        }
+    }
+}
+
+/// The bound socket (a `TcpServer` between `bind` and `listen`).
+impl std::os::fd::AsFd for Bound {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

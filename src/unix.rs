@@ -46,10 +46,12 @@ fn sockaddr(path: &Path) -> Result<socket2::SockAddr> {
 /// Connects to the unix socket at `path` (`@name` = abstract).
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] for a path too long for `sockaddr_un`; `Sys { op:
+/// [`Error::InvalidArgument`] for a path too long for `sockaddr_un`, empty, or with a
+/// NUL byte (before any syscall); `Sys { op:
 /// "connect" }` (`ENOENT` when nothing is there, `ECONNREFUSED` when nobody listens).
 pub fn connect(path: impl AsRef<Path>) -> Result<Conn> {
     let path = path.as_ref();
+    check_path(path)?;
     let addr = sockaddr(path)?;
     let fd = new_fd()?;
     fd.connect(&addr)?;
@@ -67,9 +69,10 @@ pub fn connect(path: impl AsRef<Path>) -> Result<Conn> {
 /// # Errors
 /// `Sys { op: "bind" }` with `EADDRINUSE` if `path` exists (a stale file is not
 /// removed for you: it may belong to a live server); [`Error::InvalidArgument`] for a
-/// path too long; `Sys { op: "listen" }`.
+/// path too long, empty, or with a NUL byte (before any syscall); `Sys { op: "listen" }`.
 pub fn listen(path: impl AsRef<Path>) -> Result<Listener> {
     let path = path.as_ref();
+    check_path(path)?;
     let addr = sockaddr(path)?;
     let fd = new_fd()?;
     fd.control("bind", |fd| sys::sock(&fd).bind(&addr))?;
@@ -194,5 +197,105 @@ impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = if self.is_open() { "active" } else { "closed" };
         write!(f, "unix::Listener({}, {state})", self.path.display())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Path checks and conversions (SPEC §7b).
+
+/// Refuses what the kernel would silently truncate or reject late: a NUL byte (C strings
+/// end there, so `"/tmp/a\0b"` would bind `/tmp/a`) and the empty path.
+fn check_path(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() {
+        return Err(Error::InvalidArgument("unix socket path is empty".into()));
+    }
+    if bytes.contains(&0) {
+        return Err(Error::InvalidArgument(format!(
+            "unix socket path {:?} contains a NUL byte",
+            path
+        )));
+    }
+    Ok(())
+}
+
+/// Adopts a connected `std` unix stream (made non-blocking).
+impl From<std::os::unix::net::UnixStream> for Conn {
+    fn from(stream: std::os::unix::net::UnixStream) -> Conn {
+        let _ = stream.set_nonblocking(true);
+        let fd = Fd::new(std::os::fd::OwnedFd::from(stream));
+        let (local, peer) = {
+            let b = fd.as_fd();
+            let s = sys::sock(&b);
+            (
+                s.local_addr().ok().and_then(|a| sys::unix_path(&a)),
+                s.peer_addr().ok().and_then(|a| sys::unix_path(&a)),
+            )
+        };
+        Conn { fd, local, peer }
+    }
+}
+
+/// Adopts a listening `std` unix listener (made non-blocking). The socket file is not
+/// removed on close: it belongs to whoever created it (as Go's `FileListener`).
+impl From<std::os::unix::net::UnixListener> for Listener {
+    fn from(ln: std::os::unix::net::UnixListener) -> Listener {
+        let _ = ln.set_nonblocking(true);
+        let path = ln
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_default();
+        Listener {
+            fd: Fd::new(std::os::fd::OwnedFd::from(ln)),
+            path,
+            owns_file: false,
+        }
+    }
+}
+
+/// The socket as an owned descriptor: a duplicate (`F_DUPFD_CLOEXEC`), the original
+/// closed, so the number differs from `as_raw_fd()`; handed over in blocking mode.
+///
+/// # Panics
+/// If the process is out of descriptors for the duplicate.
+impl From<Conn> for std::os::fd::OwnedFd {
+    fn from(conn: Conn) -> std::os::fd::OwnedFd {
+        use std::os::fd::AsFd;
+        let owned = conn
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the descriptor");
+        // `std` types and child processes expect a blocking descriptor.
+        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
+        drop(conn);
+        owned
+    }
+}
+
+/// As for [`Conn`]; the socket file stays (the descriptor still listens on it).
+///
+/// # Panics
+/// If the process is out of descriptors for the duplicate.
+impl From<Listener> for std::os::fd::OwnedFd {
+    fn from(mut ln: Listener) -> std::os::fd::OwnedFd {
+        use std::os::fd::AsFd;
+        let owned = ln
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the descriptor");
+        // `std` types and child processes expect a blocking descriptor.
+        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
+        ln.owns_file = false;
+        drop(ln);
+        owned
+    }
+}
+
+impl Conn {
+    /// The descriptor, for a TLS transport over this socket.
+    pub(crate) fn into_fd(self) -> Fd {
+        self.fd
     }
 }

@@ -770,7 +770,7 @@ fn read_line_across_several_writes() {
     assert_eq!(read_line(&mut s), "hello world\n");
     assert_eq!(read_line(&mut s), "second line\n");
     tx.send(()).unwrap();
-    let mut c = join_within(writer, SAFETY, "writer");
+    let c = join_within(writer, SAFETY, "writer");
     c.closewrite().unwrap();
     let mut rest = String::new();
     assert_eq!(s.read_line(&mut rest).unwrap(), 0);
@@ -832,7 +832,7 @@ fn bytesavailable_on_unix() {
 
 #[test]
 fn read_available_waits_for_data() {
-    let (_server, mut c, mut s) = tcp_pair();
+    let (_server, mut c, s) = tcp_pair();
     let t = thread::spawn(move || {
         thread::sleep(Duration::from_millis(100));
         c.write_all(b"late").unwrap();
@@ -859,7 +859,7 @@ fn eof_after_peer_closewrite() {
 
 #[test]
 fn eof_blocks_until_data_or_eof() {
-    let (_server, mut c, mut s) = tcp_pair();
+    let (_server, mut c, s) = tcp_pair();
     let t = thread::spawn(move || {
         thread::sleep(Duration::from_millis(100));
         c.write_all(b"y").unwrap();
@@ -1604,10 +1604,11 @@ fn tls_connect_timeout_covers_the_handshake() {
 }
 
 #[test]
-fn tls_over_unix_is_invalid_argument() {
+fn tls_over_unix_sockets() {
+    // SPEC §7b: `tls: true` with a path endpoint; `server_name` names the certificate.
     let dir = TempDir::new();
     let path = dir.sock("t.sock");
-    let err = listen_with(
+    let server = listen_with(
         path.as_path(),
         &ListenOptions {
             tls: true,
@@ -1616,11 +1617,47 @@ fn tls_over_unix_is_invalid_argument() {
             ..ListenOptions::default()
         },
     )
-    .unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    let _plain = listen(path.as_path()).unwrap();
+    .unwrap();
+    // Without a name a verifying client has nothing to check the certificate against.
     let err = connect_with(path.as_path(), &trusting_client()).unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
+    if !tls_enabled("tls_over_unix_sockets") {
+        return;
+    }
+    let server = Arc::new(server);
+    let srv = server.clone();
+    let echo = thread::spawn(move || -> reseau::Result<Vec<u8>> {
+        let s = accept_one(&srv);
+        let line = s.readuntil(b'\n', true)?;
+        (&s).write_all(&line)?;
+        Ok(line)
+    });
+    let opts = ConnectOptions {
+        server_name: Some("localhost".into()),
+        ..trusting_client()
+    };
+    let c = connect_with(path.as_path(), &opts).expect("TLS over a unix socket");
+    guard(&c);
+    assert!(c.is_tls());
+    assert!(c.connection_state().unwrap().handshake_complete);
+    (&c).write_all(b"over unix\n").unwrap();
+    assert_eq!(c.readline(true).unwrap(), "over unix\n");
+    assert_eq!(join_within(echo, SAFETY, "echo").unwrap(), b"over unix\n");
+    // A unix socket has no IP address, under TLS too.
+    assert!(matches!(getpeername(&c), Err(Error::InvalidArgument(_))));
+    // A wrong name fails verification.
+    let srv = server.clone();
+    let t = thread::spawn(move || {
+        let s = accept_one(&srv);
+        let _ = s.readline(false);
+    });
+    let bad = ConnectOptions {
+        server_name: Some("not-the-name.example".into()),
+        ..trusting_client()
+    };
+    let err = connect_with(path.as_path(), &bad).unwrap_err();
+    assert_eq!(err.op(), Some("connect"), "{err:?}");
+    join_within(t, SAFETY, "refusing server");
 }
 
 #[test]
@@ -1796,7 +1833,7 @@ fn starttls_on_unix_socket_is_refused() {
 
 #[test]
 fn starttls_on_closed_socket_is_refused() {
-    let (_server, mut c, _s) = starttls_pair();
+    let (_server, c, _s) = starttls_pair();
     c.close().unwrap();
     let err = c.tls_upgrade(&client_tls_cfg()).unwrap_err();
     assert!(matches!(err, Error::TlsUpgradeNotReady(_)), "{err:?}");
@@ -1826,4 +1863,685 @@ fn starttls_without_a_name_needs_server_name() {
     let err = c.tls_upgrade(&client_tls_cfg()).unwrap_err();
     assert!(matches!(err, Error::TlsConfig(_)), "{err:?}");
     exchange(&mut c, &mut s);
+}
+
+// ---------------------------------------------------------------------------------------
+// SPEC §7b: one socket, several threads; cancellable connect; descriptors; bad input;
+// options
+// ---------------------------------------------------------------------------------------
+
+// Compile-time: a TcpSocket is shared between threads, and `&TcpSocket` reads and writes.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn rw<T: Read + Write>() {}
+    send_sync::<TcpSocket>();
+    rw::<&TcpSocket>();
+};
+
+/// Runs `f` on a thread that must block; `close` from here must end it with `Closed`.
+fn assert_close_wakes<T: Send + 'static + std::fmt::Debug>(
+    sock: Arc<TcpSocket>,
+    what: &str,
+    f: impl FnOnce(&TcpSocket) -> reseau::Result<T> + Send + 'static,
+) {
+    let s = sock.clone();
+    let t = thread::spawn(move || f(&s));
+    thread::sleep(Duration::from_millis(100));
+    assert!(!t.is_finished(), "{what} did not block");
+    let at = Instant::now();
+    sock.close().unwrap();
+    let res = join_within(t, SAFETY, what);
+    let woke = at.elapsed();
+    assert!(matches!(res, Err(Error::Closed)), "{what}: {res:?}");
+    assert!(woke < PROMPT, "{what} woke after {woke:?}");
+}
+
+#[test]
+fn close_from_another_thread_wakes_read_readline_eof_and_write() {
+    type Op = fn(&TcpSocket) -> reseau::Result<usize>;
+    let ops: [(&str, Op); 5] = [
+        ("read", |s| {
+            let mut b = [0u8; 16];
+            (&*s).read(&mut b).map_err(Error::from)
+        }),
+        ("readline", |s| s.readline(true).map(|l| l.len())),
+        ("readuntil", |s| s.readuntil(b';', false).map(|l| l.len())),
+        ("eof", |s| s.eof().map(usize::from)),
+        ("peek_byte", |s| {
+            s.peek_byte().map(|b| b.map_or(0, usize::from))
+        }),
+    ];
+    let dir = TempDir::new();
+    for (what, op) in ops {
+        let (_srv, c, _s) = tcp_pair();
+        assert_close_wakes(Arc::new(c), what, op);
+        let (_srv, c, _s) = unix_pair(&dir);
+        assert_close_wakes(Arc::new(c), what, op);
+    }
+    // A write blocked on a full send buffer (the peer never reads).
+    let (_srv, c, _s) = tcp_pair();
+    assert_close_wakes(Arc::new(c), "write", |s| {
+        let chunk = vec![0u8; 1 << 20];
+        loop {
+            (&*s).write_all(&chunk).map_err(Error::from)?;
+        }
+        #[allow(unreachable_code)]
+        Ok(0usize)
+    });
+}
+
+#[test]
+fn close_wakes_a_blocked_starttls_handshake() {
+    // The peer never answers the ClientHello: the handshake blocks until `close`.
+    let (_srv, c, s) = tcp_pair();
+    let cfg = tls::Config {
+        server_name: Some("localhost".into()),
+        ca_file: Some(cert!("ca.pem")),
+        ..tls::Config::default()
+    };
+    assert_close_wakes(Arc::new(c), "tls_upgrade", move |c| c.tls_upgrade(&cfg));
+    drop(s);
+}
+
+#[test]
+fn reader_and_writer_threads_share_one_socket() {
+    // Julia's reader task + writer task on one socket, then a third task closes it.
+    let (_srv, c, s) = tcp_pair();
+    let (c, s) = (Arc::new(c), Arc::new(s));
+    // Echo on the server side, also with two threads on one socket.
+    let (tx, rx) = mpsc::channel::<String>();
+    let s_reader = {
+        let s = s.clone();
+        thread::spawn(move || {
+            while let Ok(line) = s.readline(true) {
+                if line.is_empty() || tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let s_writer = {
+        let s = s.clone();
+        thread::spawn(move || {
+            while let Ok(line) = rx.recv() {
+                (&*s).write_all(line.as_bytes()).unwrap();
+            }
+        })
+    };
+    const N: usize = 2000;
+    let writer = {
+        let c = c.clone();
+        thread::spawn(move || {
+            for i in 0..N {
+                (&*c).write_all(format!("line {i}\n").as_bytes()).unwrap();
+            }
+        })
+    };
+    let reader = {
+        let c = c.clone();
+        thread::spawn(move || {
+            for i in 0..N {
+                assert_eq!(c.readline(false).unwrap(), format!("line {i}"));
+            }
+            // The next readline blocks until the closer below.
+            c.readline(false)
+        })
+    };
+    join_within(writer, SAFETY, "writer");
+    wait_until(SAFETY, "reader done with the lines", || {
+        c.bytesavailable().unwrap_or(1) == 0 && !reader.is_finished()
+    });
+    thread::sleep(Duration::from_millis(50));
+    c.close().unwrap();
+    let last = join_within(reader, SAFETY, "reader");
+    assert!(matches!(last, Err(Error::Closed)), "{last:?}");
+    s.close().unwrap();
+    join_within(s_reader, SAFETY, "server reader");
+    join_within(s_writer, SAFETY, "server writer");
+}
+
+#[test]
+fn bytes_buffered_by_one_reader_are_seen_by_the_next() {
+    let (_srv, c, s) = tcp_pair();
+    (&c).write_all(b"first\nsecond\nthird").unwrap();
+    c.closewrite().unwrap();
+    let s = Arc::new(s);
+    let s2 = s.clone();
+    let first = thread::spawn(move || s2.readline(false).unwrap());
+    assert_eq!(join_within(first, SAFETY, "first reader"), "first");
+    // "second\nthird" may already be in the socket's buffer, not the kernel's.
+    let s3 = s.clone();
+    let rest = thread::spawn(move || {
+        let mut out = String::new();
+        (&*s3).read_to_string(&mut out).unwrap();
+        out
+    });
+    assert_eq!(join_within(rest, SAFETY, "second reader"), "second\nthird");
+    assert_eq!(s.readline(true).unwrap(), "", "EOF: an empty line");
+    assert_eq!(s.readuntil(b'x', true).unwrap(), b"");
+}
+
+#[test]
+fn readline_and_readuntil_follow_julia() {
+    let (_srv, c, s) = tcp_pair();
+    (&c).write_all(b"a\r\nb\nc;d;\xff\n").unwrap();
+    assert_eq!(s.readline(false).unwrap(), "a");
+    assert_eq!(s.readline(true).unwrap(), "b\n");
+    assert_eq!(s.readuntil(b';', false).unwrap(), b"c");
+    assert_eq!(s.readuntil(b';', true).unwrap(), b"d;");
+    let err = s.readline(false).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert_eq!(
+        s.readuntil(b'\n', false).unwrap(),
+        b"\xff",
+        "kept for a raw read"
+    );
+}
+
+#[test]
+fn zero_length_reads_return_at_once() {
+    // No deadline: a zero-length read that waited for data would hang (bounded here).
+    let dir = TempDir::new();
+    for (_srv, c, _s) in [tcp_pair(), unix_pair(&dir)] {
+        c.set_deadline(None).unwrap();
+        let c = Arc::new(c);
+        let n = bounded(PROMPT * 5, "zero-length read", {
+            let c = c.clone();
+            move || (&*c).read(&mut []).unwrap()
+        });
+        assert_eq!(n, 0);
+        let mut owned = Arc::try_unwrap(c).unwrap();
+        let n = bounded(PROMPT * 5, "zero-length read (&mut)", move || {
+            owned.read(&mut []).unwrap()
+        });
+        assert_eq!(n, 0);
+    }
+}
+
+#[test]
+fn unconnected_socket_then_connect() {
+    let sock = TcpSocket::new();
+    let err = (&sock).write(b"x").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+    assert!(matches!(
+        sock.readline(false),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(!sock.is_open());
+    use std::os::fd::AsRawFd;
+    assert_eq!(sock.as_raw_fd(), -1, "no descriptor before connect");
+    let (port, server) = listenany(0).unwrap();
+    sock.connect(port).unwrap();
+    assert!(sock.as_raw_fd() >= 0);
+    let err = sock.connect(port).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let peer = accept_one(&server);
+    (&sock).write_all(b"hi\n").unwrap();
+    assert_eq!(peer.readline(false).unwrap(), "hi");
+    // A unix socket, by path.
+    let dir = TempDir::new();
+    let path = dir.sock("late.sock");
+    let userver = listen(path.as_path()).unwrap();
+    let us = TcpSocket::new();
+    us.connect(path.as_path()).unwrap();
+    let upeer = accept_one(&userver);
+    (&upeer).write_all(b"u\n").unwrap();
+    assert_eq!(us.readline(true).unwrap(), "u\n");
+    // Closing a never-connected socket, then connecting it.
+    let closed = TcpSocket::new();
+    closed.close().unwrap();
+    let err = closed.connect(port).unwrap_err();
+    assert_op_errno(&err, "connect", libc::ECANCELED);
+}
+
+/// A loopback listener whose accept queue is full, so a connect to it hangs (SYNs are
+/// dropped). `None` if the queue never fills here.
+fn black_hole() -> Option<(TcpServer, u16, Vec<TcpSocket>)> {
+    let server = listen_with(
+        0u16,
+        &ListenOptions {
+            backlog: 0,
+            ..ListenOptions::default()
+        },
+    )
+    .unwrap();
+    let port = port_of(&server);
+    let probe = ConnectOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..ConnectOptions::default()
+    };
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match connect_with(port, &probe) {
+            Ok(s) => fillers.push(s),
+            Err(e) if e.is_timeout() => return Some((server, port, fillers)),
+            Err(e) => panic!("filling the queue: {e:?}"),
+        }
+    }
+    None
+}
+
+#[test]
+fn close_cancels_a_pending_connect_with_ecanceled() {
+    let Some((_server, port, _fillers)) = black_hole() else {
+        println!("skipped: the accept queue never filled");
+        return;
+    };
+    for tls in [false, true] {
+        let sock = Arc::new(TcpSocket::new());
+        let s = sock.clone();
+        let opts = ConnectOptions {
+            tls,
+            server_name: Some("localhost".into()),
+            ca_file: Some(cert!("ca.pem")),
+            ..ConnectOptions::default()
+        };
+        let t = thread::spawn(move || s.connect_with(port, &opts));
+        thread::sleep(Duration::from_millis(150));
+        assert!(!t.is_finished(), "the connect did not block");
+        let at = Instant::now();
+        sock.close().unwrap();
+        let err = join_within(t, SAFETY, "pending connect").unwrap_err();
+        assert!(at.elapsed() < PROMPT, "woke after {:?}", at.elapsed());
+        assert_op_errno(&err, "connect", libc::ECANCELED);
+        assert!(!sock.is_open());
+    }
+}
+
+#[test]
+fn close_cancels_a_pending_tls_handshake_of_connect() {
+    // TCP connects at once; the server never answers the ClientHello.
+    let (port, server) = listenany(0).unwrap();
+    let sock = Arc::new(TcpSocket::new());
+    let s = sock.clone();
+    let t = thread::spawn(move || s.connect_with(port, &trusting_client()));
+    let _peer = accept_one(&server);
+    thread::sleep(Duration::from_millis(100));
+    assert!(!t.is_finished(), "the handshake did not block");
+    sock.close().unwrap();
+    let err = join_within(t, SAFETY, "pending handshake").unwrap_err();
+    assert_op_errno(&err, "connect", libc::ECANCELED);
+}
+
+#[test]
+fn descriptors_from_std_and_back() {
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+    // std TcpStream → TcpSocket (checked, non-blocking: the deadline fires).
+    let ln = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let std_client = std::net::TcpStream::connect(ln.local_addr().unwrap()).unwrap();
+    let (std_server, _) = ln.accept().unwrap();
+    let sock = TcpSocket::try_from(OwnedFd::from(std_client)).unwrap();
+    sock.set_read_deadline(Some(Instant::now() + Duration::from_millis(100)))
+        .unwrap();
+    let err = bounded(SAFETY, "read on an adopted socket", {
+        let sock = Arc::new(sock);
+        move || {
+            let e = sock.readline(false).unwrap_err();
+            (e, sock)
+        }
+    });
+    assert!(err.0.is_timeout(), "{:?}", err.0);
+    let sock = err.1;
+    sock.set_read_deadline(soon()).unwrap();
+    (&std_server).write_all(b"from std\n").unwrap();
+    assert_eq!(sock.readline(false).unwrap(), "from std");
+    assert_eq!(
+        getpeername(&sock).unwrap().1,
+        ln.local_addr().unwrap().port()
+    );
+    // Back: TcpSocket → OwnedFd → std, blocking again and still connected.
+    let raw = sock.as_raw_fd();
+    assert_eq!(raw, sock.as_fd().as_raw_fd());
+    let sock = Arc::try_unwrap(sock).unwrap();
+    let back = std::net::TcpStream::from(OwnedFd::from(sock));
+    back.set_read_timeout(Some(SAFETY)).unwrap();
+    (&back).write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    (&std_server).read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"x");
+    // Wrong kinds are InvalidArgument.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for fd in [
+        OwnedFd::from(udp),
+        OwnedFd::from(std::fs::File::open("/dev/null").unwrap()),
+        OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
+    ] {
+        let err = TcpSocket::try_from(fd).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+    let unconnected =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let err = TcpSocket::try_from(OwnedFd::from(unconnected)).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = TcpServer::try_from(OwnedFd::from(std_server)).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    // Unix: a std pair and a std listener.
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let ua = TcpSocket::try_from(OwnedFd::from(a)).unwrap();
+    guard(&ua);
+    (&b).write_all(b"pair\n").unwrap();
+    assert_eq!(ua.readline(true).unwrap(), "pair\n");
+    let dir = TempDir::new();
+    let path = dir.sock("std.sock");
+    let std_ln = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = TcpServer::try_from(OwnedFd::from(std_ln)).unwrap();
+    guard_server_local(&server);
+    let c = connect(path.as_path()).unwrap();
+    let s = accept(&server).unwrap();
+    (&c).write_all(b"via inherited unix listener\n").unwrap();
+    guard(&s);
+    assert_eq!(s.readline(false).unwrap(), "via inherited unix listener");
+    server.close().unwrap();
+    assert!(
+        path.exists(),
+        "an adopted listener leaves the socket file alone"
+    );
+}
+
+fn guard_server_local(s: &TcpServer) {
+    s.set_deadline(soon()).unwrap();
+}
+
+#[test]
+fn core_types_from_std_and_to_owned_fd() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let std_ln = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_ln.local_addr().unwrap();
+    let ln = reseau::tcp::Listener::from(std_ln);
+    assert_eq!(ln.local_addr(), Some(addr));
+    ln.set_deadline(soon()).unwrap();
+    let conn = reseau::tcp::Conn::from(std::net::TcpStream::connect(addr).unwrap());
+    let server_side = ln.accept().unwrap();
+    assert_eq!(conn.remote_addr(), Some(addr));
+    conn.write(b"abc").unwrap();
+    let mut b = [0u8; 3];
+    server_side.read_full(&mut b).unwrap();
+    assert_eq!(&b, b"abc");
+    let std_conn = std::net::TcpStream::from(OwnedFd::from(conn));
+    std_conn.set_read_timeout(Some(SAFETY)).unwrap();
+    server_side.write(b"d").unwrap();
+    (&std_conn).read_exact(&mut b[..1]).unwrap();
+    assert_eq!(&b[..1], b"d");
+    let back = std::net::TcpListener::from(OwnedFd::from(ln));
+    assert_eq!(back.local_addr().unwrap(), addr);
+
+    let dir = TempDir::new();
+    let path = dir.sock("core.sock");
+    let uln = reseau::unix::Listener::from(UnixListener::bind(&path).unwrap());
+    uln.set_deadline(soon()).unwrap();
+    let uc = reseau::unix::Conn::from(UnixStream::connect(&path).unwrap());
+    let us = uln.accept().unwrap();
+    assert_eq!(uc.peer_addr(), Some(path.clone()));
+    uc.write(b"u").unwrap();
+    us.read_full(&mut b[..1]).unwrap();
+    assert_eq!(&b[..1], b"u");
+    let _std_uc = UnixStream::from(OwnedFd::from(uc));
+    let std_uln = UnixListener::from(OwnedFd::from(uln));
+    assert!(path.exists(), "handing the listener over keeps its file");
+    drop(std_uln);
+}
+
+#[test]
+fn io_errors_convert_to_reseau_errors() {
+    // `?` mixes std and reseau calls in one function.
+    fn mixed(port: u16) -> reseau::Result<String> {
+        let sock = connect(port)?;
+        (&sock).write_all(b"ping\n")?;
+        let mut s = String::new();
+        std::io::BufReader::new(&sock).read_line(&mut s)?;
+        Ok(s)
+    }
+    let (port, server) = listenany(0).unwrap();
+    let t = thread::spawn(move || {
+        let s = accept_one(&server);
+        let line = s.readline(true).unwrap();
+        (&s).write_all(line.as_bytes()).unwrap();
+        server
+    });
+    assert_eq!(mixed(port).unwrap(), "ping\n");
+    let server = join_within(t, SAFETY, "echo");
+    server.close().unwrap();
+    let err = mixed(port).unwrap_err();
+    assert_op_errno(&err, "connect", libc::ECONNREFUSED);
+    // A reseau error inside an io::Error comes back as itself.
+    let io_err: io::Error = Error::DeadlineExceeded.into();
+    assert!(matches!(Error::from(io_err), Error::DeadlineExceeded));
+    // Anything else is Sys { op: "io" } with the errno.
+    let e = Error::from(io::Error::from_raw_os_error(libc::EPIPE));
+    assert!(matches!(&e, Error::Sys { op: "io", .. }), "{e:?}");
+    assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+    let e = Error::from(io::Error::new(io::ErrorKind::UnexpectedEof, "short"));
+    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+}
+
+#[test]
+fn unix_paths_with_nul_or_empty_are_refused_before_any_syscall() {
+    let dir = TempDir::new();
+    let good = dir.sock("new");
+    let mut bad = good.clone().into_os_string();
+    bad.push("\0x");
+    let bad = PathBuf::from(bad);
+    let err = reseau::unix::listen(&bad).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(!good.exists(), "the truncated path was bound");
+    let err = reseau::unix::connect(&bad).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = listen(bad.as_path()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(!good.exists(), "the truncated path was bound");
+    let err = connect(bad.as_path()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let empty = PathBuf::new();
+    let err = reseau::unix::listen(&empty).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = reseau::unix::connect(&empty).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let err = listen(empty.as_path()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+#[test]
+fn getpeername_and_getsockname_on_a_closed_socket_are_closed() {
+    let (_srv, c, _s) = tcp_pair();
+    assert!(getpeername(&c).is_ok());
+    c.close().unwrap();
+    assert!(matches!(getpeername(&c), Err(Error::Closed)));
+    assert!(matches!(getsockname(&c), Err(Error::Closed)));
+}
+
+#[test]
+fn facade_listen_errors_name_the_address_or_path() {
+    let (port, _server) = listenany(0).unwrap();
+    let err = listen(port).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    let dir = TempDir::new();
+    let path = dir.sock("taken.sock");
+    let _ln = listen(path.as_path()).unwrap();
+    let err = listen(path.as_path()).unwrap_err();
+    assert_eq!(err.op(), Some("listen"));
+    assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+}
+
+#[test]
+fn abort_resets_the_peer() {
+    let (_srv, c, s) = tcp_pair();
+    (&s).write_all(b"unread").unwrap();
+    wait_until(SAFETY, "data arrives", || {
+        c.bytesavailable().unwrap_or(0) > 0
+    });
+    c.abort().unwrap();
+    assert!(!c.is_open());
+    let err = s.readline(false).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNRESET), "{err:?}");
+}
+
+#[test]
+fn socket_options_through_the_facade() {
+    use socket2::SockRef;
+    let (server, c, _s) = tcp_pair();
+    c.set_keepalive_timing(
+        Some(Duration::from_secs(30)),
+        Some(Duration::from_secs(5)),
+        Some(4),
+    )
+    .unwrap();
+    let r = SockRef::from(&c);
+    assert!(r.keepalive().unwrap());
+    assert_eq!(r.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+    assert_eq!(r.tcp_keepalive_interval().unwrap(), Duration::from_secs(5));
+    assert_eq!(r.tcp_keepalive_retries().unwrap(), 4);
+    c.keepalive(false).unwrap();
+    assert!(!r.keepalive().unwrap());
+    c.set_user_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    assert_eq!(
+        r.tcp_user_timeout().unwrap(),
+        Some(Duration::from_millis(1500))
+    );
+    c.set_recv_buffer_size(64 * 1024).unwrap();
+    assert!(c.recv_buffer_size().unwrap() >= 64 * 1024);
+    c.set_send_buffer_size(64 * 1024).unwrap();
+    assert!(c.send_buffer_size().unwrap() >= 64 * 1024);
+    // On the server: nagle and quickack reach the listening socket.
+    server.nagle(true).unwrap();
+    assert!(!SockRef::from(&server).tcp_nodelay().unwrap());
+    server.nagle(false).unwrap();
+    assert!(SockRef::from(&server).tcp_nodelay().unwrap());
+    server.quickack(true).unwrap();
+    server.set_recv_buffer_size(32 * 1024).unwrap();
+    server.close().unwrap();
+    assert!(matches!(server.nagle(true), Err(Error::Closed)));
+    c.close().unwrap();
+    assert!(matches!(c.set_user_timeout(None), Err(Error::Closed)));
+    // Unix sockets have no TCP options.
+    let dir = TempDir::new();
+    let (userver, uc, _us) = unix_pair(&dir);
+    assert!(matches!(
+        uc.set_user_timeout(None),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        userver.nagle(true),
+        Err(Error::InvalidArgument(_))
+    ));
+    uc.set_send_buffer_size(16 * 1024).unwrap();
+}
+
+#[test]
+fn reuse_port_through_listen_options() {
+    let opts = ListenOptions {
+        reuse_port: true,
+        ..ListenOptions::default()
+    };
+    let a = listen_with((ip!("127.0.0.1"), 0), &opts).unwrap();
+    let port = port_of(&a);
+    let b = listen_with((ip!("127.0.0.1"), port), &opts).expect("second SO_REUSEPORT listener");
+    assert_eq!(port_of(&b), port);
+    let err = listen(port).unwrap_err();
+    assert_op_errno(&err, "listen", libc::EADDRINUSE);
+}
+
+#[test]
+fn connect_options_local_address_family_resolver_policy() {
+    use reseau::resolve::{Policy, StaticResolver};
+    use reseau::sockets::Family;
+    let (port, server) = listenany(0).unwrap();
+    // A local address.
+    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let c = connect_with(
+        port,
+        &ConnectOptions {
+            local_addr: Some(local),
+            ..ConnectOptions::default()
+        },
+    )
+    .unwrap();
+    let s = accept_one(&server);
+    assert_eq!(getsockname(&c).unwrap(), getpeername(&s).unwrap());
+    // A resolver (a name only it knows) and a policy.
+    let r = Arc::new(StaticResolver::new());
+    r.insert(
+        "db.test",
+        ["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+    );
+    let opts = ConnectOptions {
+        resolver: Some(r.clone()),
+        policy: Some(Policy {
+            allow_ipv6: false,
+            ..Policy::default()
+        }),
+        ..ConnectOptions::default()
+    };
+    let c = connect_with(("db.test", port), &opts).unwrap();
+    assert_eq!(getpeername(&c).unwrap(), (ip!("127.0.0.1"), port));
+    let _ = accept_one(&server);
+    // A family restriction that leaves nothing.
+    let err = connect_with(
+        ("db.test", port),
+        &ConnectOptions {
+            family: Family::V6,
+            ..opts.clone()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.op(), Some("connect"), "{err:?}");
+    let err = connect_with(
+        (ip!("127.0.0.1"), port),
+        &ConnectOptions {
+            family: Family::V6,
+            ..ConnectOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no suitable address"), "{err}");
+    // The same on a TcpSocket::new socket.
+    let sock = TcpSocket::new();
+    sock.connect_with(("db.test", port), &opts).unwrap();
+    assert_eq!(getpeername(&sock).unwrap(), (ip!("127.0.0.1"), port));
+}
+
+#[test]
+fn connect_timeout_bounds_name_resolution() {
+    use reseau::resolve::StaticResolver;
+    let r = Arc::new(StaticResolver::new());
+    r.insert_with_delay(
+        "slow.test",
+        ["127.0.0.1".parse().unwrap()],
+        Duration::from_secs(30),
+    );
+    let opts = ConnectOptions {
+        resolver: Some(r),
+        timeout: Some(Duration::from_millis(200)),
+        ..ConnectOptions::default()
+    };
+    let t = Instant::now();
+    let err = bounded(SAFETY, "slow resolution", move || {
+        connect_with(("slow.test", 1), &opts).unwrap_err()
+    });
+    let took = t.elapsed();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(took >= Duration::from_millis(190), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn udp_socket_descriptor() {
+    use reseau::sockets::UdpSocket;
+    use std::os::fd::{AsFd, AsRawFd};
+    let s = UdpSocket::new();
+    assert_eq!(s.as_raw_fd(), -1, "unbound: no descriptor yet");
+    let _placeholder = s.as_fd(); // borrowable, never another socket of ours
+    let mut s = s;
+    assert!(bind(&mut s, ip!("127.0.0.1"), 0).unwrap());
+    let raw = s.as_raw_fd();
+    assert!(raw >= 0);
+    assert_eq!(s.as_fd().as_raw_fd(), raw);
+    assert_eq!(
+        socket2::SockRef::from(&s).r#type().unwrap(),
+        socket2::Type::DGRAM
+    );
 }

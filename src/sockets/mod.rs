@@ -57,7 +57,7 @@ pub use server::{
     BACKLOG_DEFAULT, Bind, ListenOptions, SockName, TcpServer, accept, accept_loop, bind,
     getpeername, getsockname, listen, listen_with, listenany, listenany_on,
 };
-pub use socket::{ConnectOptions, Endpoint, Target, TcpSocket, connect, connect_with};
+pub use socket::{ConnectOptions, Endpoint, Family, Target, TcpSocket, connect, connect_with};
 pub use udp::{
     BindOptions, MAX_DATAGRAM, UdpOptions, UdpSocket, bind_with, join_multicast_group,
     join_multicast_group_on, leave_multicast_group, leave_multicast_group_on, recv, recvfrom, send,

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::addr::{IPAddr, LOCALHOST};
-use super::socket::{Endpoint, Stream, Target, TcpSocket};
+use super::socket::{Base, Endpoint, Target, TcpSocket, check_stream, no_descriptor, opts};
+use socket2::SockRef;
+
 use crate::tcp::{self, Bound};
 use crate::{Error, OpError, Result, tls, unix};
 
@@ -33,6 +36,9 @@ pub struct ListenOptions {
     pub alpn: Vec<String>,
     /// Require and verify client certificates against this CA (mTLS).
     pub client_ca_file: Option<PathBuf>,
+    /// `SO_REUSEPORT`: several servers (processes) share the port, the kernel spreads
+    /// connections across them (TCP only).
+    pub reuse_port: bool,
 }
 
 impl Default for ListenOptions {
@@ -45,6 +51,7 @@ impl Default for ListenOptions {
             key_file: None,
             alpn: Vec::new(),
             client_ca_file: None,
+            reuse_port: false,
         }
     }
 }
@@ -74,6 +81,8 @@ enum Kind {
     Tcp(tcp::Listener),
     Unix(unix::Listener),
     Tls(tls::Listener),
+    /// TLS over a unix-domain listener: each accepted socket gets a server session.
+    UnixTls(unix::Listener, Box<tls::Config>),
 }
 
 /// A listening TCP, unix-domain or TLS server (Julia's `TCPServer`/`PipeServer`).
@@ -151,7 +160,7 @@ impl TcpServer {
     /// `_UVError("accept", UV_ECONNABORTED)`). [`Error::InvalidArgument`] for a server
     /// that never listened; [`Error::DeadlineExceeded`]; OS errors.
     pub fn accept(&self) -> Result<TcpSocket> {
-        let net = if matches!(self.kind, Kind::Unix(_)) {
+        let net = if matches!(self.kind, Kind::Unix(_) | Kind::UnixTls(..)) {
             "unix"
         } else {
             "tcp"
@@ -161,9 +170,15 @@ impl TcpServer {
             return Err(aborted());
         }
         let res = match &self.kind {
-            Kind::Tcp(l) => l.accept().map(Stream::Tcp),
-            Kind::Unix(l) => l.accept().map(Stream::Unix),
-            Kind::Tls(l) => l.accept().map(|c| Stream::Tls(Box::new(c))),
+            Kind::Tcp(l) => l.accept().map(|c| TcpSocket::from_base(Base::Tcp(c), None)),
+            Kind::Unix(l) => l
+                .accept()
+                .map(|c| TcpSocket::from_base(Base::Unix(c), None)),
+            Kind::Tls(l) => l.accept().map(|c| TcpSocket::from_tls(c, false)),
+            Kind::UnixTls(l, cfg) => l.accept().and_then(|c| {
+                let transport = tcp::Conn::from_stream_fd(c.into_fd());
+                tls::server(transport, cfg).map(|c| TcpSocket::from_tls(c, true))
+            }),
             Kind::Unbound | Kind::Bound(_) => {
                 return Err(Error::InvalidArgument(
                     "server not connected, make sure \"listen\" has been called".into(),
@@ -171,7 +186,7 @@ impl TcpServer {
             }
         };
         match res {
-            Ok(s) => Ok(TcpSocket::new(s, None)),
+            Ok(s) => Ok(s),
             Err(_) if self.closing.load(Ordering::Acquire) => Err(aborted()),
             Err(Error::Closed) => Err(aborted()),
             Err(e) => Err(e),
@@ -181,7 +196,7 @@ impl TcpServer {
     /// The address for error messages: the path, or `ip:port`.
     fn label(&self) -> String {
         match &self.kind {
-            Kind::Unix(l) => l
+            Kind::Unix(l) | Kind::UnixTls(l, _) => l
                 .local_addr()
                 .map_or_else(String::new, |p| p.display().to_string()),
             _ => self
@@ -206,7 +221,7 @@ impl TcpServer {
         match &self.kind {
             Kind::Tcp(l) => drain_tcp(l, past),
             Kind::Tls(l) => drain_tcp(l.net_listener(), past),
-            Kind::Unix(l) => {
+            Kind::Unix(l) | Kind::UnixTls(l, _) => {
                 let _ = l.set_deadline(past);
                 while let Ok(Some(c)) = l.try_accept() {
                     c.close_gracefully();
@@ -223,7 +238,7 @@ impl TcpServer {
         !self.closing.load(Ordering::Acquire)
             && match &self.kind {
                 Kind::Tcp(l) => l.is_open(),
-                Kind::Unix(l) => l.is_open(),
+                Kind::Unix(l) | Kind::UnixTls(l, _) => l.is_open(),
                 Kind::Tls(l) => l.is_open(),
                 Kind::Unbound | Kind::Bound(_) => false,
             }
@@ -236,7 +251,7 @@ impl TcpServer {
     pub fn set_deadline(&self, at: Option<Instant>) -> Result<()> {
         match &self.kind {
             Kind::Tcp(l) => l.set_deadline(at),
-            Kind::Unix(l) => l.set_deadline(at),
+            Kind::Unix(l) | Kind::UnixTls(l, _) => l.set_deadline(at),
             Kind::Tls(l) => l.set_deadline(at),
             Kind::Unbound | Kind::Bound(_) => {
                 Err(Error::InvalidArgument("server is not listening".into()))
@@ -249,7 +264,7 @@ impl TcpServer {
             Kind::Tcp(l) => l.addr(),
             Kind::Tls(l) => l.addr(),
             Kind::Bound(b) => b.local_addr(),
-            Kind::Unix(_) => {
+            Kind::Unix(_) | Kind::UnixTls(..) => {
                 return Err(Error::InvalidArgument(
                     "a unix socket has no IP address".into(),
                 ));
@@ -260,6 +275,129 @@ impl TcpServer {
             op: "cannot obtain socket name",
             source: io::Error::from_raw_os_error(libc::EBADF),
         })
+    }
+}
+
+impl TcpServer {
+    /// A TCP listener's socket, for options.
+    fn tcp_listener(&self) -> Result<&tcp::Listener> {
+        match &self.kind {
+            Kind::Tcp(l) => Ok(l),
+            Kind::Tls(l) => Ok(l.net_listener()),
+            Kind::Unix(_) | Kind::UnixTls(..) => {
+                Err(Error::InvalidArgument("not a TCP server".into()))
+            }
+            Kind::Unbound | Kind::Bound(_) => {
+                Err(Error::InvalidArgument("server is not listening".into()))
+            }
+        }
+    }
+
+    fn setopt<T>(&self, f: impl FnOnce(SockRef<'_>) -> io::Result<T>) -> Result<T> {
+        let l = self.tcp_listener()?;
+        if !self.is_open() {
+            return Err(Error::Closed);
+        }
+        f(SockRef::from(l)).map_err(|e| Error::sys("setsockopt", e))
+    }
+
+    /// Julia's `nagle(server, enable)`: sets `TCP_NODELAY` (off when `enable`) on the
+    /// listening socket, which Linux copies to every socket it accepts.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a unix or not-listening server, [`Error::Closed`],
+    /// OS errors.
+    pub fn nagle(&self, enable: bool) -> Result<()> {
+        self.setopt(|s| s.set_tcp_nodelay(!enable))
+    }
+
+    /// Julia's `quickack(server, enable)` (`TCP_QUICKACK` on the listening socket).
+    ///
+    /// # Errors
+    /// As [`nagle`](Self::nagle).
+    pub fn quickack(&self, enable: bool) -> Result<()> {
+        self.setopt(|s| opts::quickack(&s, enable))
+    }
+
+    /// Sets `SO_RCVBUF` on the listening socket (accepted sockets inherit it; set it
+    /// before connections arrive for the window scale to use it).
+    ///
+    /// # Errors
+    /// As [`nagle`](Self::nagle).
+    pub fn set_recv_buffer_size(&self, size: usize) -> Result<()> {
+        self.setopt(|s| s.set_recv_buffer_size(size))
+    }
+
+    /// Sets `SO_SNDBUF` on the listening socket (accepted sockets inherit it).
+    ///
+    /// # Errors
+    /// As [`nagle`](Self::nagle).
+    pub fn set_send_buffer_size(&self, size: usize) -> Result<()> {
+        self.setopt(|s| s.set_send_buffer_size(size))
+    }
+}
+
+/// The listening descriptor (the bound one before `listen`). After `close` the number
+/// stays reserved until drop (see `tcp::Listener`). A fresh [`TcpServer::new`] has no
+/// descriptor: `as_fd` borrows a process-wide placeholder and `as_raw_fd` is -1, as for
+/// an unconnected [`TcpSocket`].
+impl AsFd for TcpServer {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.kind {
+            Kind::Tcp(l) => l.as_fd(),
+            Kind::Tls(l) => l.net_listener().as_fd(),
+            Kind::Unix(l) | Kind::UnixTls(l, _) => l.as_fd(),
+            Kind::Bound(b) => b.as_fd(),
+            Kind::Unbound => no_descriptor(),
+        }
+    }
+}
+
+impl AsRawFd for TcpServer {
+    fn as_raw_fd(&self) -> RawFd {
+        match self.kind {
+            Kind::Unbound => -1,
+            _ => self.as_fd().as_raw_fd(),
+        }
+    }
+}
+
+/// Adopts a listening TCP or unix-domain socket (inherited from systemd or a parent,
+/// see `examples/systemd_listener.rs`): checked with `SO_TYPE`, `SO_ACCEPTCONN` and
+/// the family, made non-blocking. A unix socket file is left in place on close.
+///
+/// ```
+/// use std::os::fd::OwnedFd;
+/// use reseau::sockets::{TcpServer, connect, getsockname};
+/// # fn main() -> reseau::Result<()> {
+/// let std_ln = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let server = TcpServer::try_from(OwnedFd::from(std_ln))?;
+/// let (_, port) = getsockname(&server)?;
+/// let _client = connect(port)?;
+/// let _conn = server.accept()?;
+/// let not_listening = std::net::UdpSocket::bind("127.0.0.1:0")?;
+/// assert!(matches!(
+///     TcpServer::try_from(OwnedFd::from(not_listening)),
+///     Err(reseau::Error::InvalidArgument(_))
+/// ));
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a socket that is not a listening stream socket of
+/// an IP or unix family, or a descriptor that is not a socket (closed then).
+impl TryFrom<OwnedFd> for TcpServer {
+    type Error = Error;
+
+    fn try_from(fd: OwnedFd) -> Result<TcpServer> {
+        let domain = check_stream(&fd, true)?;
+        Ok(TcpServer::with(if domain == socket2::Domain::UNIX {
+            Kind::Unix(unix::Listener::from(
+                std::os::unix::net::UnixListener::from(fd),
+            ))
+        } else {
+            Kind::Tcp(tcp::Listener::from(std::net::TcpListener::from(fd)))
+        }))
     }
 }
 
@@ -377,13 +515,11 @@ pub fn listen_with(endpoint: impl Endpoint, opts: &ListenOptions) -> Result<TcpS
     }
     let addr = match &target {
         Target::Path(p) => {
-            if opts.tls {
-                return Err(Error::InvalidArgument(
-                    "tls over unix sockets is not supported".into(),
-                ));
-            }
             let l = unix::listen(p).map_err(|e| listen_error(&target, e))?;
-            return Ok(TcpServer::with(Kind::Unix(l)));
+            return Ok(TcpServer::with(match tls_cfg {
+                Some(cfg) => Kind::UnixTls(l, Box::new(cfg)),
+                None => Kind::Unix(l),
+            }));
         }
         _ => {
             let (addrs, _) = target.resolve()?;
@@ -402,7 +538,7 @@ pub fn listen_with(endpoint: impl Endpoint, opts: &ListenOptions) -> Result<TcpS
                 })?
         }
     };
-    let ln = Bound::new(addr, true, false, None)
+    let ln = Bound::new(addr, true, opts.reuse_port, None)
         .and_then(|b| b.listen(opts.backlog))
         .map_err(|e| listen_error(&target, e))?;
     Ok(TcpServer::with(match tls_cfg {

@@ -578,3 +578,24 @@ pub fn leave_multicast_group_on(
 pub fn setopt(sock: &UdpSocket, opts: &UdpOptions) -> Result<()> {
     sock.setopt(opts)
 }
+
+/// The datagram socket's descriptor. An unbound [`UdpSocket::new`] has none yet (the
+/// family is only known at `bind` or the first `send`, and `&self` cannot create it
+/// without guessing one): `as_fd` then borrows a process-wide read-only `/dev/null`
+/// placeholder that is never closed, and `as_raw_fd` returns -1 (Julia's `fd` of an
+/// uninitialised socket is invalid too). After `close` the number stays reserved until
+/// drop, as for every socket of this crate.
+impl std::os::fd::AsFd for UdpSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self.fd.get() {
+            Some(fd) => fd.as_fd(),
+            None => super::socket::no_descriptor(),
+        }
+    }
+}
+
+impl std::os::fd::AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.get().map_or(-1, |fd| fd.raw())
+    }
+}
