@@ -709,10 +709,25 @@ impl Fd {
         mut f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
     ) -> Result<T> {
         let (r, _g) = self.begin(dir)?;
+        // Receives: when the last one had to wait, the queue is likely empty again (the
+        // receiver keeps up with its sender), so park first and save a syscall that
+        // would fail; one that succeeds without waiting turns the hint off (as `accept`).
+        let mut waited = dir == Dir::Read && self.drained.load(Ordering::Relaxed);
+        if waited {
+            self.wait(dir)?;
+        }
         loop {
             match f(r.fd()) {
-                Ok(v) => return Ok(v),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(dir)?,
+                Ok(v) => {
+                    if dir == Dir::Read {
+                        self.drained.store(waited, Ordering::Relaxed);
+                    }
+                    return Ok(v);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    waited = true;
+                    self.wait(dir)?;
+                }
                 Err(e) => return Err(Error::sys(op, e)),
             }
         }

@@ -14,9 +14,7 @@ use socket2::SockRef;
 use super::addr::{IPAddr, IPv4, IPv6, InetAddr, LOCALHOST};
 use super::dns::getalladdrinfo;
 use super::readbuf::ReadBuf;
-use crate::resolve::{
-    Dialer, Policy, Resolver, SystemResolver, join_host_port, parse_literal,
-};
+use crate::resolve::{Dialer, Policy, Resolver, SystemResolver, join_host_port, parse_literal};
 use crate::tcp::Cancel;
 use crate::util::lock;
 use crate::{Error, OpError, Result, tcp, tls, unix};
