@@ -625,43 +625,45 @@ impl From<std::net::TcpListener> for Listener {
     }
 }
 
-/// The socket as an owned descriptor. The crate's descriptor is duplicated
-/// (`F_DUPFD_CLOEXEC`) and the original closed, so the number differs from
-/// `as_raw_fd()`; the socket itself (connection, options) is the same. It is handed
-/// over in blocking mode, as `std` types and child processes expect.
+/// The socket as an owned descriptor: the same number as `as_raw_fd()` and the same
+/// socket (connection, options), released without being closed. It is handed over in
+/// blocking mode, as `std` types and child processes expect.
 ///
-/// # Panics
-/// If the process is out of descriptors for the duplicate.
+/// A closed `Conn` has no socket to give: the result is then a duplicate of the dead
+/// placeholder its number names (every I/O call on it fails), and this panics only if
+/// the process is out of descriptors for that duplicate.
 impl From<Conn> for std::os::fd::OwnedFd {
     fn from(conn: Conn) -> std::os::fd::OwnedFd {
-        use std::os::fd::AsFd;
-        let owned = conn
-            .as_fd()
-            .try_clone_to_owned()
-            .expect("duplicating the descriptor");
-        // `std` types and child processes expect a blocking descriptor.
-        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
-        drop(conn);
-        owned
+        release_fd(conn.fd)
     }
 }
 
-/// As for [`Conn`]: a duplicate, the original closed.
-///
-/// # Panics
-/// If the process is out of descriptors for the duplicate.
+/// As for [`Conn`]: the listening descriptor itself, number kept, in blocking mode.
 impl From<Listener> for std::os::fd::OwnedFd {
     fn from(ln: Listener) -> std::os::fd::OwnedFd {
-        use std::os::fd::AsFd;
-        let owned = ln
-            .as_fd()
-            .try_clone_to_owned()
-            .expect("duplicating the descriptor");
-        // `std` types and child processes expect a blocking descriptor.
-        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
-        drop(ln);
-        owned
+        release_fd(ln.fd)
     }
+}
+
+/// The descriptor of `fd`, released in blocking mode; a closed `Fd` gives a duplicate
+/// of its placeholder (see `From<Conn> for OwnedFd`).
+///
+/// # Panics
+/// If `fd` is closed and the process is out of descriptors for the duplicate.
+pub(crate) fn release_fd(fd: Fd) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsFd;
+    // Owned by value: no other thread can close it between the check and the release.
+    let owned = if fd.is_open() {
+        fd.into_owned()
+            .expect("an open Fd held by value stays open")
+    } else {
+        fd.as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the placeholder of a closed socket")
+    };
+    // `std` types and child processes expect a blocking descriptor.
+    let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
+    owned
 }
 
 impl Conn {

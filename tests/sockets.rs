@@ -2282,6 +2282,118 @@ fn core_types_from_std_and_to_owned_fd() {
     drop(std_uln);
 }
 
+/// The inode of the socket descriptor `fd` names now, if it is open.
+fn inode_of(fd: i32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// `From<X> for OwnedFd` hands over the value's own descriptor: the number and the
+/// socket are the same, it still works, and dropping the result closes that socket (no
+/// duplicate left behind). Before `Fd::into_owned` every conversion duplicated the
+/// descriptor (another number) and closed the original.
+#[test]
+fn owned_fd_keeps_the_number_and_leaks_nothing() {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    // Checks the number and socket survive, then that dropping the std value closes the
+    // socket (the number may be reused by a parallel test: compare inodes, not numbers).
+    fn handed_over(before: (i32, Option<u64>), owned: OwnedFd) -> OwnedFd {
+        assert!(before.1.is_some(), "the value had an open descriptor");
+        assert_eq!(owned.as_raw_fd(), before.0, "the number is preserved");
+        assert_eq!(inode_of(owned.as_raw_fd()), before.1, "the same socket");
+        owned
+    }
+    fn closed_after_drop(before: (i32, Option<u64>), owned: OwnedFd) {
+        drop(owned);
+        assert_ne!(
+            inode_of(before.0),
+            before.1,
+            "dropping the OwnedFd closes the socket: no other copy is left open"
+        );
+    }
+    let id = |fd: i32| (fd, inode_of(fd));
+
+    // tcp::Listener and tcp::Conn.
+    let ln = reseau::tcp::listen(reseau::tcp::loopback_addr(0)).unwrap();
+    ln.set_deadline(soon()).unwrap();
+    let addr = ln.addr().unwrap();
+    let conn = reseau::tcp::connect(addr).unwrap();
+    let peer = ln.accept().unwrap();
+    peer.set_deadline(soon()).unwrap();
+    let before = id(conn.as_raw_fd());
+    let owned = handed_over(before, OwnedFd::from(conn));
+    let std_conn = std::net::TcpStream::from(owned);
+    std_conn.set_read_timeout(Some(SAFETY)).unwrap();
+    (&std_conn).write_all(b"to peer").unwrap();
+    let mut b = [0u8; 7];
+    peer.read_full(&mut b).unwrap();
+    assert_eq!(&b, b"to peer");
+    peer.write(b"back").unwrap();
+    (&std_conn).read_exact(&mut b[..4]).unwrap();
+    assert_eq!(&b[..4], b"back", "blocking read on the handed-over socket");
+    closed_after_drop(before, OwnedFd::from(std_conn));
+    let mut one = [0u8; 1];
+    assert_eq!(peer.read(&mut one).unwrap(), 0, "the peer sees EOF at once");
+
+    let before = id(ln.as_raw_fd());
+    let std_ln = std::net::TcpListener::from(handed_over(before, OwnedFd::from(ln)));
+    assert_eq!(std_ln.local_addr().unwrap(), addr);
+    let _c = std::net::TcpStream::connect(addr).unwrap();
+    std_ln.accept().unwrap();
+    closed_after_drop(before, OwnedFd::from(std_ln));
+
+    // unix::Listener (keeps its file) and unix::Conn.
+    let dir = TempDir::new();
+    let path = dir.sock("owned.sock");
+    let uln = reseau::unix::listen(&path).unwrap();
+    uln.set_deadline(soon()).unwrap();
+    let uc = reseau::unix::connect(&path).unwrap();
+    let us = uln.accept().unwrap();
+    us.set_deadline(soon()).unwrap();
+    let before = id(uc.as_raw_fd());
+    let std_uc = UnixStream::from(handed_over(before, OwnedFd::from(uc)));
+    (&std_uc).write_all(b"u").unwrap();
+    us.read_full(&mut one).unwrap();
+    assert_eq!(&one, b"u");
+    closed_after_drop(before, OwnedFd::from(std_uc));
+    let before = id(uln.as_raw_fd());
+    let std_uln = std::os::unix::net::UnixListener::from(handed_over(before, OwnedFd::from(uln)));
+    assert!(path.exists(), "handing the listener over keeps its file");
+    let _c2 = UnixStream::connect(&path).unwrap();
+    std_uln.accept().unwrap();
+    closed_after_drop(before, OwnedFd::from(std_uln));
+    assert!(path.exists(), "nobody owns the file any more: it stays");
+
+    // TcpSocket over TCP and over a unix socket.
+    let (port, server) = listenany(0).unwrap();
+    let sock = connect(port).unwrap();
+    let s = accept(&server).unwrap();
+    s.set_read_deadline(soon()).unwrap();
+    let before = id(sock.as_raw_fd());
+    let std_sock = std::net::TcpStream::from(handed_over(before, OwnedFd::from(sock)));
+    (&std_sock).write_all(b"facade\n").unwrap();
+    assert_eq!(s.readline(false).unwrap(), "facade");
+    closed_after_drop(before, OwnedFd::from(std_sock));
+    let (a, _b) = UnixStream::pair().unwrap();
+    let ua = TcpSocket::try_from(OwnedFd::from(a)).unwrap();
+    let before = id(ua.as_raw_fd());
+    closed_after_drop(before, handed_over(before, OwnedFd::from(ua)));
+
+    // Fallback: a closed value has no socket left; it gives a duplicate of its dead
+    // placeholder (another number) and its own number is released.
+    let closed = connect(port).unwrap();
+    let _s2 = accept(&server).unwrap();
+    closed.close().unwrap();
+    let raw = closed.as_raw_fd();
+    let dup = OwnedFd::from(closed);
+    assert_ne!(dup.as_raw_fd(), raw);
+    let err = std::net::TcpStream::from(dup).write(b"x").unwrap_err();
+    assert!(err.raw_os_error().is_some(), "{err:?}");
+}
+
 #[test]
 fn io_errors_convert_to_reseau_errors() {
     // `?` mixes std and reseau calls in one function.

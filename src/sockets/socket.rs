@@ -14,9 +14,7 @@ use socket2::SockRef;
 use super::addr::{IPAddr, IPv4, IPv6, InetAddr, LOCALHOST};
 use super::dns::getalladdrinfo;
 use super::readbuf::ReadBuf;
-use crate::resolve::{
-    Dialer, Policy, Resolver, SystemResolver, join_host_port, parse_literal,
-};
+use crate::resolve::{Dialer, Policy, Resolver, SystemResolver, join_host_port, parse_literal};
 use crate::tcp::Cancel;
 use crate::util::lock;
 use crate::{Error, OpError, Result, tcp, tls, unix};
@@ -1406,15 +1404,30 @@ pub fn connect_with(endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<Tc
 }
 
 /// The socket as an owned descriptor, in blocking mode (for `std` types or a child
-/// process's stdio): a duplicate of [`as_fd`](AsFd::as_fd)'s descriptor, the socket
-/// value itself closed. Bytes already buffered for reading stay behind (read them
-/// first). A TLS socket sends its close_notify as the value is dropped and hands over
-/// the raw TCP stream after it: only useful to close it elsewhere.
+/// process's stdio). A plain TCP or unix socket hands over its own descriptor, released
+/// without being closed: the number is [`as_raw_fd`](AsRawFd::as_raw_fd)'s. Bytes
+/// already buffered for reading stay behind (read them first).
+///
+/// Fallback, a duplicate of [`as_fd`](AsFd::as_fd)'s descriptor (another number) with
+/// the socket value itself closed: for a TLS socket (its session owns the stream, and
+/// after STARTTLS runs on a duplicate of it; the close_notify is sent as the value is
+/// dropped, so the raw stream is only useful to close elsewhere), a closed socket (a
+/// dead placeholder) and one never connected (`/dev/null`).
 ///
 /// # Panics
-/// If the process is out of descriptors for the duplicate.
+/// In the fallback cases only, if the process is out of descriptors for the duplicate.
 impl From<TcpSocket> for OwnedFd {
     fn from(sock: TcpSocket) -> OwnedFd {
+        if sock.tls.get().is_none() {
+            match sock.base.into_inner() {
+                Some(Base::Tcp(c)) => return OwnedFd::from(c),
+                Some(Base::Unix(c)) => return OwnedFd::from(c),
+                None => {}
+            }
+            return no_descriptor()
+                .try_clone_to_owned()
+                .expect("duplicating the descriptor");
+        }
         let owned = sock
             .as_fd()
             .try_clone_to_owned()
