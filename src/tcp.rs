@@ -140,9 +140,11 @@ pub(crate) fn connect_cancellable(
         let fd = Arc::new(connect_socket(remote, local)?);
         cancel.track(&fd)?;
         let res = connect_fd(&fd, remote, deadline);
-        cancel.untrack()?;
-        res?;
-        let fd = Arc::into_inner(fd).ok_or(Error::Closed)?;
+        if let Err(e) = res {
+            cancel.untrack(&fd)?;
+            return Err(e);
+        }
+        let fd = cancel.release(fd)?;
         if let Some(conn) = Conn::connected(fd, remote)? {
             return Ok(conn);
         }
@@ -150,36 +152,73 @@ pub(crate) fn connect_cancellable(
     Err(self_connect_error())
 }
 
-/// Lets another thread abort a [`connect_cancellable`] in flight.
+/// Lets another thread abort a connect in flight: [`connect_cancellable`], or the
+/// dialer's Happy Eyeballs race (`resolve::Dialer::dial_addrs_cancellable`), which may
+/// have several attempt sockets in flight at once.
+///
+/// Every attempt socket is tracked (under the lock) from before its connect starts
+/// until its outcome is known; [`cancel`](Self::cancel) sets the flag and, with the
+/// lock released, shuts down and closes every socket tracked at that moment. A socket
+/// tracked later is refused by the flag, so no attempt can start or connect after a
+/// cancel; the connect that owns a socket sees [`Error::Closed`].
 #[derive(Debug, Default)]
 pub(crate) struct Cancel {
-    /// `(cancelled, the attempt's socket while it connects)`.
-    state: Mutex<(bool, Option<Arc<Fd>>)>,
+    /// `(cancelled, the attempts' sockets while they connect)`.
+    state: Mutex<(bool, Vec<Arc<Fd>>)>,
 }
 
 impl Cancel {
-    /// Cancels the attempt in flight and every later one.
+    /// Cancels every attempt in flight and every later one.
     pub(crate) fn cancel(&self) {
-        let mut st = lock(&self.state);
-        st.0 = true;
-        if let Some(fd) = st.1.take() {
+        let fds = {
+            let mut st = lock(&self.state);
+            st.0 = true;
+            std::mem::take(&mut st.1)
+        };
+        for fd in fds {
+            // `shutdown` first: the dialer waits in a `ppoll` that holds its own reference
+            // to the socket, so closing the number alone would not wake it, while the
+            // shutdown of a connecting socket does (and fails the connect).
+            let _ = fd.control("shutdown", |b| {
+                sys::sock(&b).shutdown(std::net::Shutdown::Both)
+            });
             let _ = fd.close();
         }
     }
 
-    fn track(&self, fd: &Arc<Fd>) -> Result<()> {
+    /// True once [`cancel`](Self::cancel) has run.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        lock(&self.state).0
+    }
+
+    /// Tracks an attempt's socket; [`Error::Closed`] if already cancelled.
+    pub(crate) fn track(&self, fd: &Arc<Fd>) -> Result<()> {
         let mut st = lock(&self.state);
         if st.0 {
             return Err(Error::Closed);
         }
-        st.1 = Some(fd.clone());
+        st.1.push(fd.clone());
         Ok(())
     }
 
-    fn untrack(&self) -> Result<()> {
+    /// Stops tracking `fd`; [`Error::Closed`] if cancelled meanwhile.
+    pub(crate) fn untrack(&self, fd: &Arc<Fd>) -> Result<()> {
         let mut st = lock(&self.state);
-        st.1 = None;
+        st.1.retain(|t| !Arc::ptr_eq(t, fd));
         if st.0 { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    /// Stops tracking every socket (their owner has dropped them: they close now).
+    pub(crate) fn untrack_all(&self) {
+        let fds = std::mem::take(&mut lock(&self.state).1);
+        drop(fds);
+    }
+
+    /// Untracks `fd` and takes it back for a connection: [`Error::Closed`] if cancelled
+    /// (the socket is closed, or being closed, by [`cancel`](Self::cancel)).
+    pub(crate) fn release(&self, fd: Arc<Fd>) -> Result<Fd> {
+        self.untrack(&fd)?;
+        Arc::into_inner(fd).ok_or(Error::Closed)
     }
 }
 

@@ -2097,8 +2097,13 @@ fn unconnected_socket_then_connect() {
 /// A loopback listener whose accept queue is full, so a connect to it hangs (SYNs are
 /// dropped). `None` if the queue never fills here.
 fn black_hole() -> Option<(TcpServer, u16, Vec<TcpSocket>)> {
+    black_hole_on(ip!("127.0.0.1"))
+}
+
+/// [`black_hole`] listening on `host` (`0.0.0.0`: every 127.x address is the same hole).
+fn black_hole_on(host: reseau::sockets::IPAddr) -> Option<(TcpServer, u16, Vec<TcpSocket>)> {
     let server = listen_with(
-        0u16,
+        (host, 0u16),
         &ListenOptions {
             backlog: 0,
             ..ListenOptions::default()
@@ -2145,6 +2150,70 @@ fn close_cancels_a_pending_connect_with_ecanceled() {
         assert!(at.elapsed() < PROMPT, "woke after {:?}", at.elapsed());
         assert_op_errno(&err, "connect", libc::ECANCELED);
         assert!(!sock.is_open());
+    }
+}
+
+/// The inodes of this host's IPv4 TCP sockets in `SYN_SENT` towards `port`.
+fn syn_sent_to(port: u16) -> Vec<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let remote_port = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+            (remote_port == port && *f.get(3)? == "02").then(|| f.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// True if one of this process's descriptors is the socket with this inode.
+fn holds_socket(inode: u64) -> bool {
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd").is_ok_and(|d| {
+        d.flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == want))
+    })
+}
+
+/// `TcpSocket::connect` races a name's addresses (Happy Eyeballs: both attempts in
+/// flight at once, which the old one-at-a-time connect never had) and `close` still
+/// cancels it: promptly, with `connect`/`ECANCELED`, every attempt socket closed.
+#[test]
+fn close_cancels_a_happy_eyeballs_connect_to_two_black_holes() {
+    use reseau::resolve::StaticResolver;
+    let Some((_server, port, _fillers)) = black_hole_on(ip!("0.0.0.0")) else {
+        println!("skipped: the accept queue never filled");
+        return;
+    };
+    let r = Arc::new(StaticResolver::new());
+    r.insert(
+        "holes.test",
+        ["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+    );
+    let opts = ConnectOptions {
+        resolver: Some(r),
+        ..ConnectOptions::default()
+    };
+    let sock = Arc::new(TcpSocket::new());
+    let s = sock.clone();
+    let t = thread::spawn(move || s.connect_with(("holes.test", port), &opts));
+    // The second attempt starts 250 ms after the first (RFC 8305's delay).
+    let mut in_flight = Vec::new();
+    wait_until(SAFETY, "two attempts in flight", || {
+        in_flight = syn_sent_to(port);
+        in_flight.len() >= 2
+    });
+    assert!(!t.is_finished(), "the connect did not block");
+    assert!(in_flight.iter().all(|&i| holds_socket(i)), "ours");
+    let at = Instant::now();
+    sock.close().unwrap();
+    let err = join_within(t, SAFETY, "pending connect").unwrap_err();
+    assert!(at.elapsed() < PROMPT, "woke after {:?}", at.elapsed());
+    assert_op_errno(&err, "connect", libc::ECANCELED);
+    assert!(!sock.is_open());
+    for inode in in_flight {
+        assert!(!holds_socket(inode), "attempt socket {inode} leaked");
     }
 }
 

@@ -953,9 +953,9 @@ impl TcpSocket {
     /// [`TcpSocket::new`] socket. `close` from another thread ends a pending connect
     /// with `op() == Some("connect")` and `raw_os_error() == Some(libc::ECANCELED)`.
     ///
-    /// A host name is resolved and its addresses are tried **in order** (one at a time,
-    /// so a `close` can cancel the attempt in flight); the free function [`connect`]
-    /// races them with Happy Eyeballs instead.
+    /// A host name is resolved and its addresses are raced with Happy Eyeballs (RFC
+    /// 8305, as the free function [`connect`]); a `close` shuts down and closes every
+    /// attempt in flight, so none can connect after it.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -993,7 +993,8 @@ impl TcpSocket {
         self.establish(&endpoint.target(), opts, true)
     }
 
-    /// Connects: resolution, the connect attempts (raced, or serial and cancellable),
+    /// Connects: resolution, the connect attempts (raced; cancellable by `close` when
+    /// `cancellable`),
     /// then the TLS handshake, all within `opts.timeout`.
     fn establish(&self, target: &Target, opts: &ConnectOptions, cancellable: bool) -> Result<()> {
         let budget = opts.timeout.and_then(|t| Instant::now().checked_add(t));
@@ -1025,7 +1026,7 @@ impl TcpSocket {
                     ..Dialer::default()
                 };
                 let res = if cancellable && addrs.len() > 1 {
-                    dial_serial(&addrs, opts.local_addr, budget, &self.cancel)
+                    dialer.dial_addrs_cancellable(&addrs, budget, &self.cancel)
                 } else if cancellable {
                     tcp::connect_cancellable(addrs[0], opts.local_addr, budget, &self.cancel)
                         .map_err(|e| vec![e])
@@ -1087,34 +1088,6 @@ impl TcpSocket {
             }
         })
     }
-}
-
-/// Tries `addrs` one at a time, each tracked by `cancel` (Go's `dialSerial` shares of
-/// the budget are not needed: a `close` is what ends a stuck attempt here).
-fn dial_serial(
-    addrs: &[SocketAddr],
-    local: Option<SocketAddr>,
-    budget: Option<Instant>,
-    cancel: &Cancel,
-) -> std::result::Result<tcp::Conn, Vec<Error>> {
-    let mut errs = Vec::new();
-    for &a in addrs {
-        match tcp::connect_cancellable(a, local, budget, cancel) {
-            Ok(c) => return Ok(c),
-            Err(Error::Closed) => {
-                errs.push(Error::Closed);
-                break;
-            }
-            Err(e) => {
-                let timed_out = e.is_timeout();
-                errs.push(e);
-                if timed_out {
-                    break;
-                }
-            }
-        }
-    }
-    Err(errs)
 }
 
 /// Descriptors (SPEC §7b). The number names the stream in use: the plain socket, or
