@@ -297,7 +297,8 @@ pub fn listen_on(network: &str, address: &str) -> Result<Listener> {
 ///
 /// # Errors
 /// `Sys { op: "bind" }` (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`), `Sys { op: "listen" }`,
-/// `Sys { op: "socket" }`.
+/// `Sys { op: "socket" }`; their Display names the address
+/// (`bind 127.0.0.1:80: Address already in use (os error 98)`, see [`Error::Sys`]).
 ///
 /// # Examples
 /// ```
@@ -307,10 +308,11 @@ pub fn listen_on(network: &str, address: &str) -> Result<Listener> {
 /// let taken = reseau::tcp::listen(ln.addr().unwrap()).unwrap_err();
 /// assert_eq!(taken.op(), Some("bind"));
 /// assert_eq!(taken.raw_os_error(), Some(libc::EADDRINUSE));
+/// assert!(taken.to_string().starts_with(&format!("bind {}: ", ln.addr().unwrap())));
 /// # Ok(()) }
 /// ```
 pub fn listen(local: SocketAddr) -> Result<Listener> {
-    listen_with(local, default_backlog(), true, false, None)
+    listen_with(local, default_backlog(), true, false, None).map_err(|e| e.with_addr(local))
 }
 
 /// The listener builder behind [`listen`] and `resolve::ListenConfig`.

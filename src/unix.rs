@@ -70,8 +70,16 @@ pub fn connect(path: impl AsRef<Path>) -> Result<Conn> {
 /// `Sys { op: "bind" }` with `EADDRINUSE` if `path` exists (a stale file is not
 /// removed for you: it may belong to a live server); [`Error::InvalidArgument`] for a
 /// path too long, empty, or with a NUL byte (before any syscall); `Sys { op: "listen" }`.
+/// A `Sys` error's Display names the path (`bind /run/app.sock: Address already in
+/// use (os error 98)`, see [`Error::Sys`]).
 pub fn listen(path: impl AsRef<Path>) -> Result<Listener> {
     let path = path.as_ref();
+    listen_bare(path).map_err(|e| e.with_addr(path.display()))
+}
+
+/// [`listen`] without the path in its errors, for callers that add their own context
+/// (the facade's `listen unix <path>: …`).
+pub(crate) fn listen_bare(path: &Path) -> Result<Listener> {
     check_path(path)?;
     let addr = sockaddr(path)?;
     let fd = new_fd()?;
