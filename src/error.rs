@@ -27,7 +27,15 @@ pub enum Error {
     Closed,
     /// An OS call failed; `op` names it (`"connect"`, `"accept"`, `"read"`, …) and the
     /// errno is kept in `source`.
-    #[error("{op}: {source}")]
+    ///
+    /// Display is `"<op>: <source>"`, or `"<op> <address>: <os error>"` when the call
+    /// names an address: [`tcp::listen`](crate::tcp::listen) and
+    /// [`unix::listen`](crate::unix::listen) give e.g.
+    /// `bind 127.0.0.1:80: Address already in use (os error 98)`. The address then sits
+    /// in `source` as a payload around the OS error (`source.raw_os_error()` is `None`;
+    /// `source.source()` is the OS error): read the errno with
+    /// [`Error::raw_os_error`], which looks through it; `kind()` is the OS error's.
+    #[error("{}", SysText(op, source))]
     Sys {
         /// The failed operation.
         op: &'static str,
@@ -78,6 +86,45 @@ pub enum Error {
     /// STARTTLS was refused (unread buffered bytes, already TLS, not connected, …).
     #[error("tls upgrade not ready: {0}")]
     TlsUpgradeNotReady(String),
+}
+
+/// The address an OS call was about, kept around its [`io::Error`] (see
+/// [`Error::Sys`]): wrapped as `io::Error::new(source.kind(), AddrContext { .. })`.
+#[derive(Debug)]
+pub(crate) struct AddrContext {
+    addr: String,
+    source: io::Error,
+}
+
+impl fmt::Display for AddrContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.addr, self.source)
+    }
+}
+
+impl std::error::Error for AddrContext {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl AddrContext {
+    /// The payload of `e`, if it is one.
+    fn of(e: &io::Error) -> Option<&AddrContext> {
+        e.get_ref()?.downcast_ref::<AddrContext>()
+    }
+}
+
+/// `Error::Sys`'s Display: `op: source`, or `op addr: os error` with an address.
+struct SysText<'a>(&'a str, &'a io::Error);
+
+impl fmt::Display for SysText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match AddrContext::of(self.1) {
+            Some(c) => write!(f, "{} {}: {}", self.0, c.addr, c.source),
+            None => write!(f, "{}: {}", self.0, self.1),
+        }
+    }
 }
 
 /// The context a string-address entry point adds to an error (Go's `net.OpError`).
@@ -221,6 +268,26 @@ impl Error {
         Error::Sys { op, source }
     }
 
+    /// Names `addr` in a `Sys` error's Display (`bind 127.0.0.1:80: …`); op, errno and
+    /// kind stay as they are. Other variants, and a `Sys` already naming an address,
+    /// come back unchanged.
+    pub(crate) fn with_addr(self, addr: impl fmt::Display) -> Error {
+        match self {
+            Error::Sys { op, source } if AddrContext::of(&source).is_none() => {
+                let kind = source.kind();
+                let ctx = AddrContext {
+                    addr: addr.to_string(),
+                    source,
+                };
+                Error::Sys {
+                    op,
+                    source: io::Error::new(kind, ctx),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// A copy of this error for one more receiver (every caller sharing one lookup,
     /// a dial's attempt list): [`Error`] is not `Clone` because [`io::Error`] is not.
     ///
@@ -317,7 +384,9 @@ impl Error {
     /// The OS errno behind this error, looking through `Op` and `Tls` wrappers.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Sys { source, .. } => source.raw_os_error(),
+            Error::Sys { source, .. } => source
+                .raw_os_error()
+                .or_else(|| AddrContext::of(source).and_then(|c| c.source.raw_os_error())),
             Error::Op(op) => op.err.raw_os_error(),
             Error::Tls(t) => t.cause.as_ref().and_then(|c| c.raw_os_error()),
             _ => None,
@@ -351,6 +420,13 @@ impl Error {
 fn duplicate_io(e: &io::Error) -> io::Error {
     if let Some(code) = e.raw_os_error() {
         return io::Error::from_raw_os_error(code);
+    }
+    if let Some(c) = AddrContext::of(e) {
+        let ctx = AddrContext {
+            addr: c.addr.clone(),
+            source: duplicate_io(&c.source),
+        };
+        return io::Error::new(e.kind(), ctx);
     }
     match Error::from_io(e) {
         Some(inner) => io::Error::new(e.kind(), inner.duplicate()),
@@ -569,6 +645,7 @@ mod tests {
             Error::sys("poll", io::Error::new(io::ErrorKind::WouldBlock, "later")),
             Error::sys("read", io::Error::from(io::ErrorKind::UnexpectedEof)),
             Error::sys("wrap", Error::DeadlineExceeded.into()),
+            sys(libc::EADDRINUSE).with_addr("127.0.0.1:80"),
             Error::InvalidArgument("p".into()),
             Error::Address {
                 msg: "m".into(),
@@ -604,7 +681,7 @@ mod tests {
             assert_eq!(d.raw_os_error(), e.raw_os_error(), "{e:?}");
             assert_eq!(d.op(), e.op(), "{e:?}");
         }
-        let Error::Op(op) = all[11].duplicate() else {
+        let Error::Op(op) = all[12].duplicate() else {
             unreachable!()
         };
         assert_eq!(op.attempts().len(), 2);
@@ -617,6 +694,35 @@ mod tests {
             Error::from_io(&source),
             Some(Error::DeadlineExceeded)
         ));
+    }
+
+    #[test]
+    fn with_addr_names_the_address_and_keeps_op_errno_kind() {
+        let bind = Error::sys("bind", io::Error::from_raw_os_error(libc::EADDRINUSE));
+        let plain = bind.to_string();
+        let e = bind.with_addr("127.0.0.1:80");
+        assert!(matches!(e, Error::Sys { op: "bind", .. }), "{e:?}");
+        assert_eq!(e.op(), Some("bind"));
+        assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(
+            e.to_string(),
+            plain.replacen("bind: ", "bind 127.0.0.1:80: ", 1)
+        );
+        let again = e.with_addr("other");
+        assert!(
+            again.to_string().starts_with("bind 127.0.0.1:80: "),
+            "{again}"
+        );
+        let src = std::error::Error::source(&again).and_then(|s| s.source());
+        let os = src.and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(os.and_then(io::Error::raw_os_error), Some(libc::EADDRINUSE));
+        assert!(matches!(Error::Closed.with_addr("x"), Error::Closed));
+        let d = again.duplicate();
+        assert_eq!(
+            (d.to_string(), d.raw_os_error()),
+            (again.to_string(), again.raw_os_error())
+        );
     }
 
     #[test]

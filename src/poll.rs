@@ -367,6 +367,28 @@ impl Fd {
         first
     }
 
+    /// Hands the open descriptor to the caller without closing it: same number, same
+    /// socket, still non-blocking. Deadlines and waiters die with `self` (none can be
+    /// blocked: an operation borrows the `Fd`).
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once `close` has started (the number is then a dead
+    /// placeholder, released by `Drop` as usual).
+    pub(crate) fn into_owned(mut self) -> Result<OwnedFd> {
+        if *self.state.get_mut() & CLOSED != 0 {
+            return Err(Error::Closed);
+        }
+        let raw = self.raw;
+        // Marks the value closed and not retired, so `Drop` leaves the number alone.
+        *self.state.get_mut() |= CLOSED | DESTROYED;
+        *self.retired.get_mut() = false;
+        drop(self);
+        // SAFETY: `raw` was open and owned by `self` (not closed: checked above, and no
+        // operation reference can exist while we hold `self` by value); `Drop` skipped
+        // it, so ownership moves to the returned value alone.
+        Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
+    }
+
     /// Sets a direction's deadline (semantics: SPEC §2).
     pub(crate) fn set_deadline(&self, dir: Dir, at: Option<Instant>) -> Result<()> {
         let _r = self.op()?;

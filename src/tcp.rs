@@ -140,9 +140,11 @@ pub(crate) fn connect_cancellable(
         let fd = Arc::new(connect_socket(remote, local)?);
         cancel.track(&fd)?;
         let res = connect_fd(&fd, remote, deadline);
-        cancel.untrack()?;
-        res?;
-        let fd = Arc::into_inner(fd).ok_or(Error::Closed)?;
+        if let Err(e) = res {
+            cancel.untrack(&fd)?;
+            return Err(e);
+        }
+        let fd = cancel.release(fd)?;
         if let Some(conn) = Conn::connected(fd, remote)? {
             return Ok(conn);
         }
@@ -150,36 +152,73 @@ pub(crate) fn connect_cancellable(
     Err(self_connect_error())
 }
 
-/// Lets another thread abort a [`connect_cancellable`] in flight.
+/// Lets another thread abort a connect in flight: [`connect_cancellable`], or the
+/// dialer's Happy Eyeballs race (`resolve::Dialer::dial_addrs_cancellable`), which may
+/// have several attempt sockets in flight at once.
+///
+/// Every attempt socket is tracked (under the lock) from before its connect starts
+/// until its outcome is known; [`cancel`](Self::cancel) sets the flag and, with the
+/// lock released, shuts down and closes every socket tracked at that moment. A socket
+/// tracked later is refused by the flag, so no attempt can start or connect after a
+/// cancel; the connect that owns a socket sees [`Error::Closed`].
 #[derive(Debug, Default)]
 pub(crate) struct Cancel {
-    /// `(cancelled, the attempt's socket while it connects)`.
-    state: Mutex<(bool, Option<Arc<Fd>>)>,
+    /// `(cancelled, the attempts' sockets while they connect)`.
+    state: Mutex<(bool, Vec<Arc<Fd>>)>,
 }
 
 impl Cancel {
-    /// Cancels the attempt in flight and every later one.
+    /// Cancels every attempt in flight and every later one.
     pub(crate) fn cancel(&self) {
-        let mut st = lock(&self.state);
-        st.0 = true;
-        if let Some(fd) = st.1.take() {
+        let fds = {
+            let mut st = lock(&self.state);
+            st.0 = true;
+            std::mem::take(&mut st.1)
+        };
+        for fd in fds {
+            // `shutdown` first: the dialer waits in a `ppoll` that holds its own reference
+            // to the socket, so closing the number alone would not wake it, while the
+            // shutdown of a connecting socket does (and fails the connect).
+            let _ = fd.control("shutdown", |b| {
+                sys::sock(&b).shutdown(std::net::Shutdown::Both)
+            });
             let _ = fd.close();
         }
     }
 
-    fn track(&self, fd: &Arc<Fd>) -> Result<()> {
+    /// True once [`cancel`](Self::cancel) has run.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        lock(&self.state).0
+    }
+
+    /// Tracks an attempt's socket; [`Error::Closed`] if already cancelled.
+    pub(crate) fn track(&self, fd: &Arc<Fd>) -> Result<()> {
         let mut st = lock(&self.state);
         if st.0 {
             return Err(Error::Closed);
         }
-        st.1 = Some(fd.clone());
+        st.1.push(fd.clone());
         Ok(())
     }
 
-    fn untrack(&self) -> Result<()> {
+    /// Stops tracking `fd`; [`Error::Closed`] if cancelled meanwhile.
+    pub(crate) fn untrack(&self, fd: &Arc<Fd>) -> Result<()> {
         let mut st = lock(&self.state);
-        st.1 = None;
+        st.1.retain(|t| !Arc::ptr_eq(t, fd));
         if st.0 { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    /// Stops tracking every socket (their owner has dropped them: they close now).
+    pub(crate) fn untrack_all(&self) {
+        let fds = std::mem::take(&mut lock(&self.state).1);
+        drop(fds);
+    }
+
+    /// Untracks `fd` and takes it back for a connection: [`Error::Closed`] if cancelled
+    /// (the socket is closed, or being closed, by [`cancel`](Self::cancel)).
+    pub(crate) fn release(&self, fd: Arc<Fd>) -> Result<Fd> {
+        self.untrack(&fd)?;
+        Arc::into_inner(fd).ok_or(Error::Closed)
     }
 }
 
@@ -258,7 +297,8 @@ pub fn listen_on(network: &str, address: &str) -> Result<Listener> {
 ///
 /// # Errors
 /// `Sys { op: "bind" }` (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`), `Sys { op: "listen" }`,
-/// `Sys { op: "socket" }`.
+/// `Sys { op: "socket" }`; their Display names the address
+/// (`bind 127.0.0.1:80: Address already in use (os error 98)`, see [`Error::Sys`]).
 ///
 /// # Examples
 /// ```
@@ -268,10 +308,11 @@ pub fn listen_on(network: &str, address: &str) -> Result<Listener> {
 /// let taken = reseau::tcp::listen(ln.addr().unwrap()).unwrap_err();
 /// assert_eq!(taken.op(), Some("bind"));
 /// assert_eq!(taken.raw_os_error(), Some(libc::EADDRINUSE));
+/// assert!(taken.to_string().starts_with(&format!("bind {}: ", ln.addr().unwrap())));
 /// # Ok(()) }
 /// ```
 pub fn listen(local: SocketAddr) -> Result<Listener> {
-    listen_with(local, default_backlog(), true, false, None)
+    listen_with(local, default_backlog(), true, false, None).map_err(|e| e.with_addr(local))
 }
 
 /// The listener builder behind [`listen`] and `resolve::ListenConfig`.
@@ -625,43 +666,45 @@ impl From<std::net::TcpListener> for Listener {
     }
 }
 
-/// The socket as an owned descriptor. The crate's descriptor is duplicated
-/// (`F_DUPFD_CLOEXEC`) and the original closed, so the number differs from
-/// `as_raw_fd()`; the socket itself (connection, options) is the same. It is handed
-/// over in blocking mode, as `std` types and child processes expect.
+/// The socket as an owned descriptor: the same number as `as_raw_fd()` and the same
+/// socket (connection, options), released without being closed. It is handed over in
+/// blocking mode, as `std` types and child processes expect.
 ///
-/// # Panics
-/// If the process is out of descriptors for the duplicate.
+/// A closed `Conn` has no socket to give: the result is then a duplicate of the dead
+/// placeholder its number names (every I/O call on it fails), and this panics only if
+/// the process is out of descriptors for that duplicate.
 impl From<Conn> for std::os::fd::OwnedFd {
     fn from(conn: Conn) -> std::os::fd::OwnedFd {
-        use std::os::fd::AsFd;
-        let owned = conn
-            .as_fd()
-            .try_clone_to_owned()
-            .expect("duplicating the descriptor");
-        // `std` types and child processes expect a blocking descriptor.
-        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
-        drop(conn);
-        owned
+        release_fd(conn.fd)
     }
 }
 
-/// As for [`Conn`]: a duplicate, the original closed.
-///
-/// # Panics
-/// If the process is out of descriptors for the duplicate.
+/// As for [`Conn`]: the listening descriptor itself, number kept, in blocking mode.
 impl From<Listener> for std::os::fd::OwnedFd {
     fn from(ln: Listener) -> std::os::fd::OwnedFd {
-        use std::os::fd::AsFd;
-        let owned = ln
-            .as_fd()
-            .try_clone_to_owned()
-            .expect("duplicating the descriptor");
-        // `std` types and child processes expect a blocking descriptor.
-        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
-        drop(ln);
-        owned
+        release_fd(ln.fd)
     }
+}
+
+/// The descriptor of `fd`, released in blocking mode; a closed `Fd` gives a duplicate
+/// of its placeholder (see `From<Conn> for OwnedFd`).
+///
+/// # Panics
+/// If `fd` is closed and the process is out of descriptors for the duplicate.
+pub(crate) fn release_fd(fd: Fd) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsFd;
+    // Owned by value: no other thread can close it between the check and the release.
+    let owned = if fd.is_open() {
+        fd.into_owned()
+            .expect("an open Fd held by value stays open")
+    } else {
+        fd.as_fd()
+            .try_clone_to_owned()
+            .expect("duplicating the placeholder of a closed socket")
+    };
+    // `std` types and child processes expect a blocking descriptor.
+    let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
+    owned
 }
 
 impl Conn {

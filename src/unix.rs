@@ -70,17 +70,24 @@ pub fn connect(path: impl AsRef<Path>) -> Result<Conn> {
 /// `Sys { op: "bind" }` with `EADDRINUSE` if `path` exists (a stale file is not
 /// removed for you: it may belong to a live server); [`Error::InvalidArgument`] for a
 /// path too long, empty, or with a NUL byte (before any syscall); `Sys { op: "listen" }`.
+/// A `Sys` error's Display names the path (`bind /run/app.sock: Address already in
+/// use (os error 98)`, see [`Error::Sys`]).
 pub fn listen(path: impl AsRef<Path>) -> Result<Listener> {
     let path = path.as_ref();
+    listen_bare(path).map_err(|e| e.with_addr(path.display()))
+}
+
+/// [`listen`] without the path in its errors, for callers that add their own context
+/// (the facade's `listen unix <path>: …`).
+pub(crate) fn listen_bare(path: &Path) -> Result<Listener> {
     check_path(path)?;
     let addr = sockaddr(path)?;
     let fd = new_fd()?;
     fd.control("bind", |fd| sys::sock(&fd).bind(&addr))?;
-    let owns_file = addr.as_pathname().is_some();
     let ln = Listener {
         fd,
         path: path.to_path_buf(),
-        owns_file,
+        file: SocketFile::new(path, addr.as_pathname().is_some()),
     };
     ln.fd.control("listen", |fd| {
         sys::sock(&fd).listen(crate::tcp::default_backlog())
@@ -124,9 +131,46 @@ impl fmt::Debug for Conn {
 /// A listening unix-domain socket. `close` (or drop) wakes a blocked `accept` and
 /// removes the socket file.
 pub struct Listener {
+    // Declared before `file`: dropping closes the socket before removing its file.
     fd: Fd,
     path: PathBuf,
-    owns_file: bool,
+    file: SocketFile,
+}
+
+/// The socket file a listener created: removed once, by the first `close` or on drop.
+/// Kept apart from [`Listener`] so `Listener` has no `Drop` and its descriptor can be
+/// moved out (`From<Listener> for OwnedFd`).
+struct SocketFile {
+    path: PathBuf,
+    owned: std::sync::atomic::AtomicBool,
+}
+
+impl SocketFile {
+    fn new(path: &Path, owned: bool) -> SocketFile {
+        SocketFile {
+            path: path.to_path_buf(),
+            owned: std::sync::atomic::AtomicBool::new(owned),
+        }
+    }
+
+    /// Removes the file if this listener still owns it; later calls do nothing (a
+    /// second close must not delete a socket a new server has since bound there).
+    fn remove(&self) {
+        if self.owned.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    fn disown(&self) {
+        self.owned
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 fd_traits!(Listener);
@@ -175,8 +219,8 @@ impl Listener {
     pub fn close(&self) -> Result<()> {
         // Only the call that closed the socket removes the file: a second close must not
         // delete a socket a new server has since bound at the same path.
-        if self.fd.close() && self.owns_file {
-            let _ = std::fs::remove_file(&self.path);
+        if self.fd.close() {
+            self.file.remove();
         }
         Ok(())
     }
@@ -187,11 +231,7 @@ impl Listener {
     }
 }
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.close();
-    }
-}
+// No `Drop`: the fields do it, `fd` closing the socket and then `file` removing the file.
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -249,47 +289,28 @@ impl From<std::os::unix::net::UnixListener> for Listener {
             .unwrap_or_default();
         Listener {
             fd: Fd::new(std::os::fd::OwnedFd::from(ln)),
+            file: SocketFile::new(&path, false),
             path,
-            owns_file: false,
         }
     }
 }
 
-/// The socket as an owned descriptor: a duplicate (`F_DUPFD_CLOEXEC`), the original
-/// closed, so the number differs from `as_raw_fd()`; handed over in blocking mode.
-///
-/// # Panics
-/// If the process is out of descriptors for the duplicate.
+/// The socket as an owned descriptor: the same number as `as_raw_fd()`, released
+/// without being closed, in blocking mode (as `std` types and child processes expect).
+/// A closed `Conn` gives a duplicate of the dead placeholder its number names; see
+/// [`tcp::Conn`](crate::tcp::Conn)'s conversion.
 impl From<Conn> for std::os::fd::OwnedFd {
     fn from(conn: Conn) -> std::os::fd::OwnedFd {
-        use std::os::fd::AsFd;
-        let owned = conn
-            .as_fd()
-            .try_clone_to_owned()
-            .expect("duplicating the descriptor");
-        // `std` types and child processes expect a blocking descriptor.
-        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
-        drop(conn);
-        owned
+        crate::tcp::release_fd(conn.fd)
     }
 }
 
 /// As for [`Conn`]; the socket file stays (the descriptor still listens on it).
-///
-/// # Panics
-/// If the process is out of descriptors for the duplicate.
 impl From<Listener> for std::os::fd::OwnedFd {
-    fn from(mut ln: Listener) -> std::os::fd::OwnedFd {
-        use std::os::fd::AsFd;
-        let owned = ln
-            .as_fd()
-            .try_clone_to_owned()
-            .expect("duplicating the descriptor");
-        // `std` types and child processes expect a blocking descriptor.
-        let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);
-        ln.owns_file = false;
-        drop(ln);
-        owned
+    fn from(ln: Listener) -> std::os::fd::OwnedFd {
+        let Listener { fd, file, .. } = ln;
+        file.disown();
+        crate::tcp::release_fd(fd)
     }
 }
 

@@ -2097,8 +2097,13 @@ fn unconnected_socket_then_connect() {
 /// A loopback listener whose accept queue is full, so a connect to it hangs (SYNs are
 /// dropped). `None` if the queue never fills here.
 fn black_hole() -> Option<(TcpServer, u16, Vec<TcpSocket>)> {
+    black_hole_on(ip!("127.0.0.1"))
+}
+
+/// [`black_hole`] listening on `host` (`0.0.0.0`: every 127.x address is the same hole).
+fn black_hole_on(host: reseau::sockets::IPAddr) -> Option<(TcpServer, u16, Vec<TcpSocket>)> {
     let server = listen_with(
-        0u16,
+        (host, 0u16),
         &ListenOptions {
             backlog: 0,
             ..ListenOptions::default()
@@ -2145,6 +2150,70 @@ fn close_cancels_a_pending_connect_with_ecanceled() {
         assert!(at.elapsed() < PROMPT, "woke after {:?}", at.elapsed());
         assert_op_errno(&err, "connect", libc::ECANCELED);
         assert!(!sock.is_open());
+    }
+}
+
+/// The inodes of this host's IPv4 TCP sockets in `SYN_SENT` towards `port`.
+fn syn_sent_to(port: u16) -> Vec<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let remote_port = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+            (remote_port == port && *f.get(3)? == "02").then(|| f.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// True if one of this process's descriptors is the socket with this inode.
+fn holds_socket(inode: u64) -> bool {
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd").is_ok_and(|d| {
+        d.flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == want))
+    })
+}
+
+/// `TcpSocket::connect` races a name's addresses (Happy Eyeballs: both attempts in
+/// flight at once, which the old one-at-a-time connect never had) and `close` still
+/// cancels it: promptly, with `connect`/`ECANCELED`, every attempt socket closed.
+#[test]
+fn close_cancels_a_happy_eyeballs_connect_to_two_black_holes() {
+    use reseau::resolve::StaticResolver;
+    let Some((_server, port, _fillers)) = black_hole_on(ip!("0.0.0.0")) else {
+        println!("skipped: the accept queue never filled");
+        return;
+    };
+    let r = Arc::new(StaticResolver::new());
+    r.insert(
+        "holes.test",
+        ["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+    );
+    let opts = ConnectOptions {
+        resolver: Some(r),
+        ..ConnectOptions::default()
+    };
+    let sock = Arc::new(TcpSocket::new());
+    let s = sock.clone();
+    let t = thread::spawn(move || s.connect_with(("holes.test", port), &opts));
+    // The second attempt starts 250 ms after the first (RFC 8305's delay).
+    let mut in_flight = Vec::new();
+    wait_until(SAFETY, "two attempts in flight", || {
+        in_flight = syn_sent_to(port);
+        in_flight.len() >= 2
+    });
+    assert!(!t.is_finished(), "the connect did not block");
+    assert!(in_flight.iter().all(|&i| holds_socket(i)), "ours");
+    let at = Instant::now();
+    sock.close().unwrap();
+    let err = join_within(t, SAFETY, "pending connect").unwrap_err();
+    assert!(at.elapsed() < PROMPT, "woke after {:?}", at.elapsed());
+    assert_op_errno(&err, "connect", libc::ECANCELED);
+    assert!(!sock.is_open());
+    for inode in in_flight {
+        assert!(!holds_socket(inode), "attempt socket {inode} leaked");
     }
 }
 
@@ -2280,6 +2349,118 @@ fn core_types_from_std_and_to_owned_fd() {
     let std_uln = UnixListener::from(OwnedFd::from(uln));
     assert!(path.exists(), "handing the listener over keeps its file");
     drop(std_uln);
+}
+
+/// The inode of the socket descriptor `fd` names now, if it is open.
+fn inode_of(fd: i32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// `From<X> for OwnedFd` hands over the value's own descriptor: the number and the
+/// socket are the same, it still works, and dropping the result closes that socket (no
+/// duplicate left behind). Before `Fd::into_owned` every conversion duplicated the
+/// descriptor (another number) and closed the original.
+#[test]
+fn owned_fd_keeps_the_number_and_leaks_nothing() {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    // Checks the number and socket survive, then that dropping the std value closes the
+    // socket (the number may be reused by a parallel test: compare inodes, not numbers).
+    fn handed_over(before: (i32, Option<u64>), owned: OwnedFd) -> OwnedFd {
+        assert!(before.1.is_some(), "the value had an open descriptor");
+        assert_eq!(owned.as_raw_fd(), before.0, "the number is preserved");
+        assert_eq!(inode_of(owned.as_raw_fd()), before.1, "the same socket");
+        owned
+    }
+    fn closed_after_drop(before: (i32, Option<u64>), owned: OwnedFd) {
+        drop(owned);
+        assert_ne!(
+            inode_of(before.0),
+            before.1,
+            "dropping the OwnedFd closes the socket: no other copy is left open"
+        );
+    }
+    let id = |fd: i32| (fd, inode_of(fd));
+
+    // tcp::Listener and tcp::Conn.
+    let ln = reseau::tcp::listen(reseau::tcp::loopback_addr(0)).unwrap();
+    ln.set_deadline(soon()).unwrap();
+    let addr = ln.addr().unwrap();
+    let conn = reseau::tcp::connect(addr).unwrap();
+    let peer = ln.accept().unwrap();
+    peer.set_deadline(soon()).unwrap();
+    let before = id(conn.as_raw_fd());
+    let owned = handed_over(before, OwnedFd::from(conn));
+    let std_conn = std::net::TcpStream::from(owned);
+    std_conn.set_read_timeout(Some(SAFETY)).unwrap();
+    (&std_conn).write_all(b"to peer").unwrap();
+    let mut b = [0u8; 7];
+    peer.read_full(&mut b).unwrap();
+    assert_eq!(&b, b"to peer");
+    peer.write(b"back").unwrap();
+    (&std_conn).read_exact(&mut b[..4]).unwrap();
+    assert_eq!(&b[..4], b"back", "blocking read on the handed-over socket");
+    closed_after_drop(before, OwnedFd::from(std_conn));
+    let mut one = [0u8; 1];
+    assert_eq!(peer.read(&mut one).unwrap(), 0, "the peer sees EOF at once");
+
+    let before = id(ln.as_raw_fd());
+    let std_ln = std::net::TcpListener::from(handed_over(before, OwnedFd::from(ln)));
+    assert_eq!(std_ln.local_addr().unwrap(), addr);
+    let _c = std::net::TcpStream::connect(addr).unwrap();
+    std_ln.accept().unwrap();
+    closed_after_drop(before, OwnedFd::from(std_ln));
+
+    // unix::Listener (keeps its file) and unix::Conn.
+    let dir = TempDir::new();
+    let path = dir.sock("owned.sock");
+    let uln = reseau::unix::listen(&path).unwrap();
+    uln.set_deadline(soon()).unwrap();
+    let uc = reseau::unix::connect(&path).unwrap();
+    let us = uln.accept().unwrap();
+    us.set_deadline(soon()).unwrap();
+    let before = id(uc.as_raw_fd());
+    let std_uc = UnixStream::from(handed_over(before, OwnedFd::from(uc)));
+    (&std_uc).write_all(b"u").unwrap();
+    us.read_full(&mut one).unwrap();
+    assert_eq!(&one, b"u");
+    closed_after_drop(before, OwnedFd::from(std_uc));
+    let before = id(uln.as_raw_fd());
+    let std_uln = std::os::unix::net::UnixListener::from(handed_over(before, OwnedFd::from(uln)));
+    assert!(path.exists(), "handing the listener over keeps its file");
+    let _c2 = UnixStream::connect(&path).unwrap();
+    std_uln.accept().unwrap();
+    closed_after_drop(before, OwnedFd::from(std_uln));
+    assert!(path.exists(), "nobody owns the file any more: it stays");
+
+    // TcpSocket over TCP and over a unix socket.
+    let (port, server) = listenany(0).unwrap();
+    let sock = connect(port).unwrap();
+    let s = accept(&server).unwrap();
+    s.set_read_deadline(soon()).unwrap();
+    let before = id(sock.as_raw_fd());
+    let std_sock = std::net::TcpStream::from(handed_over(before, OwnedFd::from(sock)));
+    (&std_sock).write_all(b"facade\n").unwrap();
+    assert_eq!(s.readline(false).unwrap(), "facade");
+    closed_after_drop(before, OwnedFd::from(std_sock));
+    let (a, _b) = UnixStream::pair().unwrap();
+    let ua = TcpSocket::try_from(OwnedFd::from(a)).unwrap();
+    let before = id(ua.as_raw_fd());
+    closed_after_drop(before, handed_over(before, OwnedFd::from(ua)));
+
+    // Fallback: a closed value has no socket left; it gives a duplicate of its dead
+    // placeholder (another number) and its own number is released.
+    let closed = connect(port).unwrap();
+    let _s2 = accept(&server).unwrap();
+    closed.close().unwrap();
+    let raw = closed.as_raw_fd();
+    let dup = OwnedFd::from(closed);
+    assert_ne!(dup.as_raw_fd(), raw);
+    let err = std::net::TcpStream::from(dup).write(b"x").unwrap_err();
+    assert!(err.raw_os_error().is_some(), "{err:?}");
 }
 
 #[test]

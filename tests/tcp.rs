@@ -213,6 +213,33 @@ fn listen_on_a_port_in_use_fails_in_bind() {
     let err = tcp::listen(ln.addr().unwrap()).unwrap_err();
     assert_eq!(err.op(), Some("bind"));
     assert_sys(&err, "bind", libc::EADDRINUSE);
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    // The text names the address (the errno and op above are unchanged by it).
+    let text = err.to_string();
+    let want = format!("bind {}: ", ln.addr().unwrap());
+    assert!(
+        text.starts_with(&want),
+        "{text:?} should start with {want:?}"
+    );
+    assert!(text.contains("(os error 98)"), "{text}");
+}
+
+#[test]
+fn listen_errors_name_the_address() {
+    // An address this host does not have: EADDRNOTAVAIL, named in the text.
+    let addr: std::net::SocketAddr = "192.0.2.1:0".parse().unwrap();
+    let err = tcp::listen(addr).unwrap_err();
+    assert_sys(&err, "bind", libc::EADDRNOTAVAIL);
+    assert!(err.to_string().starts_with("bind 192.0.2.1:0: "), "{err}");
+    let v6: std::net::SocketAddr = "[2001:db8::1]:7".parse().unwrap();
+    let err = tcp::listen(v6).unwrap_err();
+    // "socket" on a host without IPv6, else "bind": named either way.
+    let op = err.op().unwrap_or_default().to_string();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{op} [2001:db8::1]:7: ")),
+        "{err}"
+    );
 }
 
 #[test]

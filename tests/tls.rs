@@ -2639,3 +2639,150 @@ fn renewed_certificate_files_are_picked_up_by_new_connections() {
     }
     wait(&srv, SAFETY, "accept loop");
 }
+
+/// A file in the temp dir removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, body: &[u8]) -> TempFile {
+        let p = std::env::temp_dir().join(format!("reseau-tls-{}-{tag}", std::process::id()));
+        std::fs::write(&p, body).unwrap();
+        TempFile(p)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn config_file_errors_read_like_go() {
+    if !enabled() {
+        return;
+    }
+    let nowhere = cert!("does-not-exist.pem");
+    let msg = assert_server_config_rejected(
+        &Config {
+            cert_file: Some(nowhere.clone()),
+            ..server_cfg()
+        },
+        "missing cert",
+    );
+    assert_eq!(
+        msg,
+        format!("open {}: no such file or directory", nowhere.display())
+    );
+    let empty = TempFile::new("empty.pem", b"");
+    let text = TempFile::new("text.pem", b"this is not PEM at all\n");
+    for (cfg, input, path) in [
+        (
+            Config {
+                cert_file: Some(empty.0.clone()),
+                ..server_cfg()
+            },
+            "certificate",
+            &empty.0,
+        ),
+        (
+            Config {
+                cert_file: Some(text.0.clone()),
+                ..server_cfg()
+            },
+            "certificate",
+            &text.0,
+        ),
+        (
+            Config {
+                key_file: Some(empty.0.clone()),
+                ..server_cfg()
+            },
+            "key",
+            &empty.0,
+        ),
+    ] {
+        let msg = assert_server_config_rejected(&cfg, input);
+        let want = format!(
+            "tls: failed to find any PEM data in {input} input ({})",
+            path.display()
+        );
+        assert!(msg.starts_with(&want), "{msg:?} should start with {want:?}");
+        assert!(msg.len() > want.len(), "OpenSSL's text follows: {msg}");
+    }
+    let mismatched = Config {
+        key_file: Some(cert!("client.key")),
+        ..server_cfg()
+    };
+    let msg = assert_server_config_rejected(&mismatched, "mismatched key");
+    assert!(
+        msg.starts_with("tls: private key does not match public key"),
+        "{msg}"
+    );
+    assert!(msg.contains("client.key"), "{msg}");
+}
+
+/// The handshake error of a TLS client whose plaintext peer writes `greeting` (after
+/// reading the ClientHello when `after_hello`) and closes.
+fn client_vs_plaintext(greeting: &'static [u8], after_hello: bool) -> Error {
+    let ln = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = ln.local_addr().unwrap();
+    let peer = spawn(move || {
+        let (mut s, _) = ln.accept().unwrap();
+        s.set_read_timeout(Some(SAFETY)).unwrap();
+        if after_hello {
+            let mut b = [0u8; 512];
+            let _ = s.read(&mut b);
+        }
+        let _ = s.write_all(greeting);
+        // Let the client read before the FIN.
+        let mut b = [0u8; 512];
+        let _ = s.read(&mut b);
+    });
+    let c = lazy_client(addr, &localhost_cfg());
+    let err = c.handshake().unwrap_err();
+    drop(c);
+    wait(&peer, SAFETY, "plaintext peer");
+    err
+}
+
+fn assert_not_tls(err: &Error, what: &str) {
+    let t = tls_error(err);
+    assert_eq!(
+        t.message, "tls: first record does not look like a TLS handshake",
+        "{what}: {err}"
+    );
+    let cause = t.cause.as_ref().map(|c| c.to_string()).unwrap_or_default();
+    assert!(
+        cause.contains("openssl") && cause.len() > "openssl: ".len(),
+        "{what}: OpenSSL's text kept as the cause: {err:?}"
+    );
+    assert!(!err.is_timeout(), "{what}");
+}
+
+#[test]
+fn plaintext_peers_read_like_go() {
+    if !enabled() {
+        return;
+    }
+    let http = client_vs_plaintext(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        true,
+    );
+    assert_not_tls(&http, "HTTP server");
+    let smtp = client_vs_plaintext(b"220 mail.example.test ESMTP ready\r\n", false);
+    assert_not_tls(&smtp, "SMTP server");
+
+    // A plaintext HTTP client talking to a TLS server: the server's handshake error.
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"[..],
+        &b"HELO client.example.test\r\n"[..],
+    ] {
+        let (addr, rx) = serve_one(server_cfg(), |conn| conn.handshake());
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(SAFETY)).unwrap();
+        c.write_all(request).unwrap();
+        let err = wait(&rx, SAFETY, "server handshake").unwrap_err();
+        assert_not_tls(&err, &String::from_utf8_lossy(request));
+    }
+}

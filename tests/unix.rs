@@ -216,6 +216,33 @@ fn listen_on_existing_path_is_eaddrinuse() {
 }
 
 #[test]
+fn listen_errors_name_the_path() {
+    // Path exists.
+    let path = TempPath::new("named");
+    let _ln = unix::listen(&path).unwrap();
+    let e = assert_sys(unix::listen(&path), "bind", libc::EADDRINUSE);
+    let want = format!("bind {}: ", path.0.display());
+    assert!(e.to_string().starts_with(&want), "{e} / {want}");
+    assert!(e.to_string().contains("(os error 98)"), "{e}");
+    assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    // Directory missing.
+    let missing = path.0.with_file_name("no-such-dir-reseau").join("x.sock");
+    let e = assert_sys(unix::listen(&missing), "bind", libc::ENOENT);
+    let want = format!("bind {}: ", missing.display());
+    assert!(e.to_string().starts_with(&want), "{e} / {want}");
+    assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    // The facade names the path once, in its own `listen unix <path>` context.
+    let f = reseau::sockets::listen(path.0.as_path()).unwrap_err();
+    assert_eq!(f.raw_os_error(), Some(libc::EADDRINUSE));
+    let text = f.to_string();
+    assert_eq!(
+        text.matches(&*path.0.display().to_string()).count(),
+        1,
+        "{text}"
+    );
+}
+
+#[test]
 fn listener_close_and_drop_remove_the_socket_file() {
     let path = TempPath::new("close");
     let ln = unix::listen(&path).unwrap();

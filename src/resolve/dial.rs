@@ -195,7 +195,7 @@ impl Dialer {
         let res = if targets.len() == 1 || self.serial {
             self.dial_serial(&targets, budget)
         } else {
-            self.dial_parallel(&targets, budget)
+            self.dial_parallel(&targets, budget, None)
         };
         res.map_err(|errs| {
             let expired = budget.is_some_and(|b| Instant::now() >= b);
@@ -298,14 +298,25 @@ impl Dialer {
         if addrs.len() <= 1 || self.serial {
             return self.dial_serial(addrs, budget);
         }
-        let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
-        let mut ordered = Vec::with_capacity(addrs.len());
-        for ip in interleave(&ips) {
-            if let Some(a) = addrs.iter().find(|a| a.ip() == ip && !ordered.contains(*a)) {
-                ordered.push(*a);
-            }
-        }
-        self.dial_parallel(&ordered, budget)
+        self.dial_parallel(&interleaved(addrs), budget, None)
+    }
+
+    /// [`dial_addrs`](Self::dial_addrs) that another thread can abort through `cancel`
+    /// (the facade's `close` during `TcpSocket::connect`): always a race (`serial` is
+    /// not consulted), every attempt socket tracked by `cancel` while it connects. Once
+    /// cancelled, the sockets in flight are closed, no attempt starts, and the race
+    /// fails with [`Error::Closed`] as its last error.
+    pub(crate) fn dial_addrs_cancellable(
+        &self,
+        addrs: &[SocketAddr],
+        budget: Option<Instant>,
+        cancel: &tcp::Cancel,
+    ) -> std::result::Result<tcp::Conn, Vec<Error>> {
+        let res = self.dial_parallel(&interleaved(addrs), budget, Some(cancel));
+        // Losers still in flight were dropped with the race: stop tracking them so
+        // their sockets close now (the winner was untracked when it won).
+        cancel.untrack_all();
+        res
     }
 
     /// Go's `dialSerial`: each address gets its share of what is left of the budget.
@@ -339,7 +350,7 @@ impl Dialer {
         if expired() {
             return Err(Error::DeadlineExceeded);
         }
-        let mut step = self.launch(0, addr, tcp::connect_tries(self.local_addr));
+        let mut step = self.launch(0, addr, tcp::connect_tries(self.local_addr), None);
         loop {
             let a = match step {
                 Step::Won(conn) => return Ok(conn),
@@ -356,7 +367,7 @@ impl Dialer {
             let mut revents = [0];
             step = match sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut revents) {
                 Ok(0) => Step::Pending(a),
-                Ok(_) => self.finish(a, addr, revents[0]),
+                Ok(_) => self.finish(a, addr, revents[0], None),
                 Err(e) => return Err(Error::sys("ppoll", e)),
             };
         }
@@ -367,9 +378,10 @@ impl Dialer {
         &self,
         targets: &[SocketAddr],
         budget: Option<Instant>,
+        cancel: Option<&tcp::Cancel>,
     ) -> std::result::Result<tcp::Conn, Vec<Error>> {
         let delay = self.fallback_delay.unwrap_or(DEFAULT_ATTEMPT_DELAY);
-        self.race(targets, budget, delay)
+        self.race(targets, budget, delay, cancel)
     }
 
     /// Races connects to `targets` on the calling thread: attempt *n + 1* starts `delay`
@@ -378,11 +390,16 @@ impl Dialer {
     /// return, so a loser that connected meanwhile is closed too. An attempt still in
     /// flight at `deadline` fails with [`Error::DialTimeout`]. The errors (one per
     /// started attempt, in start order) come back when none connects.
+    ///
+    /// With `cancel`, each attempt's socket is tracked from before its connect starts
+    /// until its outcome is known, and a cancel (which shuts down and closes those
+    /// sockets, waking the `ppoll`) ends the race with [`Error::Closed`] added last.
     fn race(
         &self,
         targets: &[SocketAddr],
         deadline: Option<Instant>,
         delay: Duration,
+        cancel: Option<&tcp::Cancel>,
     ) -> std::result::Result<tcp::Conn, Vec<Error>> {
         let tries = tcp::connect_tries(self.local_addr);
         let mut errs: Vec<Option<Error>> = Vec::with_capacity(targets.len());
@@ -392,6 +409,10 @@ impl Dialer {
         // `None` = no later start is scheduled (a delay too large to represent).
         let mut next_start = Some(Instant::now());
         loop {
+            if cancel.is_some_and(tcp::Cancel::is_cancelled) {
+                errs.push(Some(Error::Closed));
+                break;
+            }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 for a in pending.drain(..) {
@@ -405,7 +426,7 @@ impl Dialer {
             {
                 errs.push(None);
                 next_start = now.checked_add(delay);
-                match self.launch(started, targets[started], tries) {
+                match self.launch(started, targets[started], tries, cancel) {
                     Step::Won(conn) => return Ok(conn),
                     Step::Pending(a) => pending.push(a),
                     Step::Failed(i, e) => {
@@ -457,7 +478,7 @@ impl Dialer {
                 }
                 let a = pending.remove(i);
                 let addr = targets[a.idx];
-                match self.finish(a, addr, got) {
+                match self.finish(a, addr, got, cancel) {
                     Step::Won(conn) => return Ok(conn),
                     Step::Pending(a) => {
                         pending.insert(i, a);
@@ -475,52 +496,103 @@ impl Dialer {
 
     /// Opens a socket for target `idx` and starts a non-blocking connect to `addr`;
     /// `tries` sockets may be used in all (a self-connect is retried with a fresh one).
-    fn launch(&self, idx: usize, addr: SocketAddr, tries: usize) -> Step {
+    fn launch(
+        &self,
+        idx: usize,
+        addr: SocketAddr,
+        tries: usize,
+        cancel: Option<&tcp::Cancel>,
+    ) -> Step {
         let fd = match tcp::connect_socket(addr, self.local_addr) {
-            Ok(fd) => fd,
+            Ok(fd) => Arc::new(fd),
             Err(e) => return Step::Failed(idx, e),
         };
-        match fd.control("connect", |b| sys::connect(b, &sys::ip_addr(addr))) {
-            Ok(()) => self.conclude(Attempt { idx, fd, tries }, addr),
+        if let Some(Err(e)) = cancel.map(|c| c.track(&fd)) {
+            return Step::Failed(idx, e);
+        }
+        let a = Attempt { idx, fd, tries };
+        match a
+            .fd
+            .control("connect", |b| sys::connect(b, &sys::ip_addr(addr)))
+        {
+            Ok(()) => self.conclude(a, addr, cancel),
             Err(e) => match e.raw_os_error() {
-                Some(libc::EINPROGRESS) => Step::Pending(Attempt { idx, fd, tries }),
-                Some(libc::EISCONN) => self.conclude(Attempt { idx, fd, tries }, addr),
+                Some(libc::EINPROGRESS) => Step::Pending(a),
+                Some(libc::EISCONN) => self.conclude(a, addr, cancel),
                 // EAGAIN included: TCP ran out of local ports, and waiting would spin.
-                _ => Step::Failed(idx, e),
+                _ => fail(a, e, cancel),
             },
         }
     }
 
     /// An attempt whose socket `ppoll` reported (`revents`): the connect's outcome.
-    fn finish(&self, a: Attempt, addr: SocketAddr, revents: i16) -> Step {
+    fn finish(
+        &self,
+        a: Attempt,
+        addr: SocketAddr,
+        revents: i16,
+        cancel: Option<&tcp::Cancel>,
+    ) -> Step {
         // Writable and nothing else: a TCP socket only polls writable once connected,
         // and a failed connect adds POLLERR, so the two checks below can be skipped.
         if revents == sys::WRITABLE {
-            return self.conclude(a, addr);
+            return self.conclude(a, addr, cancel);
         }
         match a.fd.control("connect", sys::take_error) {
             Ok(None) => {}
-            Ok(Some(e)) => return Step::Failed(a.idx, Error::sys("connect", e)),
-            Err(e) => return Step::Failed(a.idx, e),
+            Ok(Some(e)) => return fail(a, Error::sys("connect", e), cancel),
+            Err(e) => return fail(a, e, cancel),
         }
         match a.fd.control("connect", |b| sys::sock(&b).peer_addr()) {
-            Ok(_) => self.conclude(a, addr),
+            Ok(_) => self.conclude(a, addr, cancel),
             // Writable without an error yet not connected: still in progress.
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Step::Pending(a),
-            Err(e) => Step::Failed(a.idx, e),
+            Err(e) => fail(a, e, cancel),
         }
     }
 
     /// A connected attempt becomes the winning connection, unless it connected to
-    /// itself: then a fresh socket tries again while tries are left.
-    fn conclude(&self, a: Attempt, addr: SocketAddr) -> Step {
-        match tcp::Conn::connected(a.fd, addr) {
+    /// itself: then a fresh socket tries again while tries are left. A cancelled
+    /// attempt fails with [`Error::Closed`] even if it connected.
+    fn conclude(&self, a: Attempt, addr: SocketAddr, cancel: Option<&tcp::Cancel>) -> Step {
+        let Attempt { idx, fd, tries } = a;
+        let fd = match cancel {
+            Some(c) => c.release(fd),
+            // Never shared without a cancel.
+            None => Arc::into_inner(fd).ok_or(Error::Closed),
+        };
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(e) => return Step::Failed(idx, e),
+        };
+        match tcp::Conn::connected(fd, addr) {
             Ok(Some(conn)) => Step::Won(conn),
-            Ok(None) if a.tries > 1 => self.launch(a.idx, addr, a.tries - 1),
-            Ok(None) => Step::Failed(a.idx, tcp::self_connect_error()),
-            Err(e) => Step::Failed(a.idx, e),
+            Ok(None) if tries > 1 => self.launch(idx, addr, tries - 1, cancel),
+            Ok(None) => Step::Failed(idx, tcp::self_connect_error()),
+            Err(e) => Step::Failed(idx, e),
         }
     }
+}
+
+/// A failed attempt: no longer tracked by `cancel`, so its socket closes now.
+fn fail(a: Attempt, e: Error, cancel: Option<&tcp::Cancel>) -> Step {
+    if let Some(c) = cancel {
+        // Cancelled meanwhile or not, the attempt's own error is the one to report.
+        let _ = c.untrack(&a.fd);
+    }
+    Step::Failed(a.idx, e)
+}
+
+/// `addrs` in RFC 8305 order (families interleaved, duplicates dropped).
+fn interleaved(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+    let mut ordered = Vec::with_capacity(addrs.len());
+    for ip in interleave(&ips) {
+        if let Some(a) = addrs.iter().find(|a| a.ip() == ip && !ordered.contains(*a)) {
+            ordered.push(*a);
+        }
+    }
+    ordered
 }
 
 /// A connect in flight.
@@ -528,7 +600,8 @@ impl Dialer {
 struct Attempt {
     /// Which target (and error slot) it is for.
     idx: usize,
-    fd: Fd,
+    /// Shared only with a `tcp::Cancel` that tracks it while it connects.
+    fd: Arc<Fd>,
     /// Sockets this target may still use, this one included.
     tries: usize,
 }

@@ -113,14 +113,19 @@ pub fn join_host_port(host: &str, port: impl Display) -> String {
 /// - `""` → `(0, false)` (Go's legacy "empty means 0").
 /// - An optional `+` or `-`, then decimal digits → the value, saturated to
 ///   `±(2^30 - 1)` / `-2^30` so huge inputs cannot wrap; range is **not** checked here.
-/// - Anything else (a service name) → `(0, true)`.
+/// - As in Go, the scan stops once the value has saturated: whatever follows is not
+///   looked at, so `"9990000000000h"` is the saturated number `(2^30 - 1, false)`, not
+///   a service name (the caller's range check then rejects it as an invalid port).
+/// - Anything else, i.e. a non-digit before saturation (a service name) → `(0, true)`.
 ///
 /// ```
 /// use reseau::resolve::parse_port;
 /// assert_eq!(parse_port("443"), (443, false));
 /// assert_eq!(parse_port("-1"), (-1, false));
 /// assert_eq!(parse_port("https"), (0, true));
+/// assert_eq!(parse_port("80h"), (0, true));
 /// assert_eq!(parse_port("99999999999"), ((1 << 30) - 1, false));
+/// assert_eq!(parse_port("9990000000000h"), ((1 << 30) - 1, false));
 /// ```
 pub fn parse_port(service: &str) -> (i64, bool) {
     const CUTOFF: u64 = 1 << 30;

@@ -515,7 +515,7 @@ pub fn listen_with(endpoint: impl Endpoint, opts: &ListenOptions) -> Result<TcpS
     }
     let addr = match &target {
         Target::Path(p) => {
-            let l = unix::listen(p).map_err(|e| listen_error(&target, e))?;
+            let l = unix::listen_bare(p).map_err(|e| listen_error(&target, e))?;
             return Ok(TcpServer::with(match tls_cfg {
                 Some(cfg) => Kind::UnixTls(l, Box::new(cfg)),
                 None => Kind::Unix(l),

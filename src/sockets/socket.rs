@@ -953,9 +953,9 @@ impl TcpSocket {
     /// [`TcpSocket::new`] socket. `close` from another thread ends a pending connect
     /// with `op() == Some("connect")` and `raw_os_error() == Some(libc::ECANCELED)`.
     ///
-    /// A host name is resolved and its addresses are tried **in order** (one at a time,
-    /// so a `close` can cancel the attempt in flight); the free function [`connect`]
-    /// races them with Happy Eyeballs instead.
+    /// A host name is resolved and its addresses are raced with Happy Eyeballs (RFC
+    /// 8305, as the free function [`connect`]); a `close` shuts down and closes every
+    /// attempt in flight, so none can connect after it.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -993,7 +993,8 @@ impl TcpSocket {
         self.establish(&endpoint.target(), opts, true)
     }
 
-    /// Connects: resolution, the connect attempts (raced, or serial and cancellable),
+    /// Connects: resolution, the connect attempts (raced; cancellable by `close` when
+    /// `cancellable`),
     /// then the TLS handshake, all within `opts.timeout`.
     fn establish(&self, target: &Target, opts: &ConnectOptions, cancellable: bool) -> Result<()> {
         let budget = opts.timeout.and_then(|t| Instant::now().checked_add(t));
@@ -1025,7 +1026,7 @@ impl TcpSocket {
                     ..Dialer::default()
                 };
                 let res = if cancellable && addrs.len() > 1 {
-                    dial_serial(&addrs, opts.local_addr, budget, &self.cancel)
+                    dialer.dial_addrs_cancellable(&addrs, budget, &self.cancel)
                 } else if cancellable {
                     tcp::connect_cancellable(addrs[0], opts.local_addr, budget, &self.cancel)
                         .map_err(|e| vec![e])
@@ -1087,34 +1088,6 @@ impl TcpSocket {
             }
         })
     }
-}
-
-/// Tries `addrs` one at a time, each tracked by `cancel` (Go's `dialSerial` shares of
-/// the budget are not needed: a `close` is what ends a stuck attempt here).
-fn dial_serial(
-    addrs: &[SocketAddr],
-    local: Option<SocketAddr>,
-    budget: Option<Instant>,
-    cancel: &Cancel,
-) -> std::result::Result<tcp::Conn, Vec<Error>> {
-    let mut errs = Vec::new();
-    for &a in addrs {
-        match tcp::connect_cancellable(a, local, budget, cancel) {
-            Ok(c) => return Ok(c),
-            Err(Error::Closed) => {
-                errs.push(Error::Closed);
-                break;
-            }
-            Err(e) => {
-                let timed_out = e.is_timeout();
-                errs.push(e);
-                if timed_out {
-                    break;
-                }
-            }
-        }
-    }
-    Err(errs)
 }
 
 /// Descriptors (SPEC §7b). The number names the stream in use: the plain socket, or
@@ -1404,15 +1377,30 @@ pub fn connect_with(endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<Tc
 }
 
 /// The socket as an owned descriptor, in blocking mode (for `std` types or a child
-/// process's stdio): a duplicate of [`as_fd`](AsFd::as_fd)'s descriptor, the socket
-/// value itself closed. Bytes already buffered for reading stay behind (read them
-/// first). A TLS socket sends its close_notify as the value is dropped and hands over
-/// the raw TCP stream after it: only useful to close it elsewhere.
+/// process's stdio). A plain TCP or unix socket hands over its own descriptor, released
+/// without being closed: the number is [`as_raw_fd`](AsRawFd::as_raw_fd)'s. Bytes
+/// already buffered for reading stay behind (read them first).
+///
+/// Fallback, a duplicate of [`as_fd`](AsFd::as_fd)'s descriptor (another number) with
+/// the socket value itself closed: for a TLS socket (its session owns the stream, and
+/// after STARTTLS runs on a duplicate of it; the close_notify is sent as the value is
+/// dropped, so the raw stream is only useful to close elsewhere), a closed socket (a
+/// dead placeholder) and one never connected (`/dev/null`).
 ///
 /// # Panics
-/// If the process is out of descriptors for the duplicate.
+/// In the fallback cases only, if the process is out of descriptors for the duplicate.
 impl From<TcpSocket> for OwnedFd {
     fn from(sock: TcpSocket) -> OwnedFd {
+        if sock.tls.get().is_none() {
+            match sock.base.into_inner() {
+                Some(Base::Tcp(c)) => return OwnedFd::from(c),
+                Some(Base::Unix(c)) => return OwnedFd::from(c),
+                None => {}
+            }
+            return no_descriptor()
+                .try_clone_to_owned()
+                .expect("duplicating the descriptor");
+        }
         let owned = sock
             .as_fd()
             .try_clone_to_owned()

@@ -357,11 +357,54 @@ fn cfg_err(msg: impl Into<String>) -> Error {
     Error::TlsConfig(msg.into())
 }
 
-fn must_exist(what: &str, path: &Path) -> Result<()> {
+/// Go's `os.Open` text for a missing file: `open <path>: no such file or directory`
+/// (`what` names the setting only in the rustdoc of the caller: Go does not say it).
+fn must_exist(_what: &str, path: &Path) -> Result<()> {
     if path.exists() {
         Ok(())
     } else {
-        Err(cfg_err(format!("{what} not found: {}", path.display())))
+        Err(cfg_err(format!(
+            "open {}: no such file or directory",
+            path.display()
+        )))
+    }
+}
+
+/// Go's text for a key that is not the certificate's, naming the key file; OpenSSL's
+/// text follows.
+fn mismatch_err(key: &Path, e: &openssl::error::ErrorStack) -> Error {
+    cfg_err(format!(
+        "tls: private key does not match public key ({}): {e}",
+        key.display()
+    ))
+}
+
+/// A PEM file OpenSSL could not load, in Go's words where Go has them: no PEM block at
+/// all (an empty or non-PEM file; OpenSSL's `no start line`) is `tls: failed to find
+/// any PEM data in <input> input (<path>)`. OpenSSL's own text follows after `: `.
+/// The file itself is looked at (no `-----BEGIN` line): OpenSSL's reasons differ by
+/// version and by loader (`no start line` for certificates, a decoder's `unsupported`
+/// for keys in 3.x).
+fn pem_err(input: &str, setting: &str, path: &Path, e: &openssl::error::ErrorStack) -> Error {
+    let no_pem = std::fs::read(path).is_ok_and(|body| {
+        !body
+            .windows(b"-----BEGIN".len())
+            .any(|w| w == b"-----BEGIN")
+    });
+    // Loading a key after its certificate already compares the two.
+    let mismatch = e.errors().iter().any(|r| {
+        r.reason()
+            .is_some_and(|t| t.contains("key values mismatch"))
+    });
+    if no_pem {
+        cfg_err(format!(
+            "tls: failed to find any PEM data in {input} input ({}): {e}",
+            path.display()
+        ))
+    } else if mismatch {
+        mismatch_err(path, e)
+    } else {
+        cfg_err(format!("{setting} {}: {e}", path.display()))
     }
 }
 
@@ -505,11 +548,10 @@ impl Config {
         b.set_read_ahead(true);
         if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
             b.set_certificate_chain_file(cert)
-                .map_err(|e| ossl("cert_file", e))?;
+                .map_err(|e| pem_err("certificate", "cert_file", cert, &e))?;
             b.set_private_key_file(key, SslFiletype::PEM)
-                .map_err(|e| ossl("key_file", e))?;
-            b.check_private_key()
-                .map_err(|e| ossl("key does not match certificate", e))?;
+                .map_err(|e| pem_err("key", "key_file", key, &e))?;
+            b.check_private_key().map_err(|e| mismatch_err(key, &e))?;
         }
         if server {
             self.build_server(&mut b)?;

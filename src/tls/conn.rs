@@ -127,6 +127,30 @@ enum Fault {
 /// (`tls <op>: <message>: <cause>`) should say it once.
 const TRANSPORT: &str = "transport error";
 
+/// Go's text for a peer that answered (or opened) with something that is not TLS.
+const NOT_TLS: &str = "tls: first record does not look like a TLS handshake";
+
+/// True when OpenSSL's reasons say the peer's first bytes were not a TLS record: a
+/// plaintext server answering a ClientHello (`wrong version number`, or `packet length
+/// too long` when its text parses as a huge length), a plaintext client talking to a
+/// TLS server (`http request`, `https proxy request` for `CONNECT`, `wrong version
+/// number`, `unknown protocol` for other text).
+fn not_tls(e: &openssl::ssl::Error) -> bool {
+    const REASONS: [&str; 5] = [
+        "wrong version number",
+        "packet length too long",
+        "http request",
+        "https proxy request",
+        "unknown protocol",
+    ];
+    e.ssl_error().is_some_and(|stack| {
+        stack.errors().iter().any(|r| {
+            r.reason()
+                .is_some_and(|t| REASONS.iter().any(|w| t.eq_ignore_ascii_case(w)))
+        })
+    })
+}
+
 /// The TLS error for a deadline that passed during `op`.
 fn timeout_err(op: &'static str) -> Error {
     tls_err(op, 0, TRANSPORT, Some(Error::DeadlineExceeded))
@@ -421,6 +445,9 @@ impl Conn {
         }
     }
 
+    /// Turns an OpenSSL failure into this crate's error: `Closed` after `close`, Go's
+    /// texts for the common cases (a certificate that does not verify, an EOF without
+    /// close_notify, a peer that does not speak TLS: see [`not_tls`]).
     fn ssl_error(
         &self,
         op: &'static str,
@@ -450,12 +477,18 @@ impl Conn {
             Err(e) => {
                 let text = e.to_string();
                 // OpenSSL 3 reports a TCP FIN without close_notify as an SSL error.
-                let msg = if text.contains("unexpected eof") {
-                    "unexpected EOF".to_string()
-                } else {
-                    text
-                };
-                tls_err(op, code, &msg, None)
+                if text.contains("unexpected eof") {
+                    return tls_err(op, code, "unexpected EOF", None);
+                }
+                if not_tls(&e) {
+                    // Go's words; OpenSSL's text stays as the cause.
+                    let cause = Error::Sys {
+                        op: "openssl",
+                        source: io::Error::other(text),
+                    };
+                    return tls_err(op, code, NOT_TLS, Some(cause));
+                }
+                tls_err(op, code, &text, None)
             }
         }
     }
