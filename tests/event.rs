@@ -281,7 +281,7 @@ fn peer_reset_closes_once() {
 #[test]
 fn connection_limit_pauses_accepting_without_dropping() {
     let rt = rt(2);
-    let (srv, rx) = server(&rt, ServerOptions { max_connections: 2 });
+    let (srv, rx) = server(&rt, ServerOptions { max_connections: 2, ..ServerOptions::default() });
     let mut a = client(srv.local_addr());
     let mut b = client(srv.local_addr());
     roundtrip(&mut a, b"a");
