@@ -685,17 +685,18 @@ impl Loop {
                 };
                 timers.push(now + LINGER, conn);
             }
-            if st.queued() == 0 && st.read_eof {
-                self.finish(idx, false);
-                return;
-            }
             if st.queued() == 0
                 && let Some(tls) = st.tls.as_mut()
                 && !tls.notify_sent
             {
-                // close_notify before the FIN (lori #358), queued like any record.
+                // close_notify before the FIN (lori #358), queued like any record; also
+                // the answer to the peer's, so its reader sees a clean end.
                 tls.close_notify();
                 st.push_tls_out();
+            }
+            if st.queued() == 0 && st.read_eof {
+                self.finish(idx, false);
+                return;
             }
             if st.queued() == 0 && !st.fin_sent {
                 st.shutdown_write();
