@@ -281,7 +281,13 @@ fn peer_reset_closes_once() {
 #[test]
 fn connection_limit_pauses_accepting_without_dropping() {
     let rt = rt(2);
-    let (srv, rx) = server(&rt, ServerOptions { max_connections: 2, ..ServerOptions::default() });
+    let (srv, rx) = server(
+        &rt,
+        ServerOptions {
+            max_connections: 2,
+            ..ServerOptions::default()
+        },
+    );
     let mut a = client(srv.local_addr());
     let mut b = client(srv.local_addr());
     roundtrip(&mut a, b"a");
@@ -936,13 +942,24 @@ fn handle_close_cancels_a_client_still_resolving() {
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();
     let h = rt
-        .connect("slow.test", ln.local_addr().unwrap().port(), opts, Probe::new(tx))
+        .connect(
+            "slow.test",
+            ln.local_addr().unwrap().port(),
+            opts,
+            Probe::new(tx),
+        )
         .expect("connect");
     h.close().unwrap();
     let (ev, seen) = wait_for(&rx, "connect_failed", |e| matches!(e, Ev::Failed(..)));
     assert!(seen.is_empty(), "{seen:?}");
-    assert!(matches!(&ev, Ev::Failed(msg, false) if msg.contains("closed")), "{ev:?}");
-    assert!(start.elapsed() < Duration::from_millis(1200), "not cancelled");
+    assert!(
+        matches!(&ev, Ev::Failed(msg, false) if msg.contains("closed")),
+        "{ev:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(1200),
+        "not cancelled"
+    );
     // The handler is gone (its channel closed) and the late resolution is ignored:
     // past the resolver's delay, nothing has connected.
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
@@ -966,7 +983,11 @@ fn read_size_caps_each_received() {
     while got.len() < msg.len() {
         let (ev, _) = wait_for(&rx, "received", |e| matches!(e, Ev::Received(_)));
         let Ev::Received(d) = ev else { unreachable!() };
-        assert!(!d.is_empty() && d.len() <= 7, "{} bytes in one received", d.len());
+        assert!(
+            !d.is_empty() && d.len() <= 7,
+            "{} bytes in one received",
+            d.len()
+        );
         got.extend_from_slice(&d);
     }
     assert_eq!(got, msg);

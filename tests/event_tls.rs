@@ -175,7 +175,9 @@ impl Handler for Probe {
     }
     fn tls_failed(&mut self, err: reseau::Error) {
         self.check("tls_failed");
-        let _ = self.tx.send(Ev::TlsFailed(err.to_string(), err.is_timeout()));
+        let _ = self
+            .tx
+            .send(Ev::TlsFailed(err.to_string(), err.is_timeout()));
     }
     fn closed(&mut self) {
         self.check("closed");
@@ -241,8 +243,13 @@ fn event_client_and_server_echo_over_tls() {
         connection_timeout: Some(WAIT),
         ..ConnectOptions::default()
     };
-    rt.connect("127.0.0.1", srv.local_addr().port(), copts, probe(&ctx, Role::Hello))
-        .unwrap();
+    rt.connect(
+        "127.0.0.1",
+        srv.local_addr().port(),
+        copts,
+        probe(&ctx, Role::Hello),
+    )
+    .unwrap();
     let cev = until_end(&crx);
     assert_eq!(cev[0], Ev::Connected(true), "{cev:?}");
     assert_eq!(received(&cev), b"hello");
@@ -250,7 +257,10 @@ fn event_client_and_server_echo_over_tls() {
     let sev = until_end(&srx);
     assert_eq!(sev[0], Ev::Connected(true), "{sev:?}");
     assert_eq!(received(&sev), b"hello");
-    assert!(!sev.iter().any(|e| matches!(e, Ev::TlsFailed(..))), "{sev:?}");
+    assert!(
+        !sev.iter().any(|e| matches!(e, Ev::TlsFailed(..))),
+        "{sev:?}"
+    );
 }
 
 #[test]
@@ -347,8 +357,13 @@ fn wrong_ca_fails_once_on_each_side() {
         }),
         ..ConnectOptions::default()
     };
-    rt.connect("127.0.0.1", srv.local_addr().port(), copts, probe(&ctx, Role::Hello))
-        .unwrap();
+    rt.connect(
+        "127.0.0.1",
+        srv.local_addr().port(),
+        copts,
+        probe(&ctx, Role::Hello),
+    )
+    .unwrap();
     let cev = until_end(&crx);
     assert_eq!(cev.len(), 1, "{cev:?}");
     match &cev[0] {
@@ -394,7 +409,8 @@ fn start_tls_on_both_sides() {
     assert_eq!(cev[0], Ev::Connected(false), "{cev:?}");
     assert!(cev.contains(&Ev::StartTls(Ok(()))), "{cev:?}");
     assert!(cev.contains(&Ev::TlsReady), "{cev:?}");
-    let after_ready: Vec<u8> = received(&cev[cev.iter().position(|e| *e == Ev::TlsReady).unwrap()..]);
+    let after_ready: Vec<u8> =
+        received(&cev[cev.iter().position(|e| *e == Ev::TlsReady).unwrap()..]);
     assert_eq!(after_ready, b"hello");
     let sev = until_end(&srx);
     assert!(sev.contains(&Ev::StartTls(Ok(()))), "{sev:?}");
@@ -447,8 +463,13 @@ fn stalled_handshake_is_bounded_by_connection_timeout() {
         ..ConnectOptions::default()
     };
     let t0 = Instant::now();
-    rt.connect("127.0.0.1", ln.local_addr().unwrap().port(), copts, probe(&ctx, Role::Hello))
-        .unwrap();
+    rt.connect(
+        "127.0.0.1",
+        ln.local_addr().unwrap().port(),
+        copts,
+        probe(&ctx, Role::Hello),
+    )
+    .unwrap();
     let cev = until_end(&crx);
     let took = t0.elapsed();
     assert_eq!(cev.len(), 1, "{cev:?}");
@@ -506,7 +527,12 @@ fn handle_cancels_a_client_in_its_handshake() {
         ..ConnectOptions::default()
     };
     let h = rt
-        .connect("127.0.0.1", ln.local_addr().unwrap().port(), copts, probe(&ctx, Role::Quiet))
+        .connect(
+            "127.0.0.1",
+            ln.local_addr().unwrap().port(),
+            copts,
+            probe(&ctx, Role::Quiet),
+        )
         .unwrap();
     // The TCP connect completes at once; the handshake waits on the silent peer.
     let (_peer, _) = ln.accept().unwrap();
@@ -528,7 +554,9 @@ fn invalid_tls_config_is_refused_before_io() {
         ..ServerOptions::default()
     };
     let err = rt
-        .listen(reseau::tcp::loopback_addr(0), bad, |_| probe(&mpsc::channel().0, Role::Quiet))
+        .listen(reseau::tcp::loopback_addr(0), bad, |_| {
+            probe(&mpsc::channel().0, Role::Quiet)
+        })
         .unwrap_err();
     assert!(matches!(err, reseau::Error::TlsConfig(_)), "{err:?}");
 }

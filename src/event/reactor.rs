@@ -72,7 +72,10 @@ pub(crate) enum Cmd {
 /// Which connection a [`Handle`](super::Handle) command is for.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
-    Slot { slot: u32, epoch: u32 },
+    Slot {
+        slot: u32,
+        epoch: u32,
+    },
     /// A client's: the loop fills the cell with slot and epoch when it takes the
     /// connect command, which it runs before any command a handle sends later.
     Client(Arc<AtomicU64>),
@@ -784,10 +787,12 @@ impl Loop {
             l.release();
         }
         let why = st.tls_err.take().or_else(|| {
-            st.fault.take().map(|source| match source.downcast::<Error>() {
-                Ok(e) => e,
-                Err(source) => Error::Sys { op: "read", source },
-            })
+            st.fault
+                .take()
+                .map(|source| match source.downcast::<Error>() {
+                    Ok(e) => e,
+                    Err(source) => Error::Sys { op: "read", source },
+                })
         });
         let end = match &mut st.phase {
             Phase::Connecting(d) => {

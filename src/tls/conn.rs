@@ -208,9 +208,8 @@ pub(crate) fn new_ssl(
     server: bool,
     remote: Option<SocketAddr>,
 ) -> Result<(Ssl, Option<String>)> {
-    let ossl = |what: &'static str, e: openssl::error::ErrorStack| {
-        tls_err(what, 0, &e.to_string(), None)
-    };
+    let ossl =
+        |what: &'static str, e: openssl::error::ErrorStack| tls_err(what, 0, &e.to_string(), None);
     let mut ssl = Ssl::new(ctx).map_err(|e| ossl("SSL_new", e))?;
     let mut sni = None;
     if server {
