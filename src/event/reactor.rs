@@ -512,8 +512,11 @@ impl Loop {
             if tls_buf.is_empty() {
                 tls_buf.resize(etls::RECORD, 0);
             }
-            // Records decrypted earlier but held back (mute, yield) go first.
-            tls_drive(slot, shared, now, tls_buf);
+            // Records decrypted earlier but held back (mute, yield) go first; no
+            // SSL_read per readiness otherwise.
+            if slot.st.tls.as_ref().is_some_and(|t| t.has_pending()) {
+                tls_drive(slot, shared, now, tls_buf);
+            }
         }
         let mut cap = match slot.st.read_size {
             0 => buf.len(),

@@ -158,6 +158,13 @@ impl Session {
         self.ssl.get_mut().rd.extend_from_slice(data);
     }
 
+    /// Whether records wait in the session (held back by a mute or a yield): decrypted
+    /// plaintext inside OpenSSL, or ciphertext not handed to it yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        let io = self.ssl.get_ref();
+        io.rd_head < io.rd.len() || self.ssl.ssl().pending() > 0
+    }
+
     /// Advances the handshake as far as the buffered ciphertext allows.
     pub(crate) fn handshake(&mut self) -> Step {
         if self.done {
@@ -219,7 +226,7 @@ impl Session {
         }
     }
 
-    /// Unread ciphertext held by the session's input.
+    /// Ciphertext OpenSSL produced, for the write path.
     pub(crate) fn out(&mut self) -> &mut Vec<u8> {
         &mut self.ssl.get_mut().wr
     }
