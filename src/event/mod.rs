@@ -39,7 +39,10 @@
 //! Lifecycle guarantees, per connection: a client gets exactly one of
 //! [`connected`](Handler::connected) or [`connect_failed`](Handler::connect_failed);
 //! a connection that was connected gets [`closed`](Handler::closed) exactly once, and
-//! no callback after it. A callback that panics hard-closes its own connection (its
+//! no callback after it; a TLS server's connection whose handshake fails gets only
+//! [`tls_failed`](Handler::tls_failed). TLS ([`ServerOptions::tls`],
+//! [`ConnectOptions::tls`], [`Conn::start_tls`]) runs OpenSSL over memory buffers on
+//! the loop: handshakes advance only when ciphertext arrives. A callback that panics hard-closes its own connection (its
 //! `closed` still runs) and nothing else.
 
 mod conn;
