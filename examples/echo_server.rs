@@ -197,10 +197,6 @@ impl reseau::event::Handler for EventEcho {
 
 fn serve_event(o: &Opts) -> ! {
     use reseau::event::{Runtime, ServerOptions};
-    if o.tls {
-        eprintln!("echo_server: --event --tls is not supported yet");
-        exit(2);
-    }
     let addr: std::net::SocketAddr = o.addr.parse().unwrap_or_else(|_| usage());
     let mut b = Runtime::builder();
     if let Some(n) = o.threads {
@@ -211,7 +207,19 @@ fn serve_event(o: &Opts) -> ! {
         exit(1)
     });
     let server = rt
-        .listen(addr, ServerOptions::default(), |_| EventEcho)
+        .listen(
+            addr,
+            ServerOptions {
+                // Handshakes advance on readiness on the loops, like the data.
+                tls: o.tls.then(|| reseau::tls::Config {
+                    cert_file: o.cert.as_ref().map(Into::into),
+                    key_file: o.key.as_ref().map(Into::into),
+                    ..reseau::tls::Config::default()
+                }),
+                ..ServerOptions::default()
+            },
+            |_| EventEcho,
+        )
         .unwrap_or_else(|e| {
             eprintln!("echo_server: listen {}: {e}", o.addr);
             exit(1)

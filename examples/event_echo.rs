@@ -69,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = rt.listen(
         "127.0.0.1:0".parse()?,
         ServerOptions {
+            tls: None,
             max_connections: 1000,
         },
         |_peer| Echo,

@@ -281,7 +281,13 @@ fn peer_reset_closes_once() {
 #[test]
 fn connection_limit_pauses_accepting_without_dropping() {
     let rt = rt(2);
-    let (srv, rx) = server(&rt, ServerOptions { max_connections: 2 });
+    let (srv, rx) = server(
+        &rt,
+        ServerOptions {
+            max_connections: 2,
+            ..ServerOptions::default()
+        },
+    );
     let mut a = client(srv.local_addr());
     let mut b = client(srv.local_addr());
     roundtrip(&mut a, b"a");
@@ -914,4 +920,75 @@ fn socket_options_and_addresses() {
     drop(c);
     let (_, before) = wait_for(&rx, "closed", |e| matches!(e, Ev::Closed));
     assert!(!before.iter().any(|e| matches!(e, Ev::AfterClose(_))));
+}
+
+// ---------------------------------------------------------------------------------------
+// read size and cancelling a client
+
+#[test]
+fn handle_close_cancels_a_client_still_resolving() {
+    let rt = rt(1);
+    let hosts = StaticResolver::new();
+    hosts.insert_with_delay(
+        "slow.test",
+        ["127.0.0.1".parse::<IpAddr>().unwrap()],
+        Duration::from_millis(1500),
+    );
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let opts = ConnectOptions {
+        resolver: Arc::new(hosts),
+        ..ConnectOptions::default()
+    };
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    let h = rt
+        .connect(
+            "slow.test",
+            ln.local_addr().unwrap().port(),
+            opts,
+            Probe::new(tx),
+        )
+        .expect("connect");
+    h.close().unwrap();
+    let (ev, seen) = wait_for(&rx, "connect_failed", |e| matches!(e, Ev::Failed(..)));
+    assert!(seen.is_empty(), "{seen:?}");
+    assert!(
+        matches!(&ev, Ev::Failed(msg, false) if msg.contains("closed")),
+        "{ev:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(1200),
+        "not cancelled"
+    );
+    // The handler is gone (its channel closed) and the late resolution is ignored:
+    // past the resolver's delay, nothing has connected.
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    thread::sleep(Duration::from_millis(1800).saturating_sub(start.elapsed()));
+    ln.set_nonblocking(true).unwrap();
+    assert!(ln.accept().is_err(), "a cancelled client connected");
+}
+
+#[test]
+fn read_size_caps_each_received() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|conn, ()| {
+            assert!(conn.set_read_size(Some(0)).is_err());
+            conn.set_read_size(Some(7)).unwrap();
+            assert_eq!(conn.read_size(), Some(7));
+        }));
+    });
+    let msg: Vec<u8> = (0..100u8).collect();
+    c.write_all(&msg).unwrap();
+    let mut got = Vec::new();
+    while got.len() < msg.len() {
+        let (ev, _) = wait_for(&rx, "received", |e| matches!(e, Ev::Received(_)));
+        let Ev::Received(d) = ev else { unreachable!() };
+        assert!(
+            !d.is_empty() && d.len() <= 7,
+            "{} bytes in one received",
+            d.len()
+        );
+        got.extend_from_slice(&d);
+    }
+    assert_eq!(got, msg);
 }

@@ -17,6 +17,8 @@ use super::reactor::ListenerShared;
 pub(crate) enum Phase {
     /// A client resolving or racing connect attempts.
     Connecting(Box<Dialing>),
+    /// Connected, in a TLS handshake (the first one, or `start_tls`); sends refused.
+    Handshaking(super::tls::Role),
     /// Connected; sends accepted.
     Open,
     /// `close()` asked for, or the peer's FIN seen: draining the queue, then FIN.
@@ -80,6 +82,20 @@ pub(crate) struct ConnState {
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) local: Option<SocketAddr>,
     pub(crate) now: Instant,
+    // -- TLS and read size
+    pub(crate) tls: Option<Box<super::tls::Session>>,
+    /// Why a handshake failed (reported by `finish`).
+    pub(crate) tls_err: Option<crate::Error>,
+    /// Bytes of the current read not delivered yet while a `received` runs (the
+    /// STARTTLS guard counts them as unread).
+    pub(crate) unread: usize,
+    /// Most bytes per socket read and per `received` (0: the loop buffer's size).
+    pub(crate) read_size: usize,
+    /// `handshake_timeout` of the handshake in progress, and its timer's sequence.
+    pub(crate) hs_limit: Option<Duration>,
+    pub(crate) hs_seq: u64,
+    /// A handshake timer for `settle` to arm.
+    pub(crate) hs_push: bool,
 }
 
 impl ConnState {
@@ -123,6 +139,13 @@ impl ConnState {
             peer: None,
             local: None,
             now,
+            tls: None,
+            tls_err: None,
+            unread: 0,
+            read_size: 0,
+            hs_limit: None,
+            hs_seq: 0,
+            hs_push: false,
         }
     }
 
@@ -270,11 +293,46 @@ impl ConnState {
         }
     }
 
+    /// Application bytes: encrypted first on a TLS connection (offsets, tokens and
+    /// watermarks then count ciphertext, as lori's do).
+    pub(crate) fn send_data(&mut self, bufs: &[&[u8]]) {
+        let Some(tls) = self.tls.as_mut() else {
+            self.write_bufs(bufs);
+            return;
+        };
+        for b in bufs.iter().filter(|b| !b.is_empty()) {
+            if let Err(e) = tls.write(b) {
+                self.fault = Some(std::io::Error::other(e));
+                break;
+            }
+        }
+        self.push_tls_out();
+    }
+
+    /// Hands what the TLS session produced (records, handshake flights, alerts) to
+    /// the write path.
+    pub(crate) fn push_tls_out(&mut self) {
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        if tls.out().is_empty() {
+            return;
+        }
+        let wire = std::mem::take(tls.out());
+        self.write_bufs(&[&wire]);
+        let mut wire = wire;
+        wire.clear();
+        if let Some(tls) = self.tls.as_mut() {
+            // Back to the session: its capacity is reused by the next record.
+            *tls.out() = wire;
+        }
+    }
+
     /// A tracked send: the token completes when its last byte reaches the kernel.
     pub(crate) fn send_tracked(&mut self, bufs: &[&[u8]]) -> u64 {
         self.next_token += 1;
         let tok = self.next_token;
-        self.write_bufs(bufs);
+        self.send_data(bufs);
         if self.written >= self.accepted && self.tokens.is_empty() {
             self.done_token = tok;
         } else {

@@ -33,10 +33,17 @@ pub(crate) struct Dialing {
     /// Bumped whenever the stagger timer is superseded.
     pub(crate) seq: u64,
     pub(crate) resolved: bool,
+    /// The TLS client context, when the connection is TLS.
+    pub(crate) tls: Option<super::tls::Prepared>,
 }
 
 impl Dialing {
-    pub(crate) fn new(host: String, port: u16, opts: ConnectOptions) -> Dialing {
+    pub(crate) fn new(
+        host: String,
+        port: u16,
+        opts: ConnectOptions,
+        tls: Option<super::tls::Prepared>,
+    ) -> Dialing {
         Dialing {
             host,
             port,
@@ -46,6 +53,7 @@ impl Dialing {
             errors: Vec::new(),
             seq: 0,
             resolved: false,
+            tls,
         }
     }
 

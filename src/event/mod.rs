@@ -39,25 +39,30 @@
 //! Lifecycle guarantees, per connection: a client gets exactly one of
 //! [`connected`](Handler::connected) or [`connect_failed`](Handler::connect_failed);
 //! a connection that was connected gets [`closed`](Handler::closed) exactly once, and
-//! no callback after it. A callback that panics hard-closes its own connection (its
+//! no callback after it; a TLS server's connection whose handshake fails gets only
+//! [`tls_failed`](Handler::tls_failed). TLS ([`ServerOptions::tls`],
+//! [`ConnectOptions::tls`], [`Conn::start_tls`]) runs OpenSSL over memory buffers on
+//! the loop: handshakes advance only when ciphertext arrives. A callback that panics hard-closes its own connection (its
 //! `closed` still runs) and nothing else.
 
 mod conn;
 mod dial;
 mod reactor;
 mod timer;
+mod tls;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use self::conn::{CloseReq, ConnState};
-use self::reactor::{Cmd, ListenerShared, Loop, LoopConfig, RtShared, Shared};
+use self::conn::{CloseReq, ConnState, Phase};
+use self::reactor::{Cmd, ListenerShared, Loop, LoopConfig, RtShared, Shared, Target};
+use self::tls::{Prepared, Role};
 use crate::resolve::{Policy, Resolver, SystemResolver};
 use crate::{Error, Result};
 
@@ -72,21 +77,25 @@ pub const DEFAULT_READ_BUFFER: usize = 256 * 1024;
 /// Every method but [`received`](Handler::received) has an empty default. Callbacks
 /// must not block: a slow callback delays every connection of its loop.
 pub trait Handler: Send + 'static {
-    /// The connection is ready: a client connected, or a server accepted it.
+    /// The connection is ready: a client connected, or a server accepted it; with TLS
+    /// ([`ConnectOptions::tls`], [`ServerOptions::tls`]), after the handshake.
     fn connected(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;
     }
 
-    /// A client could not connect (resolution, every attempt, or the connection
-    /// timeout); no other callback follows. The error is an [`Error::Op`] wrapping the
+    /// A client could not connect (resolution, every attempt, its TLS handshake, the
+    /// connection timeout, or [`Handle::close`] before it connected); no other
+    /// callback follows. The error is an [`Error::Op`] wrapping the
     /// first attempt's error (every attempt's error in `attempts()`), or
     /// [`Error::DialTimeout`] inside one, or [`Error::Closed`] when the runtime stopped.
     fn connect_failed(&mut self, err: Error) {
         let _ = err;
     }
 
-    /// Bytes arrived. `data` is the loop's read buffer (or, with
-    /// [`buffer_until`](Conn::buffer_until), exactly that many bytes).
+    /// Bytes arrived (decrypted, on TLS). `data` is at most one read's worth: the
+    /// loop's read buffer, or less with [`set_read_size`](Conn::set_read_size), or on
+    /// TLS at most one record (16 KiB); with [`buffer_until`](Conn::buffer_until),
+    /// exactly that many bytes.
     fn received(&mut self, conn: &mut Conn<'_>, data: &[u8]);
 
     /// Every byte of the send that returned `token` was handed to the kernel. Tokens
@@ -114,6 +123,22 @@ pub trait Handler: Send + 'static {
     /// it re-arms after firing.
     fn idle_timeout(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;
+    }
+
+    /// A [`start_tls`](Conn::start_tls) handshake completed: sends are accepted again
+    /// and go out encrypted.
+    fn tls_ready(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
+    /// A TLS handshake failed (verification, protocol, the peer closing, its
+    /// `handshake_timeout` as [`Error::TlsHandshakeTimeout`]). On a TLS server's
+    /// accepted connection it is the only callback (no `connected`, no `closed`);
+    /// after [`start_tls`](Conn::start_tls), [`closed`](Handler::closed) follows. A TLS
+    /// client's first handshake reports through
+    /// [`connect_failed`](Handler::connect_failed) instead.
+    fn tls_failed(&mut self, err: Error) {
+        let _ = err;
     }
 
     /// The connection is closed (by either side, an error, or the runtime stopping).
@@ -157,7 +182,9 @@ impl Conn<'_> {
     /// written as the socket drains (a graceful close still sends it).
     ///
     /// # Errors
-    /// [`Error::Closed`] when the connection is closing or closed.
+    /// [`Error::Closed`] when the connection is not open: closing, closed, or in a TLS
+    /// handshake (until [`connected`](Handler::connected) or
+    /// [`tls_ready`](Handler::tls_ready)).
     pub fn send(&mut self, data: &[u8]) -> Result<SendToken> {
         self.send_vectored(&[data])
     }
@@ -347,9 +374,98 @@ impl Conn<'_> {
     pub fn handle(&self) -> Handle {
         Handle {
             shared: self.shared.clone(),
-            slot: self.st.slot,
-            epoch: self.st.epoch,
+            target: Target::Slot {
+                slot: self.st.slot,
+                epoch: self.st.epoch,
+            },
         }
+    }
+
+    /// Caps each socket read, and so each [`received`](Handler::received), at `bytes`
+    /// (lori's `read_buffer_size` for one connection). The buffer itself is the loop's,
+    /// shared by its connections ([`Builder::read_buffer_size`]): a size above it is
+    /// capped there, and `None` goes back to it. Frames of
+    /// [`buffer_until`](Conn::buffer_until) are delivered whole whatever this is.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for `Some(0)`.
+    pub fn set_read_size(&mut self, bytes: Option<usize>) -> Result<()> {
+        match bytes {
+            Some(0) => Err(Error::InvalidArgument(
+                "read size must be at least 1 byte".to_string(),
+            )),
+            n => {
+                self.st.read_size = n.unwrap_or(0);
+                Ok(())
+            }
+        }
+    }
+
+    /// The per-connection read cap ([`set_read_size`](Conn::set_read_size)), `None`
+    /// when reads fill the loop's buffer.
+    pub fn read_size(&self) -> Option<usize> {
+        (self.st.read_size != 0).then_some(self.st.read_size)
+    }
+
+    /// Whether the connection runs TLS (from the start, or after
+    /// [`start_tls`](Conn::start_tls)).
+    pub fn is_tls(&self) -> bool {
+        self.st.tls.is_some()
+    }
+
+    /// Upgrades an open plaintext connection to TLS (STARTTLS): `server` picks the
+    /// side; a client's `server_name` defaults to the peer's IP. Sends are refused
+    /// until [`tls_ready`](Handler::tls_ready); a failure calls
+    /// [`tls_failed`](Handler::tls_failed), then [`closed`](Handler::closed).
+    ///
+    /// Refused while plaintext the handler has not seen is buffered (CVE-2021-23222:
+    /// bytes a man in the middle sent after the STARTTLS command would otherwise be
+    /// taken as if they came over TLS). With [`buffer_until`](Conn::buffer_until)
+    /// framing the rest of the read counts; without it each `received` gets the whole
+    /// read, and a handler that finds bytes after its command in `data` must not
+    /// upgrade.
+    ///
+    /// # Errors
+    /// [`Error::TlsUpgradeNotReady`] when not open, already TLS, muted, with unsent
+    /// bytes queued, or with unread plaintext buffered (the connection is unchanged);
+    /// [`Error::TlsConfig`] for an invalid `config`; [`Error::Tls`] when no session
+    /// can be created.
+    pub fn start_tls(&mut self, config: &crate::tls::Config, server: bool) -> Result<()> {
+        let st = &mut *self.st;
+        let refuse = |why: &str| Err(Error::TlsUpgradeNotReady(why.to_string()));
+        if !st.is_open() {
+            return refuse("connection not open");
+        }
+        if st.tls.is_some() {
+            return refuse("already TLS");
+        }
+        if st.muted {
+            return refuse("connection muted");
+        }
+        if st.queued() > 0 {
+            return refuse("unsent bytes queued");
+        }
+        if !st.held.is_empty() || st.unread > 0 {
+            return refuse("unread plaintext buffered (CVE-2021-23222)");
+        }
+        let host = st.peer.map(|p| p.ip().to_string());
+        let p = Prepared::new(config, server, host.as_deref())?;
+        let sess = p.session(st.peer)?;
+        st.tls = Some(Box::new(sess));
+        st.phase = Phase::Handshaking(Role::Upgrade);
+        st.hs_limit = p.config.handshake_timeout;
+        st.hs_push = true;
+        if !server {
+            // The ClientHello; the server waits for it.
+            if let Some(t) = st.tls.as_mut()
+                && let tls::Step::Failed(e) = t.handshake()
+            {
+                st.tls_err = Some(e);
+                st.close_req = CloseReq::Hard;
+            }
+            st.push_tls_out();
+        }
+        Ok(())
     }
 }
 
@@ -362,15 +478,14 @@ fn sys(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
-    slot: u32,
-    epoch: u32,
+    target: Target,
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
             .field("loop", &self.shared.index)
-            .field("slot", &self.slot)
+            .field("target", &self.target)
             .finish()
     }
 }
@@ -384,26 +499,27 @@ impl Handle {
         }
     }
 
-    /// Queues `data` to be sent (no [`SendToken`] is reported for it).
+    /// Queues `data` to be sent (no [`SendToken`] is reported for it). Dropped when
+    /// the connection is not open (a client still connecting, a TLS handshake).
     ///
     /// # Errors
     /// [`Error::Closed`] when the runtime has stopped.
     pub fn send(&self, data: impl Into<Vec<u8>>) -> Result<()> {
         self.push(Cmd::Send {
-            slot: self.slot,
-            epoch: self.epoch,
+            target: self.target.clone(),
             data: data.into(),
         })
     }
 
-    /// Closes gracefully, as [`Conn::close`].
+    /// Closes gracefully, as [`Conn::close`]. A client still connecting is cancelled
+    /// (its `connect_failed` gets [`Error::Closed`]); one in its first TLS handshake
+    /// fails the same way.
     ///
     /// # Errors
     /// [`Error::Closed`] when the runtime has stopped.
     pub fn close(&self) -> Result<()> {
         self.push(Cmd::Close {
-            slot: self.slot,
-            epoch: self.epoch,
+            target: self.target.clone(),
             hard: false,
         })
     }
@@ -414,8 +530,7 @@ impl Handle {
     /// [`Error::Closed`] when the runtime has stopped.
     pub fn hard_close(&self) -> Result<()> {
         self.push(Cmd::Close {
-            slot: self.slot,
-            epoch: self.epoch,
+            target: self.target.clone(),
             hard: true,
         })
     }
@@ -435,6 +550,11 @@ pub struct ConnectOptions {
     pub attempt_delay: Duration,
     /// Resolves host names (off the loop, on the crate's resolver pool).
     pub resolver: Arc<dyn Resolver>,
+    /// TLS client configuration (lori's `ssl_client`): `connected` follows the
+    /// handshake, `connection_timeout` covers it, its failure goes to
+    /// `connect_failed`. `server_name` defaults to the host given to
+    /// [`Runtime::connect`]. `verify_connection` is not run by the event layer.
+    pub tls: Option<crate::tls::Config>,
 }
 
 impl Default for ConnectOptions {
@@ -445,22 +565,28 @@ impl Default for ConnectOptions {
             policy: Policy::default(),
             attempt_delay: crate::resolve::DEFAULT_ATTEMPT_DELAY,
             resolver: Arc::new(SystemResolver::default()),
+            tls: None,
         }
     }
 }
 
 /// How a server accepts ([`Runtime::listen`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Most connections open at once; beyond it accepting pauses (connections wait in
     /// the kernel's backlog) until one closes.
     pub max_connections: usize,
+    /// TLS server configuration (lori's `ssl_server`): `connected` follows each
+    /// accepted connection's handshake, a failed handshake calls only
+    /// [`tls_failed`](Handler::tls_failed); `handshake_timeout` bounds it.
+    pub tls: Option<crate::tls::Config>,
 }
 
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
             max_connections: 100_000,
+            tls: None,
         }
     }
 }
@@ -588,6 +714,7 @@ impl Runtime {
     /// loops round-robin.
     ///
     /// # Errors
+    /// [`Error::TlsConfig`] for an invalid [`ServerOptions::tls`];
     /// [`Error::Sys`] `socket`/`bind`/`listen`; [`Error::Closed`] when the runtime stopped.
     pub fn listen<H, F>(&self, addr: SocketAddr, opts: ServerOptions, factory: F) -> Result<Server>
     where
@@ -606,6 +733,7 @@ impl Runtime {
     /// Serves an already listening socket, as [`listen`](Runtime::listen).
     ///
     /// # Errors
+    /// [`Error::TlsConfig`] for an invalid [`ServerOptions::tls`];
     /// [`Error::Sys`] when the socket cannot be made non-blocking or has no address;
     /// [`Error::Closed`] when the runtime stopped.
     pub fn serve<H, F>(&self, ln: StdListener, opts: ServerOptions, factory: F) -> Result<Server>
@@ -613,6 +741,11 @@ impl Runtime {
         H: Handler,
         F: Fn(SocketAddr) -> H + Send + Sync + 'static,
     {
+        let tls = opts
+            .tls
+            .as_ref()
+            .map(|c| Prepared::new(c, true, None))
+            .transpose()?;
         ln.set_nonblocking(true).map_err(sys("fcntl"))?;
         let local = ln.local_addr().map_err(sys("getsockname"))?;
         let home = self.rt.next_loop().clone();
@@ -625,6 +758,7 @@ impl Runtime {
             home: home.clone(),
             factory: Box::new(move |peer| Box::new(factory(peer)) as Box<dyn Handler>),
             local,
+            tls,
         });
         let sock = mio::net::TcpListener::from_std(ln);
         if !home.push(Cmd::Listen(shared.clone(), sock)) {
@@ -665,23 +799,37 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     ///
+    /// The returned [`Handle`] works from the start: [`Handle::close`] cancels a
+    /// client that has not connected yet.
+    ///
     /// # Errors
     /// Found before any I/O: [`Error::InvalidArgument`] (a policy allowing no family,
-    /// a host containing NUL); [`Error::Closed`] when the runtime stopped. Everything
-    /// else arrives through `connect_failed`.
+    /// a host containing NUL), [`Error::TlsConfig`] (an invalid [`ConnectOptions::tls`]);
+    /// [`Error::Closed`] when the runtime stopped. Everything else arrives through
+    /// `connect_failed`.
     pub fn connect<H: Handler>(
         &self,
         host: &str,
         port: u16,
         opts: ConnectOptions,
         handler: H,
-    ) -> Result<()> {
+    ) -> Result<Handle> {
         opts.policy.validate()?;
         crate::resolve::check_host(host)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let cmd = reactor::connect_cmd(host, port, opts, Box::new(handler));
-        if self.rt.next_loop().push(cmd) {
-            Ok(())
+        let tls = opts
+            .tls
+            .as_ref()
+            .map(|c| Prepared::new(c, false, Some(host)))
+            .transpose()?;
+        let cell = Arc::new(AtomicU64::new(reactor::UNSET));
+        let cmd = reactor::connect_cmd(host, port, opts, tls, Box::new(handler), cell.clone());
+        let shared = self.rt.next_loop().clone();
+        if shared.push(cmd) {
+            Ok(Handle {
+                shared,
+                target: Target::Client(cell),
+            })
         } else {
             Err(Error::Closed)
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::conn::{CloseReq, ConnState, Phase};
 use super::dial::{self, Dialing, Lookup};
 use super::timer::{Kind, Owner, Timers};
+use super::tls::{self as etls, Prepared, Role, Step};
 use super::{Conn, ConnectOptions, Handler, SendToken, TimerToken};
 use crate::Error;
 
@@ -47,6 +48,7 @@ pub(crate) enum Cmd {
     Connect {
         dialing: Box<Dialing>,
         handler: Box<dyn Handler>,
+        cell: Arc<AtomicU64>,
     },
     Resolved {
         slot: u32,
@@ -54,19 +56,44 @@ pub(crate) enum Cmd {
         result: crate::Result<Vec<std::net::IpAddr>>,
     },
     Send {
-        slot: u32,
-        epoch: u32,
+        target: Target,
         data: Vec<u8>,
     },
     Close {
-        slot: u32,
-        epoch: u32,
+        target: Target,
         hard: bool,
     },
     Listen(Arc<ListenerShared>, TcpListener),
     ResumeListener(usize),
     CloseListener(usize),
     Shutdown,
+}
+
+/// Which connection a [`Handle`](super::Handle) command is for.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Slot {
+        slot: u32,
+        epoch: u32,
+    },
+    /// A client's: the loop fills the cell with slot and epoch when it takes the
+    /// connect command, which it runs before any command a handle sends later.
+    Client(Arc<AtomicU64>),
+}
+
+/// A client cell not filled yet.
+pub(crate) const UNSET: u64 = u64::MAX;
+
+impl Target {
+    fn resolve(&self) -> Option<(u32, u32)> {
+        match self {
+            Target::Slot { slot, epoch } => Some((*slot, *epoch)),
+            Target::Client(cell) => {
+                let v = cell.load(Ordering::Acquire);
+                (v != UNSET).then_some(((v >> 32) as u32, v as u32))
+            }
+        }
+    }
 }
 
 /// The part of a loop other threads can reach.
@@ -129,6 +156,7 @@ pub(crate) struct ListenerShared {
     pub(crate) home: Arc<Shared>,
     pub(crate) factory: Box<Factory>,
     pub(crate) local: SocketAddr,
+    pub(crate) tls: Option<Prepared>,
 }
 
 impl std::fmt::Debug for ListenerShared {
@@ -158,6 +186,13 @@ struct LoopListener {
     registered: bool,
 }
 
+/// The last callback(s) a connection gets.
+enum End {
+    ConnectFailed(Error),
+    TlsFailed(Error, bool),
+    Closed,
+}
+
 pub(crate) struct Slot {
     pub(crate) handler: Box<dyn Handler>,
     pub(crate) st: ConnState,
@@ -184,6 +219,8 @@ pub(crate) struct Loop {
     slots: Vec<SlotEntry>,
     free: Vec<u32>,
     buf: Vec<u8>,
+    /// Plaintext out of TLS sessions (allocated at the loop's first TLS connection).
+    tls_buf: Vec<u8>,
     read_budget: usize,
     events: usize,
     timers: Timers,
@@ -228,7 +265,9 @@ fn deliver_held(slot: &mut Slot, shared: &Arc<Shared>, now: Instant) {
             return;
         }
         let held = std::mem::take(&mut slot.st.held);
+        slot.st.unread = held.len() - n;
         call(slot, shared, now, |h, c| h.received(c, &held[..n]));
+        slot.st.unread = 0;
         let mut held = held;
         held.drain(..n);
         slot.st.held = held;
@@ -241,6 +280,80 @@ fn deliver(slot: &mut Slot, shared: &Arc<Shared>, now: Instant, data: &[u8]) {
     } else {
         slot.st.held.extend_from_slice(data);
         deliver_held(slot, shared, now);
+    }
+}
+
+/// Runs a connection's TLS session on the ciphertext it has: advances the handshake
+/// (then `connected` or `tls_ready`), and decrypts and delivers records until it
+/// needs more ciphertext or the handler mutes, yields or closes.
+fn tls_drive(slot: &mut Slot, shared: &Arc<Shared>, now: Instant, pt: &mut [u8]) {
+    loop {
+        let st = &mut slot.st;
+        let Some(tls) = st.tls.as_mut() else {
+            return;
+        };
+        if let Phase::Handshaking(_) = st.phase {
+            match tls.handshake() {
+                Step::WantRead => {
+                    st.push_tls_out();
+                    return;
+                }
+                Step::Failed(e) => {
+                    // The alert OpenSSL wrote goes out before the reset.
+                    st.push_tls_out();
+                    st.tls_err = Some(e);
+                    st.close_req = CloseReq::Hard;
+                    return;
+                }
+                Step::Ready => {
+                    st.push_tls_out();
+                    let was = std::mem::replace(&mut st.phase, Phase::Open);
+                    st.idle_base = now;
+                    st.hs_limit = None;
+                    if matches!(was, Phase::Handshaking(Role::Upgrade)) {
+                        call(slot, shared, now, |h, c| h.tls_ready(c));
+                    } else {
+                        call(slot, shared, now, |h, c| h.connected(c));
+                    }
+                    continue;
+                }
+            }
+        }
+        if st.muted
+            || st.yield_now
+            || st.close_req == CloseReq::Hard
+            || st.fault.is_some()
+            || st.read_eof
+        {
+            return;
+        }
+        let cap = match st.read_size {
+            0 => pt.len(),
+            n => n.min(pt.len()),
+        };
+        match tls.read(&mut pt[..cap]) {
+            Ok(Some(n)) => {
+                // A read can answer the peer (TLS 1.3 key update): send it.
+                st.push_tls_out();
+                st.idle_base = now;
+                deliver(slot, shared, now, &pt[..n]);
+            }
+            Ok(None) => {
+                let closed = tls.peer_closed;
+                st.push_tls_out();
+                if closed {
+                    st.read_eof = true;
+                    if st.close_req == CloseReq::None {
+                        st.close_req = CloseReq::Graceful;
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                st.fault = Some(io::Error::other(e));
+                return;
+            }
+        }
     }
 }
 
@@ -265,6 +378,7 @@ impl Loop {
             slots: Vec::new(),
             free: Vec::new(),
             buf: vec![0; cfg.read_buffer.max(1)],
+            tls_buf: Vec::new(),
             read_budget: cfg.read_budget.max(1),
             events: cfg.events.max(16),
             timers: Timers::default(),
@@ -376,6 +490,7 @@ impl Loop {
         let Loop {
             slots,
             buf,
+            tls_buf,
             shared,
             now,
             read_budget,
@@ -392,6 +507,25 @@ impl Loop {
         if !slot.st.held.is_empty() {
             deliver_held(slot, shared, now);
         }
+        let tls = slot.st.tls.is_some();
+        if tls {
+            if tls_buf.is_empty() {
+                tls_buf.resize(etls::RECORD, 0);
+            }
+            // Records decrypted earlier but held back (mute, yield) go first; no
+            // SSL_read per readiness otherwise.
+            if slot.st.tls.as_ref().is_some_and(|t| t.has_pending()) {
+                tls_drive(slot, shared, now, tls_buf);
+            }
+        }
+        let mut cap = match slot.st.read_size {
+            0 => buf.len(),
+            n => n.min(buf.len()),
+        };
+        if tls {
+            // Bounds what one read leaves in the session's input.
+            cap = cap.min(4 * etls::RECORD);
+        }
         let mut budget = *read_budget;
         loop {
             let st = &mut slot.st;
@@ -406,17 +540,25 @@ impl Loop {
             let Some(stream) = st.stream.as_mut() else {
                 break;
             };
-            match stream.read(buf) {
+            match stream.read(&mut buf[..cap]) {
                 Ok(0) => {
                     st.read_eof = true;
-                    if st.close_req == CloseReq::None {
+                    if matches!(st.phase, Phase::Handshaking(_)) {
+                        st.tls_err = Some(etls::eof_error());
+                        st.close_req = CloseReq::Hard;
+                    } else if st.close_req == CloseReq::None {
                         st.close_req = CloseReq::Graceful;
                     }
                     break;
                 }
                 Ok(n) => {
                     st.idle_base = now;
-                    deliver(slot, shared, now, &buf[..n]);
+                    if let Some(t) = st.tls.as_mut() {
+                        t.feed(&buf[..n]);
+                        tls_drive(slot, shared, now, tls_buf);
+                    } else {
+                        deliver(slot, shared, now, &buf[..n]);
+                    }
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
                         // A busy connection yields: the rest is read on the next turn.
@@ -426,7 +568,7 @@ impl Loop {
                     // Edge-triggered: a short read drained the socket, and new data
                     // raises a new edge; keep going only when the peer's FIN is known
                     // to be waiting.
-                    if n < buf.len() && !hup {
+                    if n < cap && !hup {
                         break;
                     }
                 }
@@ -480,6 +622,12 @@ impl Loop {
             else {
                 return;
             };
+            if slot.st.close_req == CloseReq::Graceful
+                && matches!(slot.st.phase, Phase::Handshaking(_))
+            {
+                // Nothing of the application's to flush yet: a close ends the handshake.
+                slot.st.close_req = CloseReq::Hard;
+            }
             if slot.st.fault.is_some() || slot.st.close_req == CloseReq::Hard {
                 self.finish(idx, true);
                 return;
@@ -543,14 +691,33 @@ impl Loop {
                 };
                 timers.push(now + LINGER, conn);
             }
-            if st.queued() == 0 {
-                if st.read_eof {
-                    self.finish(idx, false);
-                    return;
-                }
-                if !st.fin_sent {
-                    st.shutdown_write();
-                }
+            if st.queued() == 0
+                && let Some(tls) = st.tls.as_mut()
+                && !tls.notify_sent
+            {
+                // close_notify before the FIN (lori #358), queued like any record; also
+                // the answer to the peer's, so its reader sees a clean end.
+                tls.close_notify();
+                st.push_tls_out();
+            }
+            if st.queued() == 0 && st.read_eof {
+                self.finish(idx, false);
+                return;
+            }
+            if st.queued() == 0 && !st.fin_sent {
+                st.shutdown_write();
+            }
+        }
+        if st.hs_push {
+            st.hs_push = false;
+            if let Some(d) = st.hs_limit {
+                st.hs_seq += 1;
+                let conn = Owner::Conn {
+                    slot: slot_no,
+                    epoch,
+                    kind: Kind::Handshake(st.hs_seq),
+                };
+                timers.push(now + d, conn);
             }
         }
         if st.timer_push {
@@ -622,24 +789,41 @@ impl Loop {
         if let Some(l) = st.listener.take() {
             l.release();
         }
-        let connecting = match &mut st.phase {
+        let why = st.tls_err.take().or_else(|| {
+            st.fault
+                .take()
+                .map(|source| match source.downcast::<Error>() {
+                    Ok(e) => e,
+                    Err(source) => Error::Sys { op: "read", source },
+                })
+        });
+        let end = match &mut st.phase {
             Phase::Connecting(d) => {
                 for a in d.attempts.iter_mut() {
                     if let Some((mut s, _)) = a.take() {
                         let _ = self.poll.registry().deregister(&mut s);
                     }
                 }
-                true
+                End::ConnectFailed(Error::Closed)
             }
-            _ => false,
+            Phase::Handshaking(Role::Client { addr, local }) => {
+                let e = why.unwrap_or(Error::Closed);
+                End::ConnectFailed(crate::resolve::wrap("dial", "tcp", *local, addr, e))
+            }
+            Phase::Handshaking(Role::Server) => End::TlsFailed(why.unwrap_or(Error::Closed), false),
+            Phase::Handshaking(Role::Upgrade) => End::TlsFailed(why.unwrap_or(Error::Closed), true),
+            _ => End::Closed,
         };
         let handler = &mut slot.handler;
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            if connecting {
-                handler.connect_failed(Error::Closed)
-            } else {
-                handler.closed()
+        let _ = catch_unwind(AssertUnwindSafe(|| match end {
+            End::ConnectFailed(e) => handler.connect_failed(e),
+            End::TlsFailed(e, then_closed) => {
+                handler.tls_failed(e);
+                if then_closed {
+                    handler.closed();
+                }
             }
+            End::Closed => handler.closed(),
         }));
     }
 
@@ -664,32 +848,43 @@ impl Loop {
                     handler,
                     listener,
                 } => self.adopt(stream, handler, listener),
-                Cmd::Connect { dialing, handler } => self.connect(dialing, handler),
+                Cmd::Connect {
+                    dialing,
+                    handler,
+                    cell,
+                } => self.connect(dialing, handler, cell),
                 Cmd::Resolved {
                     slot,
                     epoch,
                     result,
                 } => self.resolved(slot, epoch, result),
-                Cmd::Send { slot, epoch, data } => {
-                    if self.alive(slot, epoch) {
+                Cmd::Send { target, data } => {
+                    if let Some((slot, epoch)) = target.resolve()
+                        && self.alive(slot, epoch)
+                    {
                         let now = self.now;
                         let s = self.slot(slot).expect("alive");
                         if s.st.is_open() {
                             s.st.now = now;
-                            s.st.write_bufs(&[&data]);
+                            s.st.send_data(&[&data]);
                             self.settle(slot);
                         }
                     }
                 }
-                Cmd::Close { slot, epoch, hard } => {
-                    if self.alive(slot, epoch) {
+                Cmd::Close { target, hard } => {
+                    if let Some((slot, epoch)) = target.resolve()
+                        && self.alive(slot, epoch)
+                    {
                         let s = self.slot(slot).expect("alive");
                         let req = if hard {
                             CloseReq::Hard
                         } else {
                             CloseReq::Graceful
                         };
-                        if !matches!(s.st.phase, Phase::Connecting(_)) {
+                        if matches!(s.st.phase, Phase::Connecting(_)) {
+                            // Cancels the dial: connect_failed(Closed).
+                            self.finish(slot, true);
+                        } else {
                             s.st.close_req = s.st.close_req.max(req);
                             self.settle(slot);
                         }
@@ -751,7 +946,23 @@ impl Loop {
             Err(e) => slot.st.fault = Some(e),
         }
         slot.st.stream = Some(stream);
-        if slot.st.fault.is_none() {
+        let tls = slot.st.listener.as_ref().and_then(|l| l.tls.clone());
+        if let Some(p) = tls {
+            // `connected` waits for the handshake; the client speaks first.
+            match p.session(slot.st.peer) {
+                Ok(sess) => {
+                    slot.st.tls = Some(Box::new(sess));
+                    slot.st.phase = Phase::Handshaking(Role::Server);
+                    slot.st.hs_limit = p.config.handshake_timeout;
+                    slot.st.hs_push = true;
+                }
+                Err(e) => {
+                    slot.st.phase = Phase::Handshaking(Role::Server);
+                    slot.st.tls_err = Some(e);
+                    slot.st.close_req = CloseReq::Hard;
+                }
+            }
+        } else if slot.st.fault.is_none() {
             call(slot, shared, now, |h, c| h.connected(c));
         }
         self.settle(idx);
@@ -863,11 +1074,12 @@ impl Loop {
     // ---------------------------------------------------------------------------------
     // clients
 
-    fn connect(&mut self, dialing: Box<Dialing>, handler: Box<dyn Handler>) {
+    fn connect(&mut self, dialing: Box<Dialing>, handler: Box<dyn Handler>, cell: Arc<AtomicU64>) {
         let timeout = dialing.opts.connection_timeout;
         let literal = dialing.host.parse::<std::net::IpAddr>().ok();
         let idx = self.alloc(Phase::Connecting(dialing), handler);
         let epoch = self.slots[idx as usize].epoch;
+        cell.store(((idx as u64) << 32) | epoch as u64, Ordering::Release);
         let deadline = timeout.map(|t| self.now + t);
         if let Some(at) = deadline {
             let conn = Owner::Conn {
@@ -1040,6 +1252,11 @@ impl Loop {
             }
         }
         let _ = stream.set_nodelay(true);
+        let tls = d.tls.take();
+        let role = Role::Client {
+            addr: crate::resolve::join_host_port(&d.host, d.port),
+            local: d.opts.local_addr,
+        };
         let st = &mut slot.st;
         match poll
             .registry()
@@ -1054,10 +1271,34 @@ impl Loop {
         st.peer = Some(peer);
         st.local = stream.local_addr().ok();
         st.stream = Some(stream);
-        st.phase = Phase::Open;
         st.idle_base = now;
-        if st.fault.is_none() {
-            call(slot, shared, now, |h, c| h.connected(c));
+        match tls {
+            None => {
+                st.phase = Phase::Open;
+                if st.fault.is_none() {
+                    call(slot, shared, now, |h, c| h.connected(c));
+                }
+            }
+            Some(p) => {
+                st.phase = Phase::Handshaking(role);
+                st.hs_limit = p.config.handshake_timeout;
+                st.hs_push = true;
+                match p.session(Some(peer)) {
+                    Ok(sess) => {
+                        st.tls = Some(Box::new(sess));
+                        // The ClientHello goes out now; the rest on readiness.
+                        let buf = &mut self.tls_buf;
+                        if buf.is_empty() {
+                            buf.resize(etls::RECORD, 0);
+                        }
+                        tls_drive(slot, shared, now, buf);
+                    }
+                    Err(e) => {
+                        st.tls_err = Some(e);
+                        st.close_req = CloseReq::Hard;
+                    }
+                }
+            }
         }
         self.settle(idx);
     }
@@ -1140,9 +1381,25 @@ impl Loop {
                     self.dial_next(idx);
                 }
             }
-            Kind::ConnectTimeout => {
-                if matches!(slot.st.phase, Phase::Connecting(_)) {
-                    self.fail_dial(idx, true);
+            Kind::ConnectTimeout => match slot.st.phase {
+                Phase::Connecting(_) => self.fail_dial(idx, true),
+                Phase::Handshaking(Role::Client { .. }) => {
+                    slot.st.tls_err = Some(Error::DialTimeout("i/o timeout".to_string()));
+                    self.finish(idx, true);
+                }
+                _ => {}
+            },
+            Kind::Handshake(seq) => {
+                let st = &mut slot.st;
+                if matches!(st.phase, Phase::Handshaking(_)) && st.hs_seq == seq {
+                    let limit = st.hs_limit.unwrap_or_default();
+                    st.tls_err = Some(match st.phase {
+                        Phase::Handshaking(Role::Client { .. }) => {
+                            Error::DialTimeout("i/o timeout".to_string())
+                        }
+                        _ => Error::TlsHandshakeTimeout(limit),
+                    });
+                    self.finish(idx, true);
                 }
             }
             Kind::Linger => self.finish(idx, false),
@@ -1163,10 +1420,13 @@ pub(crate) fn connect_cmd(
     host: &str,
     port: u16,
     opts: ConnectOptions,
+    tls: Option<Prepared>,
     handler: Box<dyn Handler>,
+    cell: Arc<AtomicU64>,
 ) -> Cmd {
     Cmd::Connect {
-        dialing: Box::new(Dialing::new(host.to_string(), port, opts)),
+        dialing: Box::new(Dialing::new(host.to_string(), port, opts, tls)),
         handler,
+        cell,
     }
 }

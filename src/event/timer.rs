@@ -19,8 +19,10 @@ pub(crate) enum Kind {
     Idle,
     /// Happy Eyeballs: start the next attempt (valid while the dial's sequence matches).
     Attempt(u64),
-    /// The client's connection timeout.
+    /// The client's connection timeout (connect and first TLS handshake).
     ConnectTimeout,
+    /// A TLS handshake's `handshake_timeout` (valid while the sequence matches).
+    Handshake(u64),
     /// A graceful close waited long enough for the peer's FIN.
     Linger,
 }

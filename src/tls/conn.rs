@@ -223,7 +223,72 @@ fn errno_of(err: &Error, op: &'static str) -> Option<(&'static str, i32)> {
     Some((syscall, n))
 }
 
-fn tls_err(op: &'static str, code: i32, message: &str, cause: Option<Error>) -> Error {
+/// A new session from `ctx` for `config` (client: SNI, name or IP verification,
+/// session cache), with its state set to connect or accept; no I/O. Also returns the
+/// SNI name a client requested. Shared with the event layer.
+pub(crate) fn new_ssl(
+    ctx: &SslContext,
+    config: &Config,
+    server: bool,
+    remote: Option<SocketAddr>,
+) -> Result<(Ssl, Option<String>)> {
+    let ossl =
+        |what: &'static str, e: openssl::error::ErrorStack| tls_err(what, 0, &e.to_string(), None);
+    let mut ssl = Ssl::new(ctx).map_err(|e| ossl("SSL_new", e))?;
+    let mut sni = None;
+    if server {
+        ssl.set_accept_state();
+    } else {
+        if let Some(cache) = config
+            .client_session_cache
+            .as_ref()
+            .filter(|_| !config.session_tickets_disabled)
+        {
+            let key = session_key(config, remote);
+            if let Some(session) = cache.get(&key, ctx) {
+                crate::sys::ssl_set_session(&mut ssl, &session, ctx);
+            }
+            ssl.set_ex_data(
+                super::config::session_slot(),
+                super::config::SessionSlot {
+                    cache: cache.clone(),
+                    key,
+                    ctx: ctx.clone(),
+                },
+            );
+        }
+        ssl.set_connect_state();
+        if let Some(name) = config
+            .server_name
+            .as_deref()
+            .map(super::config::normalize_name)
+        {
+            match name.parse::<IpAddr>() {
+                // SNI carries host names only (RFC 6066); IPs are checked against IP SANs.
+                Ok(ip) if config.verify_peer => {
+                    ssl.param_mut().set_ip(ip).map_err(|e| ossl("set_ip", e))?
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    ssl.set_hostname(&name)
+                        .map_err(|e| ossl("SSL_set_tlsext_host_name", e))?;
+                    sni = Some(name.clone());
+                    if config.verify_peer {
+                        // Go parity: a certificate without SANs does not match on its CN.
+                        ssl.param_mut()
+                            .set_hostflags(X509CheckFlags::NEVER_CHECK_SUBJECT);
+                        ssl.param_mut()
+                            .set_host(&name)
+                            .map_err(|e| ossl("SSL_set1_host", e))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok((ssl, sni))
+}
+
+pub(crate) fn tls_err(op: &'static str, code: i32, message: &str, cause: Option<Error>) -> Error {
     Error::Tls(TlsError {
         op,
         code,
@@ -283,10 +348,6 @@ impl Conn {
         config: &Config,
         server: bool,
     ) -> Result<Conn> {
-        let ossl = |what: &'static str, e: openssl::error::ErrorStack| {
-            tls_err(what, 0, &e.to_string(), None)
-        };
-        let mut ssl = Ssl::new(ctx).map_err(|e| ossl("SSL_new", e))?;
         let verifies = if server {
             matches!(
                 config.client_auth,
@@ -296,56 +357,10 @@ impl Conn {
         } else {
             config.verify_peer
         };
-        let mut sni = None;
-        if server {
-            ssl.set_accept_state();
-        } else {
-            if let Some(cache) = config
-                .client_session_cache
-                .as_ref()
-                .filter(|_| !config.session_tickets_disabled)
-            {
-                let key = session_key(config, tcp.remote_addr());
-                if let Some(session) = cache.get(&key, ctx) {
-                    crate::sys::ssl_set_session(&mut ssl, &session, ctx);
-                }
-                ssl.set_ex_data(
-                    super::config::session_slot(),
-                    super::config::SessionSlot {
-                        cache: cache.clone(),
-                        key,
-                        ctx: ctx.clone(),
-                    },
-                );
-            }
-            ssl.set_connect_state();
-            if let Some(name) = config
-                .server_name
-                .as_deref()
-                .map(super::config::normalize_name)
-            {
-                match name.parse::<IpAddr>() {
-                    // SNI carries host names only (RFC 6066); IPs are checked against IP SANs.
-                    Ok(ip) if config.verify_peer => {
-                        ssl.param_mut().set_ip(ip).map_err(|e| ossl("set_ip", e))?
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        ssl.set_hostname(&name)
-                            .map_err(|e| ossl("SSL_set_tlsext_host_name", e))?;
-                        sni = Some(name.clone());
-                        if config.verify_peer {
-                            // Go parity: a certificate without SANs does not match on its CN.
-                            ssl.param_mut()
-                                .set_hostflags(X509CheckFlags::NEVER_CHECK_SUBJECT);
-                            ssl.param_mut()
-                                .set_host(&name)
-                                .map_err(|e| ossl("SSL_set1_host", e))?;
-                        }
-                    }
-                }
-            }
-        }
+        let (ssl, sni) = new_ssl(ctx, config, server, tcp.remote_addr())?;
+        let ossl = |what: &'static str, e: openssl::error::ErrorStack| {
+            tls_err(what, 0, &e.to_string(), None)
+        };
         let tcp = Arc::new(tcp);
         let out = Arc::new(Mutex::new(Vec::new()));
         let transport = Transport {
