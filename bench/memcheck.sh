@@ -64,7 +64,7 @@ for b in "${BINS[@]}"; do
   log=$OUT/$b.valgrind.log
   start=$(date +%s)
   (cd "$ROOT" && timeout "$TMO" valgrind --tool=memcheck --leak-check=full \
-      --errors-for-leak-kinds=definite --error-exitcode=99 --fair-sched=yes \
+      --errors-for-leak-kinds=definite --error-exitcode=99 --fair-sched=yes --max-threads=2000 \
       --suppressions="$SUPP" \
       --log-file="$log" "$exe" --test-threads="$THREADS" >"$OUT/$b.stdout" 2>&1)
   rc=$?

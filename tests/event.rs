@@ -45,6 +45,8 @@ impl PartialEq for H {
 }
 
 type Hook<A> = Box<dyn FnMut(&mut Conn<'_>, A) + Send>;
+/// A hook that sees the received bytes during the call.
+type RecvHook = Box<dyn FnMut(&mut Conn<'_>, &[u8]) + Send>;
 
 /// A handler that reports every callback on a channel and runs optional hooks.
 struct Probe {
@@ -52,7 +54,7 @@ struct Probe {
     closed: bool,
     echo: bool,
     on_connected: Option<Hook<()>>,
-    on_received: Option<Hook<&'static [u8]>>,
+    on_received: Option<RecvHook>,
     on_timer: Option<Hook<TimerToken>>,
     on_idle: Option<Hook<()>>,
 }
@@ -100,9 +102,7 @@ impl Handler for Probe {
             let _ = conn.send(data);
         }
         if let Some(h) = self.on_received.as_mut() {
-            // The hook only looks at the bytes during the call.
-            let d: &'static [u8] = leak_copy(data);
-            h(conn, d);
+            h(conn, data);
         }
     }
     fn sent(&mut self, _conn: &mut Conn<'_>, token: SendToken) {
@@ -136,11 +136,6 @@ impl Handler for Probe {
         self.closed = true;
         let _ = self.tx.send(Ev::Closed);
     }
-}
-
-/// Hooks get the received bytes as a leaked copy (tests only, small data).
-fn leak_copy(data: &[u8]) -> &'static [u8] {
-    Box::leak(data.to_vec().into_boxed_slice())
 }
 
 fn rt(threads: usize) -> Runtime {
