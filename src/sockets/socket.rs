@@ -1206,52 +1206,45 @@ pub(crate) fn check_stream(fd: &OwnedFd, listening: bool) -> Result<socket2::Dom
     Ok(domain)
 }
 
-/// The socket options that are Linux-specific in socket2, kept in one place so a
-/// portable backend can put them behind a `cfg` (SPEC: platform code in one place).
+/// The socket options whose availability differs by platform: thin forwards to `sys`,
+/// where each has its `cfg` and its portable answer (SPEC: platform code in one place).
 pub(crate) mod opts {
     use std::io;
     use std::time::Duration;
 
-    use socket2::{SockRef, TcpKeepalive};
+    use socket2::SockRef;
 
-    /// `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT` (and `SO_KEEPALIVE` on).
+    use crate::sys;
+
+    /// `SO_KEEPALIVE` plus the keep-alive timing the platform has.
     pub(crate) fn keepalive_timing(
         s: &SockRef<'_>,
         idle: Option<Duration>,
         interval: Option<Duration>,
         count: Option<u32>,
     ) -> io::Result<()> {
-        let mut ka = TcpKeepalive::new();
-        if let Some(t) = idle {
-            ka = ka.with_time(t);
-        }
-        if let Some(t) = interval {
-            ka = ka.with_interval(t);
-        }
-        if let Some(n) = count {
-            ka = ka.with_retries(n);
-        }
-        s.set_tcp_keepalive(&ka)
+        sys::set_keepalive_timing(s, idle, interval, count)
     }
 
-    /// `TCP_USER_TIMEOUT`.
+    /// `TCP_USER_TIMEOUT` (Linux; `Unsupported` elsewhere).
     pub(crate) fn user_timeout(s: &SockRef<'_>, t: Option<Duration>) -> io::Result<()> {
-        s.set_tcp_user_timeout(t)
+        sys::set_user_timeout(s, t)
     }
 
-    /// `TCP_QUICKACK`.
+    /// `TCP_QUICKACK` (Linux; a documented no-op elsewhere).
     pub(crate) fn quickack(s: &SockRef<'_>, on: bool) -> io::Result<()> {
-        s.set_tcp_quickack(on)
+        use std::os::fd::AsFd;
+        sys::set_quickack(s.as_fd(), on)
     }
 
-    /// `SO_DOMAIN`.
+    /// The address family.
     pub(crate) fn domain(s: &SockRef<'_>) -> io::Result<socket2::Domain> {
-        s.domain()
+        sys::socket_domain(s)
     }
 
     /// `SO_ACCEPTCONN`.
     pub(crate) fn is_listener(s: &SockRef<'_>) -> io::Result<bool> {
-        s.is_listener()
+        sys::is_listener(s)
     }
 }
 

@@ -321,6 +321,94 @@ pub(crate) fn nofile_limit() -> u64 {
     }
 }
 
+/// TCP keep-alive timing: `SO_KEEPALIVE` on plus `TCP_KEEPIDLE` (`TCP_KEEPALIVE` on
+/// Apple), `TCP_KEEPINTVL` and `TCP_KEEPCNT` where the platform has them (tcp(7) on
+/// Linux, tcp(4) on macOS and FreeBSD); elsewhere a requested interval or count is
+/// `Unsupported`.
+pub(crate) fn set_keepalive_timing(
+    s: &SockRef<'_>,
+    idle: Option<std::time::Duration>,
+    interval: Option<std::time::Duration>,
+    count: Option<u32>,
+) -> io::Result<()> {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = idle {
+        ka = ka.with_time(t);
+    }
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))]
+    {
+        if let Some(t) = interval {
+            ka = ka.with_interval(t);
+        }
+        if let Some(n) = count {
+            ka = ka.with_retries(n);
+        }
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    )))]
+    if interval.is_some() || count.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "keep-alive interval and count are not settable on this platform",
+        ));
+    }
+    s.set_tcp_keepalive(&ka)
+}
+
+/// `TCP_USER_TIMEOUT` (tcp(7), Linux only; macOS and the BSDs have no equivalent that
+/// bounds unacknowledged data, so it is `Unsupported` there).
+pub(crate) fn set_user_timeout(s: &SockRef<'_>, t: Option<std::time::Duration>) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return s.set_tcp_user_timeout(t);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (s, t);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "TCP_USER_TIMEOUT exists only on Linux",
+        ))
+    }
+}
+
+/// The socket's address family, from `getsockname` (POSIX; `SO_DOMAIN` is Linux's).
+pub(crate) fn socket_domain(s: &SockRef<'_>) -> io::Result<Domain> {
+    Ok(s.local_addr()?.domain())
+}
+
+/// Whether the socket is listening (`SO_ACCEPTCONN`: POSIX, on Linux, macOS and the
+/// BSDs; read with getsockopt(2) directly because socket2 offers it on Linux only).
+pub(crate) fn is_listener(s: &SockRef<'_>) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the live c_int `v` and updates
+    // `len`; the descriptor is borrowed, so open for the call.
+    unsafe {
+        syscall!(libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut v).cast(),
+            &mut len
+        ))
+    }?;
+    Ok(v != 0)
+}
+
 /// The index of the network interface called `name` (`if_nametoindex(3)`), `None` if
 /// there is none (or the name cannot be a C string).
 pub(crate) fn if_nametoindex(name: &str) -> Option<u32> {
