@@ -205,8 +205,15 @@ fn main() {
     for (name, impls) in loads {
         let mut rates = vec![Vec::new(); impls.len()];
         let mut cpus = vec![Vec::new(); impls.len()];
+        // UDP_ONLY=INDEX runs one implementation (for `strace -c`).
+        let only: Option<usize> = std::env::var("UDP_ONLY").ok().and_then(|v| v.parse().ok());
         for _ in 0..reps {
             for (i, (_, f)) in impls.iter().enumerate() {
+                if only.is_some_and(|o| o != i) {
+                    rates[i].push(0.0);
+                    cpus[i].push(0.0);
+                    continue;
+                }
                 let (r, c) = f(secs);
                 rates[i].push(r);
                 cpus[i].push(c);
