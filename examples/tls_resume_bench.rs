@@ -262,6 +262,13 @@ fn main() {
             "reseau-resumed" => Box::new(|| assert!(reseau_client(r_addr, &resume_cfg))),
             "std-full" => Box::new(|| assert!(!std_full.connect(s_addr))),
             "std-resumed" => Box::new(|| assert!(std_resume.connect(s_addr))),
+            // Mixed pairs, to tell a client's cost from a server's.
+            "reseau-client-std-server" => Box::new(|| {
+                reseau_client(s_addr, &resume_cfg);
+            }),
+            "std-client-reseau-server" => Box::new(|| {
+                std_resume.connect(r_addr);
+            }),
             other => panic!("unknown mode {other}"),
         };
         let cpu = cpu_ns();

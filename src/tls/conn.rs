@@ -270,6 +270,14 @@ enum Flush {
 /// does not hold up a write. The handshake runs on first I/O (or [`handshake`]) for
 /// `client`/`server`/`accept`, and before returning for `connect`/`dial`.
 ///
+/// Each handshake flight leaves in one `send`. The last one of a TLS 1.3 handshake waits
+/// for the first record written when nothing depends on it yet, so a resumed request /
+/// response exchange costs each side one `send` and the peer one wake-up fewer: a
+/// client's Finished goes with its first record when that write started the handshake
+/// (an explicit [`handshake`], `connect` or `dial` sends it at once), and a server's
+/// session ticket with its first reply. Output a read produces (tickets, answers to
+/// key updates) goes with the next write, or before this side next waits, or at close.
+///
 /// Deadlines are the TCP connection's; a write cut by a deadline leaves the TLS
 /// record stream corrupt, so every later write fails with the same error (Go).
 ///
