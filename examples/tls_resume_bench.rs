@@ -30,15 +30,32 @@ fn cert(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/")).join(name)
 }
 
-/// Runs `one` repeatedly for `secs`; handshakes per second.
-fn rate(secs: f64, mut one: impl FnMut()) -> f64 {
+/// CPU time (user + system) used so far by this process's live threads, from
+/// `/proc/self/task/*/schedstat` (nanoseconds on a CPU). Both ends of every benchmark
+/// connection run here, so this is the whole cost of a handshake, independent of how
+/// long other processes on a shared machine keep us waiting.
+fn cpu_ns() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Runs `one` repeatedly for `secs`: handshakes per second, and CPU microseconds per
+/// handshake (both ends).
+fn rate(secs: f64, mut one: impl FnMut()) -> (f64, f64) {
+    let cpu = cpu_ns();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < secs {
         one();
         n += 1;
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    let per_sec = n as f64 / start.elapsed().as_secs_f64();
+    (per_sec, (cpu_ns() - cpu) as f64 / 1e3 / n as f64)
 }
 
 /// A reseau TLS server: per connection, handshake and echo one byte.
@@ -196,10 +213,19 @@ fn vectored_rate(vectored: bool, iters: usize) -> f64 {
 fn main() {
     let mut secs = 2.0;
     let mut rounds = 3;
+    let mut only: Option<(String, u64)> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--secs" => secs = args.next().and_then(|v| v.parse().ok()).expect("--secs S"),
+            "--only" => {
+                let mode = args.next().expect("--only MODE N");
+                let n = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--only MODE N");
+                only = Some((mode, n));
+            }
             "--rounds" => {
                 rounds = args
                     .next()
@@ -229,8 +255,39 @@ fn main() {
     assert!(!std_full.connect(s_addr));
     std_resume.connect(s_addr);
     assert!(std_resume.connect(s_addr), "baseline resumes");
+    if let Some((mode, n)) = only {
+        // For strace/perf: `n` handshakes of one mode after the warm-up, nothing else.
+        let one: Box<dyn Fn()> = match mode.as_str() {
+            "reseau-full" => Box::new(|| assert!(!reseau_client(r_addr, &full_cfg))),
+            "reseau-resumed" => Box::new(|| assert!(reseau_client(r_addr, &resume_cfg))),
+            "std-full" => Box::new(|| assert!(!std_full.connect(s_addr))),
+            "std-resumed" => Box::new(|| assert!(std_resume.connect(s_addr))),
+            // Mixed pairs, to tell a client's cost from a server's.
+            "reseau-client-std-server" => Box::new(|| {
+                reseau_client(s_addr, &resume_cfg);
+            }),
+            "std-client-reseau-server" => Box::new(|| {
+                std_resume.connect(r_addr);
+            }),
+            other => panic!("unknown mode {other}"),
+        };
+        let cpu = cpu_ns();
+        let start = Instant::now();
+        for _ in 0..n {
+            one();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{mode}: {n} handshakes, {:.0}/s, {:.0} us CPU each",
+            n as f64 / secs,
+            (cpu_ns() - cpu) as f64 / 1e3 / n as f64
+        );
+        return;
+    }
 
+    // Best rate of the rounds; CPU per handshake is the median of the rounds.
     let mut best = [0f64; 4];
+    let mut cpu: [Vec<f64>; 4] = Default::default();
     for _ in 0..rounds {
         let r = [
             rate(secs, || assert!(!reseau_client(r_addr, &full_cfg))),
@@ -238,26 +295,39 @@ fn main() {
             rate(secs, || assert!(!std_full.connect(s_addr))),
             rate(secs, || assert!(std_resume.connect(s_addr))),
         ];
-        for (b, x) in best.iter_mut().zip(r) {
+        for ((b, c), (x, us)) in best.iter_mut().zip(&mut cpu).zip(r) {
             *b = b.max(x);
+            c.push(us);
         }
         thread::sleep(Duration::from_millis(100));
     }
     let [rf, rr, sf, sr] = best;
-    println!("| stack | full handshakes/s | resumed handshakes/s | resumed / full |");
-    println!("|---|---:|---:|---:|");
+    let [cf, cr, csf, csr] = cpu.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
     println!(
-        "| reseau (tls::Conn) | {rf:.0} | {rr:.0} | {:.2}x |",
-        rr / rf
+        "| stack | full handshakes/s | resumed handshakes/s | resumed / full \
+         | CPU us per full | CPU us per resumed | full / resumed CPU |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| reseau (tls::Conn) | {rf:.0} | {rr:.0} | {:.2}x | {cf:.0} | {cr:.0} | {:.2}x |",
+        rr / rf,
+        cf / cr
     );
     println!(
-        "| std + openssl crate (SslConnector/SslAcceptor) | {sf:.0} | {sr:.0} | {:.2}x |",
-        sr / sf
+        "| std + openssl crate (SslConnector/SslAcceptor) | {sf:.0} | {sr:.0} | {:.2}x \
+         | {csf:.0} | {csr:.0} | {:.2}x |",
+        sr / sf,
+        csf / csr
     );
     println!();
     println!(
-        "reseau resumed / baseline resumed: {:.2}x; reseau full / baseline full: {:.2}x",
+        "reseau resumed / baseline resumed: {:.2}x (CPU per handshake: {:.2}x of the baseline's); \
+         reseau full / baseline full: {:.2}x",
         rr / sr,
+        cr / csr,
         rf / sf
     );
     println!();

@@ -140,6 +140,71 @@ fn resumption_tls13_and_tls12_both_sides() {
 }
 
 #[test]
+fn a_server_that_never_writes_still_delivers_its_tls13_ticket() {
+    // A reseau server keeps its TLS 1.3 ticket for its first reply; without one it must
+    // still leave: before the server waits for more input, or with its close.
+    if !enabled() {
+        return;
+    }
+    let ln = tls::listen(tcp::loopback_addr(0), server_cfg()).unwrap();
+    ln.set_deadline(soon()).unwrap();
+    let addr = ln.local_addr().unwrap();
+    let (tx, served) = mpsc::channel();
+    thread::spawn(move || {
+        for wait_for_eof in [true, false, true] {
+            let Ok(conn) = ln.accept() else { return };
+            conn.set_deadline(soon()).unwrap();
+            let res = (|| {
+                let mut buf = [0u8; 4];
+                conn.read_full(&mut buf)?;
+                if wait_for_eof {
+                    // Parks: the ticket goes out first.
+                    assert_eq!(conn.read(&mut buf)?, 0);
+                }
+                let st = conn.connection_state();
+                conn.close()?;
+                Ok::<_, reseau::Error>(st)
+            })();
+            let _ = tx.send(res.map_err(|e| e.to_string()));
+        }
+    });
+    let cache = ClientSessionCache::new(0);
+    let cfg = client_cfg(Some(&cache));
+    for (i, wait_for_eof) in [true, false, true].into_iter().enumerate() {
+        if i == 1 {
+            cache.clear();
+        }
+        let conn = tls::client(tcp::connect(addr).unwrap(), &cfg).unwrap();
+        conn.set_deadline(soon()).unwrap();
+        conn.write(b"ping").unwrap();
+        if wait_for_eof {
+            // The server is parked in its read: the ticket must arrive before we close.
+            // (Only reads take tickets in, so none has been stored yet.)
+            cache.clear();
+            let give_up = Instant::now() + SAFETY;
+            while cache.is_empty() {
+                assert!(Instant::now() < give_up, "connection {i}: no ticket");
+                conn.set_read_deadline(Some(Instant::now() + Duration::from_millis(50)))
+                    .unwrap();
+                let err = conn
+                    .read(&mut [0u8; 1])
+                    .expect_err("the server sends no data");
+                assert!(err.is_timeout(), "{err}");
+            }
+            conn.set_deadline(soon()).unwrap();
+            conn.close_write().unwrap();
+        }
+        let mut buf = [0u8; 1];
+        assert_eq!(conn.read(&mut buf).unwrap(), 0, "the server's close_notify");
+        let st = conn.connection_state();
+        assert_eq!(st.version, "TLSv1.3");
+        assert_eq!(st.did_resume, i == 2, "connection {i}");
+        assert!(!wait(&served, "server").unwrap().version.is_empty());
+        assert_eq!(cache.len(), 1, "connection {i}: the ticket arrived");
+    }
+}
+
+#[test]
 fn resumption_can_be_turned_off() {
     if !enabled() {
         return;

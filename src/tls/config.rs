@@ -713,7 +713,9 @@ struct CtxKey {
     min: Option<TlsVersion>,
     max: Option<TlsVersion>,
     tickets_disabled: bool,
-    /// The default trust store can change with the environment between calls.
+    /// The default trust store can change with the environment between calls. Only
+    /// set when the context loads it (a verifying client without `ca_file`): otherwise
+    /// it would cost an environment lookup and a `stat` per connection for nothing.
     cert_env: Option<std::ffi::OsString>,
 }
 
@@ -774,7 +776,9 @@ impl CtxKey {
             min: c.min_version,
             max: c.max_version,
             tickets_disabled: c.session_tickets_disabled,
-            cert_env: std::env::var_os("SSL_CERT_FILE"),
+            cert_env: (!server && c.verify_peer && c.ca_file.is_none())
+                .then(|| std::env::var_os("SSL_CERT_FILE"))
+                .flatten(),
         }
     }
 }
@@ -909,6 +913,26 @@ mod tests {
         assert_eq!(subject(&a), "localhost", "the old context is untouched");
         assert!(same(&b, &cfg.context(true).unwrap()));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_contexts_that_load_the_default_store_watch_ssl_cert_file() {
+        // A server, or a client with its own `ca_file`, never reads SSL_CERT_FILE: no
+        // environment lookup or `stat` of it per connection, and one shared context
+        // whatever the environment says.
+        let env = std::env::var_os("SSL_CERT_FILE");
+        let with_ca = Config {
+            ca_file: Some("certs/ca.pem".into()),
+            ..Config::default()
+        };
+        assert_eq!(CtxKey::new(&with_ca, false).cert_env, None);
+        assert_eq!(CtxKey::new(&with_ca, true).cert_env, None);
+        let unverified = Config {
+            verify_peer: false,
+            ..Config::default()
+        };
+        assert_eq!(CtxKey::new(&unverified, false).cert_env, None);
+        assert_eq!(CtxKey::new(&Config::default(), false).cert_env, env);
     }
 
     #[test]

@@ -35,6 +35,22 @@ struct Transport {
     batch: bool,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// This thread's socket sends and receives on TLS connections (tests count flights).
+    static IO_COUNTS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+#[inline]
+fn count_io(send: bool) {
+    #[cfg(test)]
+    IO_COUNTS.with(|c| {
+        let (s, r) = c.get();
+        c.set(if send { (s + 1, r) } else { (s, r + 1) });
+    });
+    let _ = send;
+}
+
 fn would_block<T>(res: Result<Option<T>>) -> io::Result<T> {
     match res {
         Ok(Some(n)) => Ok(n),
@@ -45,6 +61,13 @@ fn would_block<T>(res: Result<Option<T>>) -> io::Result<T> {
 
 impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // A handshake flight still queued here has not reached the peer, so its answer
+        // cannot be on the socket yet: skip the `recv` that would only say `EAGAIN`
+        // (one per flight). The handshake sends the flight, then parks for the answer.
+        if self.batch && !lock(&self.out).is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        count_io(false);
         would_block(self.tcp.fd().try_io(IoBuf::Read(buf)))
     }
 }
@@ -54,6 +77,7 @@ impl Write for Transport {
         let mut out = lock(&self.out);
         if out.is_empty() && !self.batch {
             // The common case: straight to the socket, no copy.
+            count_io(true);
             match self.tcp.fd().try_io(IoBuf::Write(buf))? {
                 Some(n) => out.extend_from_slice(&buf[n..]),
                 None => out.extend_from_slice(buf),
@@ -308,12 +332,40 @@ struct WriteState {
 /// Most plaintext one TLS record carries.
 const MAX_RECORD: usize = 16 * 1024;
 
+/// When [`Conn::drive`] sends what an OpenSSL call queued (see [`Transport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// All of it, parking until sent (writers, `close_write`, `key_update`).
+    Wait,
+    /// One non-blocking attempt, and only before parking or on a failure: output
+    /// produced by a read that returned data (a TLS 1.3 ticket, a KeyUpdate answer)
+    /// rides with the next write instead of costing a `send` and a peer wake-up of its
+    /// own. It still leaves before this side waits for anything, or with `close`.
+    Reader,
+    /// The handshake: as `Wait`, except the last flight of a TLS 1.3 handshake, which is
+    /// left queued when nothing waits for it yet: a server's session ticket (the client
+    /// never waits for one), and a client's Finished when a write is about to follow
+    /// (the write sends both in one `send`).
+    Handshake {
+        /// The handshake runs inside a write of at least one byte.
+        write_follows: bool,
+    },
+}
+
 /// A TLS stream over a [`tcp::Conn`] (Go's `tls.Conn`).
 ///
 /// `Send + Sync`; one reader and one writer may run at once (`Read`/`Write` for `&Conn`).
 /// Each OpenSSL call runs under one short lock and never while parked: a blocked read
 /// does not hold up a write. The handshake runs on first I/O (or [`handshake`]) for
 /// `client`/`server`/`accept`, and before returning for `connect`/`dial`.
+///
+/// Each handshake flight leaves in one `send`. The last one of a TLS 1.3 handshake waits
+/// for the first record written when nothing depends on it yet, so a resumed request /
+/// response exchange costs each side one `send` and the peer one wake-up fewer: a
+/// client's Finished goes with its first record when that write started the handshake
+/// (an explicit [`handshake`], `connect` or `dial` sends it at once), and a server's
+/// session ticket with its first reply. Output a read produces (tickets, answers to
+/// key updates) goes with the next write, or before this side next waits, or at close.
 ///
 /// Deadlines are the TCP connection's; a write cut by a deadline leaves the TLS
 /// record stream corrupt, so every later write fails with the same error (Go).
@@ -396,6 +448,7 @@ impl Conn {
             {
                 let mut out = lock(&self.out);
                 while !out.is_empty() {
+                    count_io(true);
                     match self.tcp.fd().try_io(IoBuf::Write(&out)) {
                         Ok(Some(n)) => {
                             out.drain(..n);
@@ -430,23 +483,33 @@ impl Conn {
     }
 
     /// Runs one OpenSSL call until it completes, parking on the socket (outside the
-    /// `SSL` lock) while OpenSSL wants input. What it wrote is sent before it returns
-    /// when `wait_writes` (the handshake, writers), else attempted once (readers).
+    /// `SSL` lock) while OpenSSL wants input. What it wrote is sent as `flush` says.
     /// `Ok(None)` is a clean close_notify.
     fn drive<T>(
         &self,
         op: &'static str,
-        wait_writes: bool,
+        flush: Flush,
         mut call: impl FnMut(&mut SslStream<Transport>) -> std::result::Result<T, openssl::ssl::Error>,
     ) -> Result<Option<T>> {
         loop {
-            let (res, verify) = {
+            let (res, verify, hold) = {
                 let mut s = lock(&self.ssl);
                 let res = call(&mut s);
                 let verify = res.is_err().then(|| s.ssl().verify_result());
-                (res, verify)
+                let hold = res.is_ok()
+                    && match flush {
+                        Flush::Wait => false,
+                        Flush::Reader => true,
+                        Flush::Handshake { write_follows } => {
+                            (self.server || write_follows)
+                                && s.ssl().version2() == Some(openssl::ssl::SslVersion::TLS1_3)
+                        }
+                    };
+                (res, verify, hold)
             };
-            self.flush_out(op, wait_writes)?;
+            if !hold {
+                self.flush_out(op, flush != Flush::Reader)?;
+            }
             let err = match res {
                 Ok(v) => return Ok(Some(v)),
                 Err(e) => e,
@@ -520,11 +583,16 @@ impl Conn {
     /// peer that closes), [`Error::TlsHandshakeTimeout`], an `Error::Tls` wrapping
     /// [`Error::DeadlineExceeded`] when the caller's own deadline passed, [`Error::Closed`].
     pub fn handshake(&self) -> Result<()> {
-        self.handshake_until(None)
+        self.handshake_with(None, false)
     }
 
     /// The handshake with an extra cap (the dial budget); hitting it is a `DialTimeout`.
     pub(crate) fn handshake_until(&self, budget: Option<Instant>) -> Result<()> {
+        self.handshake_with(budget, false)
+    }
+
+    /// `write_follows`: the caller writes at least one byte right after (see [`Flush`]).
+    fn handshake_with(&self, budget: Option<Instant>, write_follows: bool) -> Result<()> {
         if self.done.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -549,7 +617,7 @@ impl Conn {
         // Only what the overlay installed is undone: a deadline set by another thread
         // meanwhile is the caller's newer wish and stays.
         let overlay = cap.map(|c| fd.cap_deadlines(c));
-        let res = self.drive("handshake", true, |s| {
+        let res = self.drive("handshake", Flush::Handshake { write_follows }, |s| {
             s.get_mut().batch = true;
             let r = s.do_handshake();
             s.get_mut().batch = false;
@@ -799,7 +867,7 @@ impl Conn {
         // SSL_do_handshake sends the scheduled KeyUpdate (a reader may have sent it
         // already; then this returns at once).
         let res = self.tcp.fd().check_deadline(Dir::Write).and_then(|()| {
-            match self.drive("key_update", true, |s| s.do_handshake())? {
+            match self.drive("key_update", Flush::Wait, |s| s.do_handshake())? {
                 Some(()) => Ok(()),
                 None => Err(tls_err("key_update", 6, "peer closed the session", None)),
             }
@@ -818,7 +886,7 @@ impl Conn {
     /// # Errors
     /// As [`write`](Self::write).
     pub fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
-        self.handshake()?;
+        self.handshake_with(None, bufs.iter().any(|b| !b.is_empty()))?;
         let mut w = lock(&self.write);
         if let Some(f) = &w.fault {
             return Err(f.replay());
@@ -829,7 +897,7 @@ impl Conn {
         }
         let mut stage = std::mem::take(&mut w.stage);
         let mut done = 0;
-        let res = self.tcp.fd().check_deadline(Dir::Write).and_then(|()| {
+        let res = self.write_deadline().and_then(|()| {
             for b in bufs.iter().filter(|b| !b.is_empty()) {
                 if stage.len() + b.len() > MAX_RECORD && !stage.is_empty() {
                     self.send(&stage, &mut done)?;
@@ -881,7 +949,9 @@ impl Conn {
         {
             return Err(e);
         }
-        Ok(self.drive("read", false, |s| s.ssl_read(buf))?.unwrap_or(0))
+        Ok(self
+            .drive("read", Flush::Reader, |s| s.ssl_read(buf))?
+            .unwrap_or(0))
     }
 
     /// Reads until `buf` is full or EOF; returns the count (short = EOF).
@@ -933,7 +1003,7 @@ impl Conn {
         self.tcp.fd().check_deadline(Dir::Read)?;
         let mut b = [0u8; 1];
         Ok(self
-            .drive("peek", false, |s| s.ssl_peek(&mut b))?
+            .drive("peek", Flush::Reader, |s| s.ssl_peek(&mut b))?
             .is_none_or(|n| n == 0))
     }
 
@@ -946,7 +1016,7 @@ impl Conn {
     /// [`close_write`](Self::close_write), [`Error::Closed`], `Error::Tls` for OpenSSL or
     /// transport failures.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
-        self.handshake()?;
+        self.handshake_with(None, !buf.is_empty())?;
         let mut w = lock(&self.write);
         if let Some(f) = &w.fault {
             return Err(f.replay());
@@ -957,11 +1027,18 @@ impl Conn {
         }
         let mut done = 0;
         let res = self
-            .tcp
-            .fd()
-            .check_deadline(Dir::Write)
+            .write_deadline()
             .and_then(|()| self.send(buf, &mut done));
         Self::written(&mut w, res, done)
+    }
+
+    /// Whether the write deadline still allows a write. When it does not, a client's
+    /// Finished that the handshake left for this write (see [`Flush`]) is still sent,
+    /// without waiting: the server must not wait for it until we close.
+    fn write_deadline(&self) -> Result<()> {
+        self.tcp.fd().check_deadline(Dir::Write).inspect_err(|_| {
+            let _ = self.flush_out("write", false);
+        })
     }
 
     /// Encrypts all of `buf` (one record per `SSL_write`, partial writes on), counting
@@ -969,7 +1046,7 @@ impl Conn {
     fn send(&self, buf: &[u8], done: &mut usize) -> Result<()> {
         let mut at = 0;
         while at < buf.len() {
-            match self.drive("write", true, |s| s.ssl_write(&buf[at..]))? {
+            match self.drive("write", Flush::Wait, |s| s.ssl_write(&buf[at..]))? {
                 Some(n) => {
                     at += n;
                     *done += n;
@@ -1023,7 +1100,7 @@ impl Conn {
         if w.shut {
             return Ok(());
         }
-        self.drive("close_write", true, |s| s.shutdown().map(drop))?;
+        self.drive("close_write", Flush::Wait, |s| s.shutdown().map(drop))?;
         w.shut = true;
         Ok(())
     }
@@ -1040,11 +1117,13 @@ impl Conn {
         }
         if self.done.load(Ordering::Acquire)
             && let Ok(w) = self.write.try_lock()
-            && !w.shut
             && w.fault.is_none()
         {
-            // One non-blocking attempt: a full send buffer just skips the alert.
-            let _ = lock(&self.ssl).shutdown().map(|_: ShutdownResult| ());
+            if !w.shut {
+                let _ = lock(&self.ssl).shutdown().map(|_: ShutdownResult| ());
+            }
+            // One non-blocking attempt: a full send buffer just skips the alert. It also
+            // takes what reads left queued (see `Flush::Reader`).
             let _ = self.flush_out("close", false);
         }
         self.tcp.close()
@@ -1178,6 +1257,78 @@ impl Write for Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::{self, ClientSessionCache};
+
+    fn tls_tests_enabled() -> bool {
+        std::env::var("RESEAU_RUN_TLS_TESTS").is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+    }
+
+    /// (sends, receives) on this thread since the last call.
+    fn io_counts() -> (usize, usize) {
+        IO_COUNTS.with(|c| c.replace((0, 0)))
+    }
+
+    #[test]
+    fn tls13_last_flights_ride_with_the_first_write() {
+        // Client writes first, server answers: the client's Finished leaves with its
+        // first record and the server's ticket with its reply, one `send` each; a
+        // handshake does not `recv` while its own flight is still unsent. Counted per
+        // thread, so timing cannot change the counts asserted.
+        if !tls_tests_enabled() {
+            return;
+        }
+        let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+        let safety = || Some(Instant::now() + Duration::from_secs(20));
+        let server_cfg = Config {
+            cert_file: Some(format!("{certs}/server.pem").into()),
+            key_file: Some(format!("{certs}/server.key").into()),
+            ..Config::default()
+        };
+        let ln = tls::listen(tcp::loopback_addr(0), server_cfg).unwrap();
+        let addr = ln.local_addr().unwrap();
+        ln.set_deadline(safety()).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut sends = Vec::new();
+            for _ in 0..2 {
+                let c = ln.accept().unwrap();
+                c.set_deadline(safety()).unwrap();
+                io_counts();
+                let mut b = [0u8; 1];
+                assert_eq!(c.read_full(&mut b).unwrap(), 1);
+                c.write(&b).unwrap();
+                sends.push(io_counts().0);
+                // The client's close_notify: the client has read our reply.
+                assert_eq!(c.read(&mut b).unwrap(), 0);
+            }
+            sends
+        });
+        let cfg = Config {
+            server_name: Some("localhost".into()),
+            ca_file: Some(format!("{certs}/ca.pem").into()),
+            client_session_cache: Some(ClientSessionCache::new(0)),
+            ..Config::default()
+        };
+        for resumed in [false, true] {
+            let c = tls::client(tcp::connect(addr).unwrap(), &cfg).unwrap();
+            c.set_deadline(safety()).unwrap();
+            io_counts();
+            c.write(b"x").unwrap();
+            // ClientHello; Finished + "x". One `recv`: the server's flight.
+            assert_eq!(io_counts(), (2, 1), "client, resumed: {resumed}");
+            let mut b = [0u8; 1];
+            assert_eq!(c.read_full(&mut b).unwrap(), 1);
+            let st = c.connection_state();
+            assert_eq!((st.version.as_str(), st.did_resume), ("TLSv1.3", resumed));
+            c.close().unwrap();
+        }
+        // Server: its flight; ticket + reply.
+        assert_eq!(server.join().unwrap(), [2, 2]);
+    }
 
     #[test]
     fn replayed_faults_read_like_the_original_once() {
