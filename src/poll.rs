@@ -11,6 +11,8 @@
 //! poller thread. Wake descriptors are held only while parked (at most 64 idle ones stay
 //! open), and when none can be had the wait goes on "blind", re-checking close and
 //! deadlines every few milliseconds, so running out of descriptors never fails a wait.
+//! A read whose peer answered quickly last time may spin briefly before parking
+//! ([`Fd::spin`]'s rules keep that to idle cores).
 //!
 //! Each direction has two waiter slots: one for the operation that owns the direction
 //! (its lock serialises same-direction calls) and one for a TLS call of the other
@@ -38,7 +40,7 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -85,6 +87,25 @@ pub(crate) enum Dir {
     Read,
     /// Writes and connect completion.
     Write,
+}
+
+/// A read spins at most this long before it parks (see [`Fd::spin`]).
+const SPIN_NS: u64 = 50_000;
+/// ...and only when the last read on its socket waited at most this long.
+const SPIN_IF_WAITED_NS: u64 = 100_000;
+/// Threads parked in a read or write right now (accepts and connects not counted).
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+/// Threads spinning right now (bounded by [`max_spinners`]).
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Half the cores, at least one: spinners never crowd out runnable threads.
+fn max_spinners() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .max(1)
+    })
 }
 
 /// Most idle wake eventfds kept open for reuse (SPEC §2 allows 128).
@@ -225,6 +246,8 @@ pub(crate) struct Fd {
     /// Set by an operation that saw the receive queue drained (`EAGAIN` or a short read),
     /// so the next read parks first instead of paying for a syscall that would fail.
     drained: AtomicBool,
+    /// How long the last parked (or spun) read waited, in ns (`u64::MAX`: not yet).
+    last_wait_ns: AtomicU64,
     /// The socket is closed but the number names the dead placeholder (see
     /// [`sys::retire`]): released when the `Fd` is dropped.
     retired: AtomicBool,
@@ -271,6 +294,7 @@ impl Fd {
             read: Half::default(),
             write: Half::default(),
             drained: AtomicBool::new(false),
+            last_wait_ns: AtomicU64::new(u64::MAX),
             retired: AtomicBool::new(false),
             destroyed: Mutex::new((false, 0)),
             destroyed_cv: Condvar::new(),
@@ -480,19 +504,97 @@ impl Fd {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.drained.load(Ordering::Relaxed) {
-            self.wait(Dir::Read)?;
-        }
+        let mut park = self.drained.load(Ordering::Relaxed);
         loop {
+            if park {
+                if let Some(res) = self.spin(|| sys::recv(r.fd(), buf, 0)) {
+                    let n = res?;
+                    self.drained.store(n < buf.len(), Ordering::Relaxed);
+                    return Ok(n);
+                }
+                self.timed_wait(Dir::Read)?;
+            }
             match sys::recv(r.fd(), buf, 0) {
                 Ok(n) => {
                     self.drained.store(n < buf.len(), Ordering::Relaxed);
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(Dir::Read)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => park = true,
                 Err(e) => return Err(Error::sys("read", e)),
             }
         }
+    }
+
+    /// Bounded adaptive spinning before a read parks (README, "One-connection latency"):
+    /// retries `attempt` for at most [`SPIN_NS`] when the last wait on this socket was
+    /// short (the peer answers quickly: a cross-core wake-up would cost more than the
+    /// wait), no other thread is parked in a read or write (a busy process needs its
+    /// cores for wake-ups), and fewer threads spin than half the cores. The deadline
+    /// and `close` are checked before every attempt, so their semantics are exact.
+    /// `None` = not eligible or nothing came: park.
+    fn spin<T>(&self, mut attempt: impl FnMut() -> io::Result<T>) -> Option<Result<T>> {
+        if self.last_wait_ns.load(Ordering::Relaxed) > SPIN_IF_WAITED_NS {
+            return None;
+        }
+        // Other threads parked in reads or writes mean a busy process (32 connections,
+        // a bulk stream's writer): their wake-ups need the cores a spinner would take.
+        if PARKED.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        if SPINNERS.fetch_add(1, Ordering::AcqRel) >= max_spinners() {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        struct Release;
+        impl Drop for Release {
+            fn drop(&mut self) {
+                SPINNERS.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _release = Release;
+        let start = Instant::now();
+        loop {
+            if !self.is_open() {
+                return Some(Err(Error::Closed));
+            }
+            // Go's rule holds while spinning too: a passed deadline fails the call even
+            // when data has just arrived.
+            if let Err(e) = self.read.remaining() {
+                return Some(Err(e));
+            }
+            match attempt() {
+                Ok(v) => {
+                    let spent = start.elapsed().as_nanos() as u64;
+                    self.last_wait_ns.store(spent, Ordering::Relaxed);
+                    return Some(Ok(v));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Some(Err(Error::sys("read", e))),
+            }
+            if start.elapsed().as_nanos() as u64 >= SPIN_NS {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// [`Fd::wait`] counted in [`PARKED`] (writers: a parked writer means a busy process).
+    fn counted_wait(&self, dir: Dir) -> Result<()> {
+        PARKED.fetch_add(1, Ordering::Relaxed);
+        let res = self.wait(dir);
+        PARKED.fetch_sub(1, Ordering::Relaxed);
+        res
+    }
+
+    /// [`Fd::wait`] that records how long it waited, for [`Fd::spin`]'s eligibility.
+    fn timed_wait(&self, dir: Dir) -> Result<()> {
+        let start = Instant::now();
+        PARKED.fetch_add(1, Ordering::Relaxed);
+        let res = self.wait(dir);
+        PARKED.fetch_sub(1, Ordering::Relaxed);
+        let waited = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.last_wait_ns.store(waited, Ordering::Relaxed);
+        res
     }
 
     /// Parks until `dir` is ready without taking the direction's lock: for layers (TLS)
@@ -623,7 +725,7 @@ impl Fd {
             match sys::send(r.fd(), &buf[done..]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.wait(Dir::Write) {
+                    if let Err(e) = self.counted_wait(Dir::Write) {
                         return if done > 0 { Ok(done) } else { Err(e) };
                     }
                 }
@@ -643,7 +745,7 @@ impl Fd {
         loop {
             match sys::sendmsg(r.fd(), bufs) {
                 Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(Dir::Write)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.counted_wait(Dir::Write)?,
                 Err(e) => return Err(Error::sys("write", e)),
             }
         }
@@ -735,10 +837,18 @@ impl Fd {
         // receiver keeps up with its sender), so park first and save a syscall that
         // would fail; one that succeeds without waiting turns the hint off (as `accept`).
         let mut waited = dir == Dir::Read && self.drained.load(Ordering::Relaxed);
-        if waited {
-            self.wait(dir)?;
-        }
+        let mut park = waited;
         loop {
+            if park {
+                if dir == Dir::Read {
+                    if let Some(res) = self.spin(|| f(r.fd())) {
+                        return res;
+                    }
+                    self.timed_wait(dir)?;
+                } else {
+                    self.counted_wait(dir)?;
+                }
+            }
             match f(r.fd()) {
                 Ok(v) => {
                     if dir == Dir::Read {
@@ -748,7 +858,7 @@ impl Fd {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     waited = true;
-                    self.wait(dir)?;
+                    park = true;
                 }
                 Err(e) => return Err(Error::sys(op, e)),
             }
