@@ -471,16 +471,18 @@ fn bind_server(server: &mut TcpServer, addr: SocketAddr) -> Result<bool> {
             server.kind = Kind::Bound(b);
             Ok(true)
         }
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EADDRINUSE | libc::EACCES | libc::EADDRNOTAVAIL)
-            ) =>
-        {
-            Ok(false)
-        }
+        Err(e) if bind_refused(&e) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The bind errors Julia's `bind` reports as `false` rather than throwing: the address is
+/// in use, not allowed, or not this machine's.
+pub(crate) fn bind_refused(e: &Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EADDRINUSE | libc::EACCES | libc::EADDRNOTAVAIL)
+    )
 }
 
 fn listen_error(target: &Target, e: Error) -> Error {

@@ -176,14 +176,7 @@ impl UdpSocket {
                 self.bound.store(true, Ordering::Release);
                 Ok(true)
             }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EADDRINUSE | libc::EACCES | libc::EADDRNOTAVAIL)
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(e) if super::server::bind_refused(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }
