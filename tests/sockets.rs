@@ -1977,20 +1977,24 @@ fn reader_and_writer_threads_share_one_socket() {
             }
         })
     };
+    let (lines_done, all_read) = mpsc::channel::<()>();
     let reader = {
         let c = c.clone();
         thread::spawn(move || {
             for i in 0..N {
                 assert_eq!(c.readline(false).unwrap(), format!("line {i}"));
             }
+            lines_done.send(()).unwrap();
             // The next readline blocks until the closer below.
             c.readline(false)
         })
     };
     join_within(writer, SAFETY, "writer");
-    wait_until(SAFETY, "reader done with the lines", || {
-        c.bytesavailable().unwrap_or(1) == 0 && !reader.is_finished()
-    });
+    // Close only once every line was read (an empty buffer alone can mean the echo is
+    // still on its way on a loaded machine), then give the reader time to park.
+    all_read
+        .recv_timeout(SAFETY)
+        .expect("reader did not get all the lines");
     thread::sleep(Duration::from_millis(50));
     c.close().unwrap();
     let last = join_within(reader, SAFETY, "reader");
