@@ -20,6 +20,7 @@ fn main() -> reseau::Result<()> {
     tls_exchange()?;
     julia_facade()?;
     julia_udp()?;
+    event_layer()?;
     println!("\ntour done");
     Ok(())
 }
@@ -351,6 +352,40 @@ fn julia_udp() -> reseau::Result<()> {
     println!(
         "close(a) from another thread: blocked recv -> {:?}",
         blocked.join().expect("recv thread").map(|_| ())
+    );
+    Ok(())
+}
+
+/// The event layer (lori's `TCPConnection`): one loop thread serves connections through
+/// callbacks; a plain blocking client talks to it.
+fn event_layer() -> reseau::Result<()> {
+    use reseau::event::{Conn, Handler, Runtime, ServerOptions};
+    println!("\n== the event layer (callbacks on a loop thread)");
+    struct Upper;
+    impl Handler for Upper {
+        fn received(&mut self, conn: &mut Conn<'_>, data: &[u8]) {
+            let _ = conn.send(&data.to_ascii_uppercase());
+        }
+    }
+    let rt = Runtime::builder().threads(1).build()?;
+    let server = rt.listen(
+        reseau::tcp::loopback_addr(0),
+        ServerOptions {
+            tls: None,
+            max_connections: 100,
+        },
+        |_peer| Upper,
+    )?;
+    let c = reseau::tcp::connect(server.local_addr())?;
+    c.set_read_deadline(Some(
+        std::time::Instant::now() + std::time::Duration::from_secs(5),
+    ))?;
+    c.write(b"served by a loop thread")?;
+    let mut buf = [0u8; 23];
+    c.read_full(&mut buf)?;
+    println!(
+        "blocking client -> event server: {:?}",
+        String::from_utf8_lossy(&buf)
     );
     Ok(())
 }
