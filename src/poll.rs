@@ -553,6 +553,7 @@ impl Fd {
         }
         let _release = Release;
         let start = Instant::now();
+        let mut tries = 0u32;
         loop {
             if !self.is_open() {
                 return Some(Err(Error::Closed));
@@ -571,7 +572,10 @@ impl Fd {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Some(Err(Error::sys("read", e))),
             }
-            if start.elapsed().as_nanos() as u64 >= SPIN_NS {
+            // Each try is a syscall (~0.5 µs): reading the clock every eighth is precise
+            // enough for a 50 µs budget and saves most of the clock reads.
+            tries += 1;
+            if tries.is_multiple_of(8) && start.elapsed().as_nanos() as u64 >= SPIN_NS {
                 return None;
             }
             std::hint::spin_loop();

@@ -143,3 +143,33 @@ pub(crate) unsafe fn dup_onto(src: RawFd, dst: RawFd) -> io::Result<()> {
 pub(crate) fn set_quickack(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     socket2::SockRef::from(&fd).set_tcp_quickack(on)
 }
+
+/// One datagram with recvfrom(2) and `MSG_TRUNC`, which on Linux (udp(7), recv(2))
+/// returns the datagram's real length even when it was cut: one syscall, no msghdr.
+/// Returns `(bytes stored, was cut, sender)`.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes for the whole call.
+pub(crate) unsafe fn recv_dgram(
+    fd: BorrowedFd<'_>,
+    ptr: *mut u8,
+    len: usize,
+) -> io::Result<(usize, bool, SockAddr)> {
+    // SAFETY: the caller vouches for `ptr`/`len`; socket2 hands a zeroed, writable
+    // address buffer and its length, which recvfrom fills and updates as `try_init`
+    // requires.
+    let (n, addr) = unsafe {
+        SockAddr::try_init(|storage, alen| {
+            syscall!(libc::recvfrom(
+                fd.as_raw_fd(),
+                ptr.cast(),
+                len,
+                libc::MSG_TRUNC,
+                storage.cast(),
+                alen
+            ))
+        })
+    }?;
+    let n = n as usize;
+    Ok((n.min(len), n > len, addr))
+}

@@ -94,28 +94,8 @@ unsafe fn recv_from_raw(
     ptr: *mut u8,
     len: usize,
 ) -> io::Result<(usize, bool, SockAddr)> {
-    let mut iov = libc::iovec {
-        iov_base: ptr.cast(),
-        iov_len: len,
-    };
-    let mut cut = false;
-    // SAFETY: socket2 hands a zeroed, writable address buffer and its length; msghdr
-    // points at it, at `iov` (the caller's buffer) and at no control data, all live for
-    // the call; recvmsg fills the address and updates its length, as `try_init` needs.
-    let (n, addr) = unsafe {
-        SockAddr::try_init(|storage, alen| {
-            let mut msg: libc::msghdr = mem::zeroed();
-            msg.msg_name = storage.cast();
-            msg.msg_namelen = *alen;
-            msg.msg_iov = &raw mut iov;
-            msg.msg_iovlen = 1;
-            let n = syscall!(libc::recvmsg(fd.as_raw_fd(), &mut msg, 0))?;
-            *alen = msg.msg_namelen;
-            cut = msg.msg_flags & libc::MSG_TRUNC != 0;
-            Ok(n)
-        })
-    }?;
-    Ok((n as usize, cut, addr))
+    // SAFETY: forwarded to the caller.
+    unsafe { backend::recv_dgram(fd, ptr, len) }
 }
 
 /// `sendto(2)` of one datagram to `addr`.

@@ -193,3 +193,37 @@ pub(crate) fn set_quickack(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 pub(crate) fn set_quickack(_fd: BorrowedFd<'_>, _on: bool) -> io::Result<()> {
     Ok(())
 }
+
+/// One datagram with recvmsg(2): POSIX reports a cut datagram in `msg_flags`
+/// (`MSG_TRUNC`); the returned length is what was stored.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes for the whole call.
+pub(crate) unsafe fn recv_dgram(
+    fd: BorrowedFd<'_>,
+    ptr: *mut u8,
+    len: usize,
+) -> io::Result<(usize, bool, SockAddr)> {
+    let mut iov = libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len,
+    };
+    let mut cut = false;
+    // SAFETY: socket2 hands a zeroed, writable address buffer and its length; msghdr
+    // points at it, at `iov` (the caller's buffer) and at no control data, all live for
+    // the call; recvmsg fills the address and updates its length, as `try_init` needs.
+    let (n, addr) = unsafe {
+        SockAddr::try_init(|storage, alen| {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = storage.cast();
+            msg.msg_namelen = *alen;
+            msg.msg_iov = &raw mut iov;
+            msg.msg_iovlen = 1;
+            let n = syscall!(libc::recvmsg(fd.as_raw_fd(), &mut msg, 0))?;
+            *alen = msg.msg_namelen;
+            cut = msg.msg_flags & libc::MSG_TRUNC != 0;
+            Ok(n)
+        })
+    }?;
+    Ok((n as usize, cut, addr))
+}
