@@ -504,23 +504,46 @@ impl Fd {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut park = self.drained.load(Ordering::Relaxed);
+        let len = buf.len();
+        // A short read drained the receive queue: the next read parks first.
+        self.receive(&r, "read", |fd| sys::recv(fd, buf, 0), |n, _| *n < len)
+    }
+
+    /// The receive loop shared by stream reads and datagram receives: park first when
+    /// `drained` says the queue is likely empty (spinning briefly if [`Fd::spin`]
+    /// allows), try `f`, park on `EAGAIN`. After a success, `drained(&value, waited)`
+    /// sets the hint for the next call. The caller holds the read lock (from
+    /// [`Fd::begin`]).
+    fn receive<T>(
+        &self,
+        r: &OpRef<'_>,
+        op: &'static str,
+        mut f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
+        drained: impl Fn(&T, bool) -> bool,
+    ) -> Result<T> {
+        let mut waited = self.drained.load(Ordering::Relaxed);
+        let mut park = waited;
         loop {
             if park {
-                if let Some(res) = self.spin(|| sys::recv(r.fd(), buf, 0)) {
-                    let n = res?;
-                    self.drained.store(n < buf.len(), Ordering::Relaxed);
-                    return Ok(n);
+                match self.spin(op, || f(r.fd())) {
+                    Some(Ok(v)) => {
+                        self.drained.store(drained(&v, true), Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => self.timed_wait(Dir::Read)?,
                 }
-                self.timed_wait(Dir::Read)?;
             }
-            match sys::recv(r.fd(), buf, 0) {
-                Ok(n) => {
-                    self.drained.store(n < buf.len(), Ordering::Relaxed);
-                    return Ok(n);
+            match f(r.fd()) {
+                Ok(v) => {
+                    self.drained.store(drained(&v, waited), Ordering::Relaxed);
+                    return Ok(v);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => park = true,
-                Err(e) => return Err(Error::sys("read", e)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    waited = true;
+                    park = true;
+                }
+                Err(e) => return Err(Error::sys(op, e)),
             }
         }
     }
@@ -532,7 +555,11 @@ impl Fd {
     /// cores for wake-ups), and fewer threads spin than half the cores. The deadline
     /// and `close` are checked before every attempt, so their semantics are exact.
     /// `None` = not eligible or nothing came: park.
-    fn spin<T>(&self, mut attempt: impl FnMut() -> io::Result<T>) -> Option<Result<T>> {
+    fn spin<T>(
+        &self,
+        op: &'static str,
+        mut attempt: impl FnMut() -> io::Result<T>,
+    ) -> Option<Result<T>> {
         if self.last_wait_ns.load(Ordering::Relaxed) > SPIN_IF_WAITED_NS {
             return None;
         }
@@ -570,7 +597,7 @@ impl Fd {
                     return Some(Ok(v));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Some(Err(Error::sys("read", e))),
+                Err(e) => return Some(Err(Error::sys(op, e))),
             }
             // Each try is a syscall (~0.5 µs): reading the clock every eighth is precise
             // enough for a 50 µs budget and saves most of the clock reads.
@@ -590,12 +617,11 @@ impl Fd {
         res
     }
 
-    /// [`Fd::wait`] that records how long it waited, for [`Fd::spin`]'s eligibility.
+    /// [`Fd::counted_wait`] that records how long it waited, for [`Fd::spin`]'s
+    /// eligibility.
     fn timed_wait(&self, dir: Dir) -> Result<()> {
         let start = Instant::now();
-        PARKED.fetch_add(1, Ordering::Relaxed);
-        let res = self.wait(dir);
-        PARKED.fetch_sub(1, Ordering::Relaxed);
+        let res = self.counted_wait(dir);
         let waited = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         self.last_wait_ns.store(waited, Ordering::Relaxed);
         res
@@ -837,33 +863,16 @@ impl Fd {
         mut f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
     ) -> Result<T> {
         let (r, _g) = self.begin(dir)?;
-        // Receives: when the last one had to wait, the queue is likely empty again (the
-        // receiver keeps up with its sender), so park first and save a syscall that
-        // would fail; one that succeeds without waiting turns the hint off (as `accept`).
-        let mut waited = dir == Dir::Read && self.drained.load(Ordering::Relaxed);
-        let mut park = waited;
+        if dir == Dir::Read {
+            // Datagrams: a receive that had to wait says the queue is likely empty
+            // again (the receiver keeps up with its sender); one that did not turns the
+            // hint off (as `accept`).
+            return self.receive(&r, op, f, |_, waited| waited);
+        }
         loop {
-            if park {
-                if dir == Dir::Read {
-                    if let Some(res) = self.spin(|| f(r.fd())) {
-                        return res;
-                    }
-                    self.timed_wait(dir)?;
-                } else {
-                    self.counted_wait(dir)?;
-                }
-            }
             match f(r.fd()) {
-                Ok(v) => {
-                    if dir == Dir::Read {
-                        self.drained.store(waited, Ordering::Relaxed);
-                    }
-                    return Ok(v);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    waited = true;
-                    park = true;
-                }
+                Ok(v) => return Ok(v),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.counted_wait(dir)?,
                 Err(e) => return Err(Error::sys(op, e)),
             }
         }
