@@ -391,15 +391,17 @@ impl Fd {
         first
     }
 
-    /// Hands the open descriptor to the caller without closing it: same number, same
-    /// socket, still non-blocking. Deadlines and waiters die with `self` (none can be
-    /// blocked: an operation borrows the `Fd`).
+    /// Hands the descriptor to the caller without closing it: same number; the socket
+    /// (still non-blocking) while open, the dead placeholder `close` put there after it.
+    /// Deadlines and waiters die with `self` (none can be blocked: an operation borrows
+    /// the `Fd`).
     ///
     /// # Errors
-    /// [`Error::Closed`] once `close` has started (the number is then a dead
-    /// placeholder, released by `Drop` as usual).
+    /// [`Error::Closed`] only when `close` could not keep the number (no placeholder
+    /// could be made: see [`sys::retire`]), so there is nothing left to hand over.
     pub(crate) fn into_owned(mut self) -> Result<OwnedFd> {
-        if *self.state.get_mut() & CLOSED != 0 {
+        let closed = *self.state.get_mut() & CLOSED != 0;
+        if closed && !*self.retired.get_mut() {
             return Err(Error::Closed);
         }
         let raw = self.raw;
@@ -407,9 +409,9 @@ impl Fd {
         *self.state.get_mut() |= CLOSED | DESTROYED;
         *self.retired.get_mut() = false;
         drop(self);
-        // SAFETY: `raw` was open and owned by `self` (not closed: checked above, and no
-        // operation reference can exist while we hold `self` by value); `Drop` skipped
-        // it, so ownership moves to the returned value alone.
+        // SAFETY: `raw` is open and owned by `self` (the socket, or the placeholder
+        // `retire` installed; checked above), and no operation reference can exist while
+        // we hold `self` by value; `Drop` skipped it, so ownership moves to the result.
         Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
     }
 

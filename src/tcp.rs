@@ -637,8 +637,7 @@ impl fmt::Debug for Listener {
 /// (as Go's `FileConn`), the addresses read once.
 impl From<std::net::TcpStream> for Conn {
     fn from(stream: std::net::TcpStream) -> Conn {
-        // Cannot fail on a valid descriptor; a blocking socket would only make waits
-        // spurious, never wrong.
+        // `fcntl(F_SETFL)` cannot fail on an open socket, which `stream` owns.
         let _ = stream.set_nonblocking(true);
         let fd = Fd::new(std::os::fd::OwnedFd::from(stream));
         let (local, remote) = {
@@ -670,9 +669,10 @@ impl From<std::net::TcpListener> for Listener {
 /// socket (connection, options), released without being closed. It is handed over in
 /// blocking mode, as `std` types and child processes expect.
 ///
-/// A closed `Conn` has no socket to give: the result is then a duplicate of the dead
-/// placeholder its number names (every I/O call on it fails), and this panics only if
-/// the process is out of descriptors for that duplicate.
+/// A closed `Conn` has no socket to give: the result is then its number as it is, naming
+/// the dead placeholder `close` put there (every I/O call on it fails). Only if `close`
+/// could not keep the number (the process was out of descriptors then) is a fresh dead
+/// socket made, which panics if the process is still out of descriptors.
 impl From<Conn> for std::os::fd::OwnedFd {
     fn from(conn: Conn) -> std::os::fd::OwnedFd {
         release_fd(conn.fd)
@@ -686,21 +686,20 @@ impl From<Listener> for std::os::fd::OwnedFd {
     }
 }
 
-/// The descriptor of `fd`, released in blocking mode; a closed `Fd` gives a duplicate
-/// of its placeholder (see `From<Conn> for OwnedFd`).
+/// The descriptor of `fd`, released in blocking mode, number kept (see `From<Conn> for
+/// OwnedFd` for a closed one).
 ///
 /// # Panics
-/// If `fd` is closed and the process is out of descriptors for the duplicate.
+/// If `fd` was closed without keeping its number and the process is out of descriptors
+/// for a stand-in.
 pub(crate) fn release_fd(fd: Fd) -> std::os::fd::OwnedFd {
     use std::os::fd::AsFd;
-    // Owned by value: no other thread can close it between the check and the release.
-    let owned = if fd.is_open() {
-        fd.into_owned()
-            .expect("an open Fd held by value stays open")
-    } else {
-        fd.as_fd()
-            .try_clone_to_owned()
-            .expect("duplicating the placeholder of a closed socket")
+    let owned = match fd.into_owned() {
+        Ok(owned) => owned,
+        // Closed without a placeholder (the process was out of descriptors at close):
+        // the number is gone, so hand over a fresh dead socket.
+        Err(_) => sys::stream_socket(socket2::Domain::UNIX)
+            .expect("a descriptor for a closed socket's stand-in"),
     };
     // `std` types and child processes expect a blocking descriptor.
     let _ = sys::sock(&owned.as_fd()).set_nonblocking(false);

@@ -407,3 +407,25 @@ fn waiters_leave_the_last_descriptors_to_sockets() {
         );
     }
 }
+
+#[test]
+fn a_closed_value_becomes_an_owned_fd_without_new_descriptors() {
+    // Converting a closed value used to duplicate its placeholder, which panicked when
+    // the process was out of descriptors; it now hands over its own reserved number.
+    if !in_child("a_closed_value_becomes_an_owned_fd_without_new_descriptors") {
+        return;
+    }
+    let (c, _s) = pair();
+    let ln = tcp::listen(tcp::loopback_addr(0)).unwrap();
+    c.close().unwrap();
+    ln.close().unwrap();
+    let (craw, lraw) = (c.as_raw_fd(), ln.as_raw_fd());
+    set_nofile(open_fds() as u64 + 8);
+    let files = exhaust_fds();
+    let c = std::os::fd::OwnedFd::from(c);
+    let ln = std::os::fd::OwnedFd::from(ln);
+    assert_eq!((c.as_raw_fd(), ln.as_raw_fd()), (craw, lraw));
+    let mut f = File::from(c);
+    assert!(f.write(b"x").is_err());
+    drop(files);
+}
