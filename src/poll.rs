@@ -288,6 +288,10 @@ impl OpRef<'_> {
 impl Fd {
     /// Takes ownership of a non-blocking descriptor.
     pub(crate) fn new(fd: OwnedFd) -> Fd {
+        // The core count is read (and cached) here, where allocating is fine:
+        // `available_parallelism` reads cgroup files, and a first spin inside a read
+        // must not allocate.
+        max_spinners();
         Fd {
             raw: std::os::fd::IntoRawFd::into_raw_fd(fd),
             state: AtomicU64::new(REF),
