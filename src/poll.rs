@@ -108,6 +108,13 @@ fn max_spinners() -> usize {
     })
 }
 
+/// [`Fd::spin`]'s eligibility: the last wait on the socket was short (the peer answers
+/// quickly, so a cross-core wake-up would cost more than the wait) and no other thread
+/// is parked in a read or write (a busy process needs its cores for wake-ups).
+fn may_spin(last_wait_ns: u64, parked: usize) -> bool {
+    last_wait_ns <= SPIN_IF_WAITED_NS && parked == 0
+}
+
 /// Most idle wake eventfds kept open for reuse (SPEC §2 allows 128).
 const MAX_IDLE_WAKES: usize = 64;
 /// How long a waiter without a wake descriptor sleeps between re-checks of close and
@@ -564,14 +571,12 @@ impl Fd {
     fn spin<T>(
         &self,
         op: &'static str,
-        mut attempt: impl FnMut() -> io::Result<T>,
+        attempt: impl FnMut() -> io::Result<T>,
     ) -> Option<Result<T>> {
-        if self.last_wait_ns.load(Ordering::Relaxed) > SPIN_IF_WAITED_NS {
-            return None;
-        }
-        // Other threads parked in reads or writes mean a busy process (32 connections,
-        // a bulk stream's writer): their wake-ups need the cores a spinner would take.
-        if PARKED.load(Ordering::Relaxed) > 0 {
+        if !may_spin(
+            self.last_wait_ns.load(Ordering::Relaxed),
+            PARKED.load(Ordering::Relaxed),
+        ) {
             return None;
         }
         if SPINNERS.fetch_add(1, Ordering::AcqRel) >= max_spinners() {
@@ -585,6 +590,16 @@ impl Fd {
             }
         }
         let _release = Release;
+        self.spin_loop(op, attempt)
+    }
+
+    /// The spin itself, once allowed: `attempt` until it succeeds, fails, the deadline
+    /// passes, `close` runs, or [`SPIN_NS`] is spent (`None`).
+    fn spin_loop<T>(
+        &self,
+        op: &'static str,
+        mut attempt: impl FnMut() -> io::Result<T>,
+    ) -> Option<Result<T>> {
         let start = Instant::now();
         let mut tries = 0u32;
         loop {
@@ -1008,5 +1023,49 @@ mod tests {
             fd.close();
             assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
         });
+    }
+
+    #[test]
+    fn spinning_is_only_for_quick_peers_in_an_idle_process() {
+        assert!(may_spin(10_000, 0));
+        assert!(!may_spin(u64::MAX, 0), "no wait measured yet");
+        assert!(!may_spin(SPIN_IF_WAITED_NS + 1, 0), "slow peer");
+        assert!(!may_spin(10_000, 1), "another thread is parked");
+    }
+
+    #[test]
+    fn a_spin_keeps_close_and_deadline_semantics() {
+        let (fd, _peer) = pair();
+        let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
+        // Nothing comes: gives up after the budget, so the caller parks.
+        let t = Instant::now();
+        assert!(fd.spin_loop("read", would_block).is_none());
+        assert!(t.elapsed() >= Duration::from_nanos(SPIN_NS));
+        // Data after a few tries: returned, and the short wait is remembered.
+        let mut n = 0;
+        let got = fd.spin_loop("read", || {
+            n += 1;
+            if n < 5 { would_block() } else { Ok(()) }
+        });
+        assert!(matches!(got, Some(Ok(()))));
+        assert!(fd.last_wait_ns.load(Ordering::Relaxed) < SPIN_IF_WAITED_NS);
+        // Other errors carry the caller's op.
+        let e = fd
+            .spin_loop("recv", || {
+                Err::<(), _>(io::Error::from_raw_os_error(libc::EIO))
+            })
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.op(), Some("recv"));
+        // A passed deadline fails even when the attempt would succeed.
+        fd.set_deadline(Dir::Read, Some(Instant::now() - Duration::from_millis(1)))
+            .unwrap();
+        let got = fd.spin_loop("read", || Ok(()));
+        assert!(matches!(got, Some(Err(Error::DeadlineExceeded))), "{got:?}");
+        fd.set_deadline(Dir::Read, None).unwrap();
+        // A close seen while spinning ends the spin.
+        fd.close();
+        let got = fd.spin_loop("read", || Ok(()));
+        assert!(matches!(got, Some(Err(Error::Closed))), "{got:?}");
     }
 }
