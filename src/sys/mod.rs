@@ -68,11 +68,12 @@ pub(crate) fn dgram_socket(domain: Domain) -> io::Result<OwnedFd> {
     backend::socket(domain, Type::DGRAM)
 }
 
-/// One datagram into `buf`: its length, whether it was longer than `buf` (the rest is
-/// lost; recvmsg(2) reports it in `msg_flags`, as POSIX has it), and the sender.
+/// One datagram into `buf`: how many bytes were stored, whether the datagram was longer
+/// than `buf` (the rest is lost), and the sender (`backend::recv_dgram`: `recvfrom` with
+/// `MSG_TRUNC` on Linux, `recvmsg`'s `msg_flags` elsewhere).
 pub(crate) fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, bool, SockAddr)> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
-    unsafe { recv_from_raw(fd, buf.as_mut_ptr(), buf.len()) }
+    unsafe { backend::recv_dgram(fd, buf.as_mut_ptr(), buf.len()) }
 }
 
 /// One whole datagram (up to 64 KiB) as a new `Vec` of exactly its length, whether it
@@ -81,21 +82,10 @@ pub(crate) fn recv_datagram(fd: BorrowedFd<'_>) -> io::Result<(Vec<u8>, bool, So
     const MAX: usize = 65_536;
     let mut buf = [mem::MaybeUninit::<u8>::uninit(); MAX];
     // SAFETY: `buf` is valid for writes of MAX bytes for the whole call.
-    let (n, cut, addr) = unsafe { recv_from_raw(fd, buf.as_mut_ptr().cast(), MAX) }?;
-    // SAFETY: recvmsg initialised the first `n` bytes (n <= MAX).
+    let (n, cut, addr) = unsafe { backend::recv_dgram(fd, buf.as_mut_ptr().cast(), MAX) }?;
+    // SAFETY: the receive initialised the first `n` bytes (`n <= MAX`).
     let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) }.to_vec();
     Ok((data, cut, addr))
-}
-
-/// # Safety
-/// `ptr` must be valid for writes of `len` bytes for the whole call.
-unsafe fn recv_from_raw(
-    fd: BorrowedFd<'_>,
-    ptr: *mut u8,
-    len: usize,
-) -> io::Result<(usize, bool, SockAddr)> {
-    // SAFETY: forwarded to the caller.
-    unsafe { backend::recv_dgram(fd, ptr, len) }
 }
 
 /// `sendto(2)` of one datagram to `addr`.
