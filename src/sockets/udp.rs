@@ -106,9 +106,7 @@ impl UdpSocket {
         match self.fd.get() {
             Some(fd) => Ok(fd),
             None if self.closed.load(Ordering::Acquire) => Err(Error::Closed),
-            None => Err(Error::InvalidArgument(
-                "UdpSocket is not bound (bind it, or send from it, first)".into(),
-            )),
+            None => Err(not_bound()),
         }
     }
 
@@ -116,9 +114,7 @@ impl UdpSocket {
     fn receiver(&self) -> Result<&Fd> {
         let fd = self.fd()?;
         if !self.bound.load(Ordering::Acquire) {
-            return Err(Error::InvalidArgument(
-                "UdpSocket is not bound (bind it, or send from it, first)".into(),
-            ));
+            return Err(not_bound());
         }
         Ok(fd)
     }
@@ -158,7 +154,7 @@ impl UdpSocket {
         }
         let v6 = addr.is_ipv6();
         let fd = self.fd_for(if v6 { Domain::IPV6 } else { Domain::IPV4 })?;
-        if self.family_is_v6(fd)? != v6 {
+        if self.is_v6() != v6 {
             return Err(Error::InvalidArgument(format!(
                 "cannot bind a socket created for the other address family to {addr}"
             )));
@@ -198,7 +194,7 @@ impl UdpSocket {
             Domain::IPV4
         };
         let fd = self.fd_for(domain)?;
-        let to = match (to, self.family_is_v6(fd)?) {
+        let to = match (to, self.is_v6()) {
             (SocketAddr::V4(a), true) => {
                 SocketAddr::new(IpAddr::V6(a.ip().to_ipv6_mapped()), a.port())
             }
@@ -215,10 +211,9 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// Whether `fd` (this socket's descriptor) is IPv6; `Result` keeps call sites ready
-    /// for descriptors adopted from elsewhere.
-    fn family_is_v6(&self, _fd: &Fd) -> Result<bool> {
-        Ok(self.v6.load(Ordering::Acquire))
+    /// Whether the descriptor (once there is one) is IPv6.
+    fn is_v6(&self) -> bool {
+        self.v6.load(Ordering::Acquire)
     }
 
     /// Receives one datagram into `buf` (no allocation), returning its length and
@@ -352,7 +347,7 @@ impl UdpSocket {
             }
             e => e,
         })?;
-        let v6 = self.family_is_v6(fd)?;
+        let v6 = self.is_v6();
         fd.control("setsockopt", |fd| {
             let s = sys::sock(&fd);
             if let Some(on) = opts.multicast_loop {
@@ -392,7 +387,7 @@ impl UdpSocket {
             )));
         }
         let fd = self.fd()?;
-        let v6 = self.family_is_v6(fd)?;
+        let v6 = self.is_v6();
         match (group, iface.map(IpAddr::from)) {
             (IpAddr::V4(g), iface) => {
                 if v6 {
@@ -454,6 +449,11 @@ fn interface_index(a: Ipv6Addr) -> Result<u32> {
         .find(|i| i.ip() == IpAddr::V6(a))
         .and_then(|i| i.index.or_else(|| sys::if_nametoindex(&i.name)))
         .ok_or_else(|| Error::InvalidArgument(format!("no interface has address {a}")))
+}
+
+/// Receiving (or setting options) before the socket has an address, as Julia refuses it.
+fn not_bound() -> Error {
+    Error::InvalidArgument("UdpSocket is not bound (bind it, or send from it, first)".into())
 }
 
 /// A datagram did not fit the buffer: `EMSGSIZE`, the OS's name for it.
