@@ -346,3 +346,45 @@ fn ipv4_multicast_join_receive_leave() {
 
 #[path = "support/netns.rs"]
 mod netns;
+
+#[test]
+fn careless_calls_get_clear_answers() {
+    let (a, port) = bound(LOCALHOST);
+    let (b, _) = bound(LOCALHOST);
+    // An empty buffer: a zero-length datagram fits, a longer one is EMSGSIZE (not lost
+    // silently, not a panic).
+    send(&b, LOCALHOST, port, b"").unwrap();
+    assert_eq!(a.recv_into(&mut []).unwrap(), 0);
+    send(&b, LOCALHOST, port, b"x").unwrap();
+    let e = a.recv_into(&mut []).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e}");
+    // Port 0 is no destination: the OS's error, named as a send.
+    let e = send(&b, LOCALHOST, 0, b"x").unwrap_err();
+    assert_eq!(e.op(), Some("send"), "{e}");
+    // Everything after close is Closed.
+    a.close().unwrap();
+    assert!(matches!(
+        send(&a, LOCALHOST, port, b"x"),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        setopt(&a, &UdpOptions::default()),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        join_multicast_group(&a, ip!("239.1.2.3")),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(a.set_read_deadline(None), Err(Error::Closed)));
+    assert!(matches!(getsockname(&a), Err(Error::Closed)));
+    // The unspecified interface address means "the default interface", as no iface.
+    let mut v6 = UdpSocket::new();
+    if !bind(&mut v6, ip!("::1"), 0).unwrap_or(false) {
+        return eprintln!("skipped the rest: no ::1");
+    }
+    let r = sockets::join_multicast_group_on(&v6, ip!("ff02::1:3"), ip!("::"));
+    assert!(
+        !matches!(&r, Err(Error::InvalidArgument(m)) if m.contains("no interface")),
+        "{r:?}"
+    );
+}

@@ -420,7 +420,9 @@ impl UdpSocket {
                     )));
                 }
                 let index = match iface {
+                    // `::` is "any interface", as 0.0.0.0 is for IPv4: the default one.
                     None => 0,
+                    Some(IpAddr::V6(a)) if a.is_unspecified() => 0,
                     Some(IpAddr::V6(a)) => interface_index(a)?,
                     Some(IpAddr::V4(a)) => {
                         return Err(Error::InvalidArgument(format!(
