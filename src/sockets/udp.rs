@@ -290,6 +290,11 @@ impl UdpSocket {
     }
 
     fn set_dir_deadline(&self, dir: crate::poll::Dir, at: Option<Instant>) -> Result<()> {
+        // Once the descriptor exists the pending values are never read again: no lock
+        // (deadlines re-armed per receive are a hot path).
+        if let Some(fd) = self.fd.get() {
+            return fd.set_deadline(dir, at);
+        }
         let mut pending = crate::util::lock(&self.init);
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
