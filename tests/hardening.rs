@@ -211,11 +211,6 @@ fn dropping_a_closed_value_releases_its_number() {
     );
 }
 
-thread_local! {
-    static PARK_ON_EXIT: std::cell::RefCell<Option<(Conn, Conn)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
 struct ParkOnDrop(Option<(Conn, Conn)>, mpsc::Sender<String>);
 
 impl Drop for ParkOnDrop {
@@ -250,7 +245,6 @@ fn a_wait_in_a_thread_local_destructor_works() {
             c.read(&mut [0u8; 1]),
             Err(Error::DeadlineExceeded)
         ));
-        PARK_ON_EXIT.with(|p| *p.borrow_mut() = Some((c, _s)));
     })
     .join()
     .unwrap();
