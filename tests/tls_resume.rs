@@ -692,3 +692,58 @@ fn write_vectored_round_trips_mixed_slices() {
         2
     );
 }
+
+#[test]
+fn exported_keying_material_rejects_careless_arguments_cleanly() {
+    // An absurd length used to allocate first (and abort the process); lengths HKDF
+    // cannot produce read "internal error"; a TLS 1.2 export of 0 bytes failed while a
+    // TLS 1.3 one returned nothing.
+    if !enabled() {
+        return;
+    }
+    let invalid = |r: reseau::Result<Vec<u8>>| match r {
+        Err(reseau::Error::InvalidArgument(m)) => m,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    };
+    for v in [TlsVersion::Tls13, TlsVersion::Tls12] {
+        let (c, s) = pair(
+            with_version(server_cfg(), v),
+            with_version(client_cfg(None), v),
+        );
+        assert_eq!(
+            c.export_keying_material("x", None, 0).unwrap(),
+            b"",
+            "{v:?}"
+        );
+        let empty_label = c.export_keying_material("", Some(b""), 32).unwrap();
+        assert_eq!(
+            empty_label,
+            s.export_keying_material("", Some(b""), 32).unwrap()
+        );
+        for len in [usize::MAX, 1 << 40, 65_536] {
+            let m = invalid(c.export_keying_material("x", None, len));
+            assert!(m.contains(&len.to_string()), "{v:?}: {m}");
+        }
+        let big = vec![7u8; 70_000];
+        match v {
+            // TLS 1.3 hashes the context: any length works. Its length limit is HKDF's.
+            TlsVersion::Tls13 => {
+                assert_eq!(
+                    c.export_keying_material("x", Some(&big), 16).unwrap(),
+                    s.export_keying_material("x", Some(&big), 16).unwrap()
+                );
+                invalid(c.export_keying_material("x", None, 255 * 48 + 1));
+            }
+            TlsVersion::Tls12 => {
+                invalid(c.export_keying_material("x", Some(&big), 16));
+                let long = c.export_keying_material("x", None, 65_535).unwrap();
+                assert_eq!(long, s.export_keying_material("x", None, 65_535).unwrap());
+            }
+        }
+        c.close().unwrap();
+        assert!(matches!(
+            c.export_keying_material("x", None, 8),
+            Err(reseau::Error::Closed)
+        ));
+    }
+}

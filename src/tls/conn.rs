@@ -803,9 +803,14 @@ impl Conn {
     /// # Ok(()) }
     /// ```
     ///
+    /// `len` 0 gives an empty vector (as Go). At most 65535 bytes, and with TLS 1.3 at
+    /// most 255 × the cipher suite's hash length (8160 or 12240): HKDF stops there.
+    ///
     /// # Errors
     /// `Error::Tls` before the handshake has completed (this never runs it) or when
-    /// OpenSSL refuses (an empty length, say); [`Error::Closed`].
+    /// OpenSSL refuses; [`Error::InvalidArgument`] for a `len` above the limit or, with
+    /// TLS 1.2, a `context` of 64 KiB or more (RFC 5705 sends its length in 16 bits);
+    /// [`Error::Closed`].
     pub fn export_keying_material(
         &self,
         label: &str,
@@ -821,10 +826,31 @@ impl Conn {
                 None,
             ));
         }
+        if len == 0 {
+            // OpenSSL's TLS 1.2 PRF refuses an empty output; TLS 1.3 and Go give one.
+            return Ok(Vec::new());
+        }
+        const MAX: usize = u16::MAX as usize;
+        let s = lock(&self.ssl);
+        let ssl = s.ssl();
+        let tls13 = ssl.version2() == Some(openssl::ssl::SslVersion::TLS1_3);
+        let limit = ssl
+            .current_cipher()
+            .and_then(|c| c.handshake_digest())
+            .filter(|_| tls13)
+            .map_or(MAX, |d| (255 * d.size()).min(MAX));
+        if len > limit {
+            return Err(Error::InvalidArgument(format!(
+                "tls: ExportKeyingMaterial length {len} is above {limit}"
+            )));
+        }
+        if !tls13 && context.is_some_and(|c| c.len() > MAX) {
+            return Err(Error::InvalidArgument(
+                "tls: ExportKeyingMaterial context too long".into(),
+            ));
+        }
         let mut out = vec![0u8; len];
-        lock(&self.ssl)
-            .ssl()
-            .export_keying_material(&mut out, label, context)
+        ssl.export_keying_material(&mut out, label, context)
             .map_err(|e| tls_err("export_keying_material", 0, &e.to_string(), None))?;
         Ok(out)
     }
