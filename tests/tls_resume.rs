@@ -747,3 +747,45 @@ fn exported_keying_material_rejects_careless_arguments_cleanly() {
         ));
     }
 }
+
+#[test]
+fn a_panicking_verify_connection_fails_that_handshake_only() {
+    // The hook is user code run inside the handshake: its panic must not unwind through
+    // the accept loop (taking the server thread down) nor leave the conn half verified
+    // (a second I/O call used to run the hook again, and pass if it did not panic).
+    if !enabled() {
+        return;
+    }
+    let panics = Arc::new(AtomicBool::new(true));
+    let p2 = panics.clone();
+    let cfg = Config {
+        verify_connection: Some(VerifyConnection::new(move |_| {
+            if p2.load(Ordering::Acquire) {
+                panic!("policy bug");
+            }
+            Ok(())
+        })),
+        ..client_cfg(None)
+    };
+    let (addr, served) = serve(server_cfg(), 2);
+    let conn = tls::client(tcp::connect(addr).unwrap(), &cfg).unwrap();
+    conn.set_deadline(soon()).unwrap();
+    let err = conn.handshake().expect_err("the hook panicked");
+    assert!(matches!(err, reseau::Error::Tls(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("verify_connection panicked: policy bug"),
+        "{err}"
+    );
+    // Sticky, even once the hook would pass.
+    panics.store(false, Ordering::Release);
+    assert_eq!(conn.handshake().unwrap_err().to_string(), err.to_string());
+    assert!(conn.write(b"x").is_err());
+    assert!(
+        wait(&served, "server").is_err(),
+        "the server sees the conn end"
+    );
+    // The config (and its context) still serve the next connection.
+    assert!(connect_once(addr, &cfg).is_ok());
+    wait(&served, "server").unwrap();
+}

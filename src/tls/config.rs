@@ -130,7 +130,8 @@ pub struct Config {
     /// Called on both sides after OpenSSL's own verification, on every handshake,
     /// resumed ones included (Go's `VerifyConnection`; the DER chain it sees is Go's
     /// `VerifyPeerCertificate` argument). An `Err(reason)` fails the handshake with an
-    /// [`Error::Tls`] whose message carries the reason.
+    /// [`Error::Tls`] whose message carries the reason; so does a panic in the hook
+    /// (`verify_connection panicked: <message>`), which does not reach the caller.
     pub verify_connection: Option<VerifyConnection>,
 }
 

@@ -705,19 +705,28 @@ impl Conn {
         self.state(complete)
     }
 
-    /// Runs the config's `verify_connection` hook on the finished handshake.
+    /// Runs the config's `verify_connection` hook on the finished handshake. A hook
+    /// that panics rejects the peer: the panic stays in this connection's handshake
+    /// error instead of unwinding through the caller (an accept loop, say).
     fn check_connection(&self) -> Result<()> {
         let Some(hook) = &self.verify_connection else {
             return Ok(());
         };
-        hook.check(&self.state(true)).map_err(|reason| {
-            tls_err(
-                "handshake",
-                0,
-                &format!("verify_connection rejected the peer: {reason}"),
-                None,
-            )
-        })
+        let state = self.state(true);
+        let message =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.check(&state))) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(reason)) => format!("verify_connection rejected the peer: {reason}"),
+                Err(panic) => {
+                    let text = panic
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("a non-string payload");
+                    format!("verify_connection panicked: {text}")
+                }
+            };
+        Err(tls_err("handshake", 0, &message, None))
     }
 
     fn state(&self, complete: bool) -> ConnectionState {
