@@ -2741,6 +2741,8 @@ fn client_vs_plaintext(greeting: &'static [u8], after_hello: bool) -> Error {
     });
     let c = lazy_client(addr, &localhost_cfg());
     let err = c.handshake().unwrap_err();
+    // The sticky handshake failure replays it whole, OpenSSL's text (the cause) too.
+    assert_eq!(c.handshake().unwrap_err().to_string(), err.to_string());
     drop(c);
     wait(&peer, SAFETY, "plaintext peer");
     err

@@ -129,23 +129,10 @@ pub struct ConnectionState {
 }
 
 /// A failure remembered so it can be returned again (handshake and write failures are
-/// sticky, as in Go). `io::Error`s cannot be cloned, so the recipe is kept.
-#[derive(Debug, Clone)]
-enum Fault {
-    Timeout {
-        op: &'static str,
-    },
-    HandshakeTimeout(Duration),
-    DialTimeout,
-    Closed,
-    Tls {
-        op: &'static str,
-        code: i32,
-        message: String,
-        /// The transport's errno and the syscall that got it.
-        errno: Option<(&'static str, i32)>,
-    },
-}
+/// sticky, as in Go), in the shape [`Fault::of`] gives it; each return is a
+/// [`Error::duplicate`] of it (`io::Error`s cannot be cloned).
+#[derive(Debug)]
+struct Fault(Error);
 
 /// `TlsError::message` when the transport failed: the cause says how, and the Display
 /// (`tls <op>: <message>: <cause>`) should say it once.
@@ -182,69 +169,26 @@ fn timeout_err(op: &'static str) -> Error {
 
 impl Fault {
     fn replay(&self) -> Error {
-        match self {
-            Fault::Timeout { op } => timeout_err(op),
-            Fault::HandshakeTimeout(d) => Error::TlsHandshakeTimeout(*d),
-            Fault::DialTimeout => Error::DialTimeout("i/o timeout".into()),
-            Fault::Closed => Error::Closed,
-            Fault::Tls {
-                op,
-                code,
-                message,
-                errno,
-            } => tls_err(
-                op,
-                *code,
-                message,
-                errno.map(|(op, n)| Error::Sys {
-                    op,
-                    source: io::Error::from_raw_os_error(n),
-                }),
-            ),
-        }
+        self.0.duplicate()
     }
 
+    /// `err`, failing `op`, as a sticky error: a deadline (bare, or the cause of a TLS
+    /// error) is [`timeout_err`]; another error that is not TLS-shaped yet is wrapped as
+    /// a transport failure (kept as the cause when it carries an errno).
     fn of(err: &Error, op: &'static str) -> Fault {
-        match err {
-            Error::DeadlineExceeded => Fault::Timeout { op },
-            Error::TlsHandshakeTimeout(d) => Fault::HandshakeTimeout(*d),
-            Error::DialTimeout(_) => Fault::DialTimeout,
-            Error::Closed => Fault::Closed,
-            Error::Tls(t) if t.cause.as_deref().is_some_and(Error::is_timeout) => {
-                Fault::Timeout { op: t.op }
+        Fault(match err {
+            Error::DeadlineExceeded => timeout_err(op),
+            Error::Tls(t) if t.cause.as_deref().is_some_and(Error::is_timeout) => timeout_err(t.op),
+            Error::Tls(_)
+            | Error::TlsHandshakeTimeout(_)
+            | Error::DialTimeout(_)
+            | Error::Closed => err.duplicate(),
+            other if other.raw_os_error().is_some() => {
+                tls_err(op, 0, TRANSPORT, Some(other.duplicate()))
             }
-            Error::Tls(t) => Fault::Tls {
-                op: t.op,
-                code: t.code,
-                message: t.message.clone(),
-                errno: t.cause.as_deref().and_then(|c| errno_of(c, t.op)),
-            },
-            other => match errno_of(other, op) {
-                Some(errno) => Fault::Tls {
-                    op,
-                    code: 0,
-                    message: TRANSPORT.into(),
-                    errno: Some(errno),
-                },
-                None => Fault::Tls {
-                    op,
-                    code: 0,
-                    message: other.to_string(),
-                    errno: None,
-                },
-            },
-        }
+            other => tls_err(op, 0, &other.to_string(), None),
+        })
     }
-}
-
-/// The errno in `err` and the syscall that got it (`op` when `err` does not say).
-fn errno_of(err: &Error, op: &'static str) -> Option<(&'static str, i32)> {
-    let n = err.raw_os_error()?;
-    let syscall = match err {
-        Error::Sys { op, .. } => op,
-        _ => op,
-    };
-    Some((syscall, n))
 }
 
 /// A new session from `ctx` for `config` (client: SNI, name or IP verification,
@@ -1099,12 +1043,9 @@ impl Conn {
             Err(Error::Closed) => Err(Error::Closed),
             Err(e) => {
                 let fault = Fault::of(&e, "write");
-                w.fault = Some(fault.clone());
-                if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(fault.replay())
-                }
+                let err = fault.replay();
+                w.fault = Some(fault);
+                if done > 0 { Ok(done) } else { Err(err) }
             }
         }
     }
@@ -1380,6 +1321,19 @@ mod tests {
                 errno_text.as_str(),
             ),
             (reset(), errno_text.as_str()),
+            // A cause without an errno (OpenSSL's text under Go's words) is kept too.
+            (
+                tls_err(
+                    "handshake",
+                    1,
+                    NOT_TLS,
+                    Some(Error::Sys {
+                        op: "openssl",
+                        source: io::Error::other("wrong version number"),
+                    }),
+                ),
+                "openssl: wrong version number",
+            ),
         ] {
             let replayed = Fault::of(&original, "write").replay();
             let text = replayed.to_string();
