@@ -822,14 +822,7 @@ impl Conn {
     /// write deadline, [`Error::Closed`]).
     pub fn key_update(&self, request_peer: bool) -> Result<()> {
         self.handshake()?;
-        let mut w = lock(&self.write);
-        if let Some(f) = &w.fault {
-            return Err(f.replay());
-        }
-        self.check_open()?;
-        if w.shut {
-            return Err(tls_err("key_update", 0, "tls: protocol is shutdown", None));
-        }
+        let mut w = self.writer("key_update")?;
         {
             let mut s = lock(&self.ssl);
             if s.ssl().version2() != Some(openssl::ssl::SslVersion::TLS1_3) {
@@ -866,14 +859,7 @@ impl Conn {
     /// As [`write`](Self::write).
     pub fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
         self.handshake_with(None, bufs.iter().any(|b| !b.is_empty()))?;
-        let mut w = lock(&self.write);
-        if let Some(f) = &w.fault {
-            return Err(f.replay());
-        }
-        self.check_open()?;
-        if w.shut {
-            return Err(tls_err("write", 0, "tls: protocol is shutdown", None));
-        }
+        let mut w = self.writer("write")?;
         let mut stage = std::mem::take(&mut w.stage);
         let mut done = 0;
         let res = self.write_deadline().and_then(|()| {
@@ -896,6 +882,21 @@ impl Conn {
         stage.clear();
         w.stage = stage;
         Self::written(&mut w, res, done)
+    }
+
+    /// The write lock, unless a write failed before (its sticky error), the conn is
+    /// closed, or [`close_write`](Self::close_write) ran (`op` fails with `"tls:
+    /// protocol is shutdown"`).
+    fn writer(&self, op: &'static str) -> Result<std::sync::MutexGuard<'_, WriteState>> {
+        let w = lock(&self.write);
+        if let Some(f) = &w.fault {
+            return Err(f.replay());
+        }
+        self.check_open()?;
+        if w.shut {
+            return Err(tls_err(op, 0, "tls: protocol is shutdown", None));
+        }
+        Ok(w)
     }
 
     fn check_open(&self) -> Result<()> {
@@ -996,14 +997,7 @@ impl Conn {
     /// transport failures.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
         self.handshake_with(None, !buf.is_empty())?;
-        let mut w = lock(&self.write);
-        if let Some(f) = &w.fault {
-            return Err(f.replay());
-        }
-        self.check_open()?;
-        if w.shut {
-            return Err(tls_err("write", 0, "tls: protocol is shutdown", None));
-        }
+        let mut w = self.writer("write")?;
         let mut done = 0;
         let res = self
             .write_deadline()
