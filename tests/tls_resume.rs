@@ -789,3 +789,46 @@ fn a_panicking_verify_connection_fails_that_handshake_only() {
     assert!(connect_once(addr, &cfg).is_ok());
     wait(&served, "server").unwrap();
 }
+
+#[test]
+fn careless_calls_on_vectored_writes_key_updates_and_caches() {
+    if !enabled() {
+        return;
+    }
+    // A cache "as big as possible" allocates nothing up front and works.
+    let (addr, served) = serve(server_cfg(), 2);
+    let huge = ClientSessionCache::new(usize::MAX);
+    let cfg = client_cfg(Some(&huge));
+    assert!(!connect_once(addr, &cfg).unwrap().did_resume);
+    assert!(connect_once(addr, &cfg).unwrap().did_resume);
+    for _ in 0..2 {
+        wait(&served, "server").unwrap();
+    }
+
+    let (c, s) = pair(server_cfg(), client_cfg(None));
+    // Nothing to write: 0, and no record (the next read sees only what follows).
+    assert_eq!(c.write_vectored(&[]).unwrap(), 0);
+    assert_eq!(
+        c.write_vectored(&[IoSlice::new(b""), IoSlice::new(b"")])
+            .unwrap(),
+        0
+    );
+    assert_eq!(c.write_vectored(&[IoSlice::new(b"z")]).unwrap(), 1);
+    let mut b = [0u8; 1];
+    assert_eq!(s.read(&mut b).unwrap(), 1);
+    assert_eq!(&b, b"z");
+    // After close_write: key_update and writes fail alike; after close: Closed.
+    c.close_write().unwrap();
+    for err in [
+        c.key_update(true).unwrap_err(),
+        c.write_vectored(&[IoSlice::new(b"x")]).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("protocol is shutdown"), "{err}");
+    }
+    c.close().unwrap();
+    assert!(matches!(c.key_update(false), Err(reseau::Error::Closed)));
+    assert!(matches!(
+        c.write_vectored(&[IoSlice::new(b"x")]),
+        Err(reseau::Error::Closed)
+    ));
+}
