@@ -692,3 +692,143 @@ fn write_vectored_round_trips_mixed_slices() {
         2
     );
 }
+
+#[test]
+fn exported_keying_material_rejects_careless_arguments_cleanly() {
+    // An absurd length used to allocate first (and abort the process); lengths HKDF
+    // cannot produce read "internal error"; a TLS 1.2 export of 0 bytes failed while a
+    // TLS 1.3 one returned nothing.
+    if !enabled() {
+        return;
+    }
+    let invalid = |r: reseau::Result<Vec<u8>>| match r {
+        Err(reseau::Error::InvalidArgument(m)) => m,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    };
+    for v in [TlsVersion::Tls13, TlsVersion::Tls12] {
+        let (c, s) = pair(
+            with_version(server_cfg(), v),
+            with_version(client_cfg(None), v),
+        );
+        assert_eq!(
+            c.export_keying_material("x", None, 0).unwrap(),
+            b"",
+            "{v:?}"
+        );
+        let empty_label = c.export_keying_material("", Some(b""), 32).unwrap();
+        assert_eq!(
+            empty_label,
+            s.export_keying_material("", Some(b""), 32).unwrap()
+        );
+        for len in [usize::MAX, 1 << 40, 65_536] {
+            let m = invalid(c.export_keying_material("x", None, len));
+            assert!(m.contains(&len.to_string()), "{v:?}: {m}");
+        }
+        let big = vec![7u8; 70_000];
+        match v {
+            // TLS 1.3 hashes the context: any length works. Its length limit is HKDF's.
+            TlsVersion::Tls13 => {
+                assert_eq!(
+                    c.export_keying_material("x", Some(&big), 16).unwrap(),
+                    s.export_keying_material("x", Some(&big), 16).unwrap()
+                );
+                invalid(c.export_keying_material("x", None, 255 * 48 + 1));
+            }
+            TlsVersion::Tls12 => {
+                invalid(c.export_keying_material("x", Some(&big), 16));
+                let long = c.export_keying_material("x", None, 65_535).unwrap();
+                assert_eq!(long, s.export_keying_material("x", None, 65_535).unwrap());
+            }
+        }
+        c.close().unwrap();
+        assert!(matches!(
+            c.export_keying_material("x", None, 8),
+            Err(reseau::Error::Closed)
+        ));
+    }
+}
+
+#[test]
+fn a_panicking_verify_connection_fails_that_handshake_only() {
+    // The hook is user code run inside the handshake: its panic must not unwind through
+    // the accept loop (taking the server thread down) nor leave the conn half verified
+    // (a second I/O call used to run the hook again, and pass if it did not panic).
+    if !enabled() {
+        return;
+    }
+    let panics = Arc::new(AtomicBool::new(true));
+    let p2 = panics.clone();
+    let cfg = Config {
+        verify_connection: Some(VerifyConnection::new(move |_| {
+            if p2.load(Ordering::Acquire) {
+                panic!("policy bug");
+            }
+            Ok(())
+        })),
+        ..client_cfg(None)
+    };
+    let (addr, served) = serve(server_cfg(), 2);
+    let conn = tls::client(tcp::connect(addr).unwrap(), &cfg).unwrap();
+    conn.set_deadline(soon()).unwrap();
+    let err = conn.handshake().expect_err("the hook panicked");
+    assert!(matches!(err, reseau::Error::Tls(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("verify_connection panicked: policy bug"),
+        "{err}"
+    );
+    // Sticky, even once the hook would pass.
+    panics.store(false, Ordering::Release);
+    assert_eq!(conn.handshake().unwrap_err().to_string(), err.to_string());
+    assert!(conn.write(b"x").is_err());
+    assert!(
+        wait(&served, "server").is_err(),
+        "the server sees the conn end"
+    );
+    // The config (and its context) still serve the next connection.
+    assert!(connect_once(addr, &cfg).is_ok());
+    wait(&served, "server").unwrap();
+}
+
+#[test]
+fn careless_calls_on_vectored_writes_key_updates_and_caches() {
+    if !enabled() {
+        return;
+    }
+    // A cache "as big as possible" allocates nothing up front and works.
+    let (addr, served) = serve(server_cfg(), 2);
+    let huge = ClientSessionCache::new(usize::MAX);
+    let cfg = client_cfg(Some(&huge));
+    assert!(!connect_once(addr, &cfg).unwrap().did_resume);
+    assert!(connect_once(addr, &cfg).unwrap().did_resume);
+    for _ in 0..2 {
+        wait(&served, "server").unwrap();
+    }
+
+    let (c, s) = pair(server_cfg(), client_cfg(None));
+    // Nothing to write: 0, and no record (the next read sees only what follows).
+    assert_eq!(c.write_vectored(&[]).unwrap(), 0);
+    assert_eq!(
+        c.write_vectored(&[IoSlice::new(b""), IoSlice::new(b"")])
+            .unwrap(),
+        0
+    );
+    assert_eq!(c.write_vectored(&[IoSlice::new(b"z")]).unwrap(), 1);
+    let mut b = [0u8; 1];
+    assert_eq!(s.read(&mut b).unwrap(), 1);
+    assert_eq!(&b, b"z");
+    // After close_write: key_update and writes fail alike; after close: Closed.
+    c.close_write().unwrap();
+    for err in [
+        c.key_update(true).unwrap_err(),
+        c.write_vectored(&[IoSlice::new(b"x")]).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("protocol is shutdown"), "{err}");
+    }
+    c.close().unwrap();
+    assert!(matches!(c.key_update(false), Err(reseau::Error::Closed)));
+    assert!(matches!(
+        c.write_vectored(&[IoSlice::new(b"x")]),
+        Err(reseau::Error::Closed)
+    ));
+}

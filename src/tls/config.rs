@@ -130,7 +130,8 @@ pub struct Config {
     /// Called on both sides after OpenSSL's own verification, on every handshake,
     /// resumed ones included (Go's `VerifyConnection`; the DER chain it sees is Go's
     /// `VerifyPeerCertificate` argument). An `Err(reason)` fails the handshake with an
-    /// [`Error::Tls`] whose message carries the reason.
+    /// [`Error::Tls`] whose message carries the reason; so does a panic in the hook
+    /// (`verify_connection panicked: <message>`), which does not reach the caller.
     pub verify_connection: Option<VerifyConnection>,
 }
 
@@ -357,10 +358,11 @@ fn cfg_err(msg: impl Into<String>) -> Error {
     Error::TlsConfig(msg.into())
 }
 
-/// Go's `os.Open` text for a missing file: `open <path>: no such file or directory`
-/// (`what` names the setting only in the rustdoc of the caller: Go does not say it).
-fn must_exist(_what: &str, path: &Path) -> Result<()> {
-    if path.exists() {
+/// Go's `os.Open` text for a missing file: `open <path>: no such file or directory`.
+/// `stamp` is the file's (`None`: it cannot be `stat`ed), so validation costs no
+/// `stat` of its own.
+fn must_exist(path: &Path, stamp: &Option<FileStamp>) -> Result<()> {
+    if stamp.is_some() {
         Ok(())
     } else {
         Err(cfg_err(format!(
@@ -423,12 +425,14 @@ pub(crate) fn normalize_name(name: &str) -> String {
 }
 
 impl Config {
-    /// Checks everything that does not depend on the role.
-    fn validate_common(&self) -> Result<()> {
+    /// Checks everything that does not depend on the role; `stamps` are the files'
+    /// (see [`CtxKey::stamps`]).
+    fn validate_common(&self, stamps: &Stamps) -> Result<()> {
+        let [cert_stamp, key_stamp, ca_stamp, client_ca_stamp, ..] = stamps;
         match (&self.cert_file, &self.key_file) {
             (Some(c), Some(k)) => {
-                must_exist("certificate file", c)?;
-                must_exist("private key file", k)?;
+                must_exist(c, cert_stamp)?;
+                must_exist(k, key_stamp)?;
             }
             (None, None) => {}
             _ => {
@@ -438,10 +442,10 @@ impl Config {
             }
         }
         if let Some(ca) = &self.ca_file {
-            must_exist("CA file", ca)?;
+            must_exist(ca, ca_stamp)?;
         }
         if let Some(ca) = &self.client_ca_file {
-            must_exist("client CA file", ca)?;
+            must_exist(ca, client_ca_stamp)?;
         }
         if let (Some(min), Some(max)) = (self.min_version, self.max_version)
             && min > max
@@ -461,8 +465,8 @@ impl Config {
     }
 
     /// Validates for a client (after `server_name` inference).
-    fn validate_client(&self) -> Result<()> {
-        self.validate_common()?;
+    fn validate_client(&self, stamps: &Stamps) -> Result<()> {
+        self.validate_common(stamps)?;
         if self.verify_peer && self.server_name.as_deref().is_none_or(str::is_empty) {
             return Err(cfg_err(
                 "client TLS with `verify_peer = true` requires `server_name`",
@@ -472,8 +476,8 @@ impl Config {
     }
 
     /// Validates for a server.
-    fn validate_server(&self) -> Result<()> {
-        self.validate_common()?;
+    fn validate_server(&self, stamps: &Stamps) -> Result<()> {
+        self.validate_common(stamps)?;
         if self.cert_file.is_none() {
             return Err(cfg_err("server TLS requires `cert_file` and `key_file`"));
         }
@@ -503,18 +507,19 @@ impl Config {
     /// The shared `SSL_CTX` for this config and role (built on first use, and again
     /// when one of its files has changed since).
     pub(crate) fn context(&self, server: bool) -> Result<SslContext> {
-        if server {
-            self.validate_server()?
-        } else {
-            self.validate_client()?
-        }
         let key = CtxKey::new(self, server);
         // Stamped before the build: a file changed during it looks changed next time,
         // never the other way round. A server context is also rebuilt when the ticket
-        // key period turns, which is how its ticket keys rotate.
+        // key period turns, which is how its ticket keys rotate. One `stat` per file per
+        // call: validation reads existence from the stamps.
         let mut stamps = key.stamps();
         if server && !self.session_tickets_disabled {
-            stamps.push(ticket_epoch(SystemTime::now()));
+            stamps[5] = ticket_epoch(SystemTime::now());
+        }
+        if server {
+            self.validate_server(&stamps)?
+        } else {
+            self.validate_client(&stamps)?
         }
         if let Some((seen, ctx)) = lock_cache().get(&key)
             && *seen == stamps
@@ -719,6 +724,10 @@ struct CtxKey {
     cert_env: Option<std::ffi::OsString>,
 }
 
+/// A context's stamps: `cert_file`, `key_file`, `ca_file`, `client_ca_file`, the
+/// default store's `SSL_CERT_FILE`, then the ticket key period (servers with tickets).
+type Stamps = [Option<FileStamp>; 6];
+
 /// What `stat` says of a file's current version; `None` if it cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileStamp {
@@ -745,22 +754,17 @@ impl FileStamp {
 }
 
 impl CtxKey {
-    /// The stamps of every file the context loads, in a fixed order.
-    fn stamps(&self) -> Vec<Option<FileStamp>> {
+    /// The stamps of every file the context loads (see [`Stamps`]); no ticket period.
+    fn stamps(&self) -> Stamps {
+        let stamp = |p: Option<&Path>| p.and_then(FileStamp::of);
         [
-            &self.cert_file,
-            &self.key_file,
-            &self.ca_file,
-            &self.client_ca_file,
+            stamp(self.cert_file.as_deref()),
+            stamp(self.key_file.as_deref()),
+            stamp(self.ca_file.as_deref()),
+            stamp(self.client_ca_file.as_deref()),
+            stamp(self.cert_env.as_deref().map(Path::new)),
+            None,
         ]
-        .into_iter()
-        .map(|p| p.as_deref().and_then(FileStamp::of))
-        .chain([self
-            .cert_env
-            .as_deref()
-            .map(Path::new)
-            .and_then(FileStamp::of)])
-        .collect()
     }
 
     fn new(c: &Config, server: bool) -> CtxKey {
@@ -798,7 +802,7 @@ fn ticket_epoch(now: SystemTime) -> Option<FileStamp> {
 }
 
 /// Each context with the stamps of its files when it was built.
-type Cache = HashMap<CtxKey, (Vec<Option<FileStamp>>, SslContext)>;
+type Cache = HashMap<CtxKey, (Stamps, SslContext)>;
 
 fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();

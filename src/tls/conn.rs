@@ -129,23 +129,10 @@ pub struct ConnectionState {
 }
 
 /// A failure remembered so it can be returned again (handshake and write failures are
-/// sticky, as in Go). `io::Error`s cannot be cloned, so the recipe is kept.
-#[derive(Debug, Clone)]
-enum Fault {
-    Timeout {
-        op: &'static str,
-    },
-    HandshakeTimeout(Duration),
-    DialTimeout,
-    Closed,
-    Tls {
-        op: &'static str,
-        code: i32,
-        message: String,
-        /// The transport's errno and the syscall that got it.
-        errno: Option<(&'static str, i32)>,
-    },
-}
+/// sticky, as in Go), in the shape [`Fault::of`] gives it; each return is a
+/// [`Error::duplicate`] of it (`io::Error`s cannot be cloned).
+#[derive(Debug)]
+struct Fault(Error);
 
 /// `TlsError::message` when the transport failed: the cause says how, and the Display
 /// (`tls <op>: <message>: <cause>`) should say it once.
@@ -182,69 +169,26 @@ fn timeout_err(op: &'static str) -> Error {
 
 impl Fault {
     fn replay(&self) -> Error {
-        match self {
-            Fault::Timeout { op } => timeout_err(op),
-            Fault::HandshakeTimeout(d) => Error::TlsHandshakeTimeout(*d),
-            Fault::DialTimeout => Error::DialTimeout("i/o timeout".into()),
-            Fault::Closed => Error::Closed,
-            Fault::Tls {
-                op,
-                code,
-                message,
-                errno,
-            } => tls_err(
-                op,
-                *code,
-                message,
-                errno.map(|(op, n)| Error::Sys {
-                    op,
-                    source: io::Error::from_raw_os_error(n),
-                }),
-            ),
-        }
+        self.0.duplicate()
     }
 
+    /// `err`, failing `op`, as a sticky error: a deadline (bare, or the cause of a TLS
+    /// error) is [`timeout_err`]; another error that is not TLS-shaped yet is wrapped as
+    /// a transport failure (kept as the cause when it carries an errno).
     fn of(err: &Error, op: &'static str) -> Fault {
-        match err {
-            Error::DeadlineExceeded => Fault::Timeout { op },
-            Error::TlsHandshakeTimeout(d) => Fault::HandshakeTimeout(*d),
-            Error::DialTimeout(_) => Fault::DialTimeout,
-            Error::Closed => Fault::Closed,
-            Error::Tls(t) if t.cause.as_deref().is_some_and(Error::is_timeout) => {
-                Fault::Timeout { op: t.op }
+        Fault(match err {
+            Error::DeadlineExceeded => timeout_err(op),
+            Error::Tls(t) if t.cause.as_deref().is_some_and(Error::is_timeout) => timeout_err(t.op),
+            Error::Tls(_)
+            | Error::TlsHandshakeTimeout(_)
+            | Error::DialTimeout(_)
+            | Error::Closed => err.duplicate(),
+            other if other.raw_os_error().is_some() => {
+                tls_err(op, 0, TRANSPORT, Some(other.duplicate()))
             }
-            Error::Tls(t) => Fault::Tls {
-                op: t.op,
-                code: t.code,
-                message: t.message.clone(),
-                errno: t.cause.as_deref().and_then(|c| errno_of(c, t.op)),
-            },
-            other => match errno_of(other, op) {
-                Some(errno) => Fault::Tls {
-                    op,
-                    code: 0,
-                    message: TRANSPORT.into(),
-                    errno: Some(errno),
-                },
-                None => Fault::Tls {
-                    op,
-                    code: 0,
-                    message: other.to_string(),
-                    errno: None,
-                },
-            },
-        }
+            other => tls_err(op, 0, &other.to_string(), None),
+        })
     }
-}
-
-/// The errno in `err` and the syscall that got it (`op` when `err` does not say).
-fn errno_of(err: &Error, op: &'static str) -> Option<(&'static str, i32)> {
-    let n = err.raw_os_error()?;
-    let syscall = match err {
-        Error::Sys { op, .. } => op,
-        _ => op,
-    };
-    Some((syscall, n))
 }
 
 /// A new session from `ctx` for `config` (client: SNI, name or IP verification,
@@ -705,19 +649,28 @@ impl Conn {
         self.state(complete)
     }
 
-    /// Runs the config's `verify_connection` hook on the finished handshake.
+    /// Runs the config's `verify_connection` hook on the finished handshake. A hook
+    /// that panics rejects the peer: the panic stays in this connection's handshake
+    /// error instead of unwinding through the caller (an accept loop, say).
     fn check_connection(&self) -> Result<()> {
         let Some(hook) = &self.verify_connection else {
             return Ok(());
         };
-        hook.check(&self.state(true)).map_err(|reason| {
-            tls_err(
-                "handshake",
-                0,
-                &format!("verify_connection rejected the peer: {reason}"),
-                None,
-            )
-        })
+        let state = self.state(true);
+        let message =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.check(&state))) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(reason)) => format!("verify_connection rejected the peer: {reason}"),
+                Err(panic) => {
+                    let text = panic
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("a non-string payload");
+                    format!("verify_connection panicked: {text}")
+                }
+            };
+        Err(tls_err("handshake", 0, &message, None))
     }
 
     fn state(&self, complete: bool) -> ConnectionState {
@@ -803,9 +756,14 @@ impl Conn {
     /// # Ok(()) }
     /// ```
     ///
+    /// `len` 0 gives an empty vector (as Go). At most 65535 bytes, and with TLS 1.3 at
+    /// most 255 × the cipher suite's hash length (8160 or 12240): HKDF stops there.
+    ///
     /// # Errors
     /// `Error::Tls` before the handshake has completed (this never runs it) or when
-    /// OpenSSL refuses (an empty length, say); [`Error::Closed`].
+    /// OpenSSL refuses; [`Error::InvalidArgument`] for a `len` above the limit or, with
+    /// TLS 1.2, a `context` of 64 KiB or more (RFC 5705 sends its length in 16 bits);
+    /// [`Error::Closed`].
     pub fn export_keying_material(
         &self,
         label: &str,
@@ -821,10 +779,31 @@ impl Conn {
                 None,
             ));
         }
+        if len == 0 {
+            // OpenSSL's TLS 1.2 PRF refuses an empty output; TLS 1.3 and Go give one.
+            return Ok(Vec::new());
+        }
+        const MAX: usize = u16::MAX as usize;
+        let s = lock(&self.ssl);
+        let ssl = s.ssl();
+        let tls13 = ssl.version2() == Some(openssl::ssl::SslVersion::TLS1_3);
+        let limit = ssl
+            .current_cipher()
+            .and_then(|c| c.handshake_digest())
+            .filter(|_| tls13)
+            .map_or(MAX, |d| (255 * d.size()).min(MAX));
+        if len > limit {
+            return Err(Error::InvalidArgument(format!(
+                "tls: ExportKeyingMaterial length {len} is above {limit}"
+            )));
+        }
+        if !tls13 && context.is_some_and(|c| c.len() > MAX) {
+            return Err(Error::InvalidArgument(
+                "tls: ExportKeyingMaterial context too long".into(),
+            ));
+        }
         let mut out = vec![0u8; len];
-        lock(&self.ssl)
-            .ssl()
-            .export_keying_material(&mut out, label, context)
+        ssl.export_keying_material(&mut out, label, context)
             .map_err(|e| tls_err("export_keying_material", 0, &e.to_string(), None))?;
         Ok(out)
     }
@@ -843,14 +822,7 @@ impl Conn {
     /// write deadline, [`Error::Closed`]).
     pub fn key_update(&self, request_peer: bool) -> Result<()> {
         self.handshake()?;
-        let mut w = lock(&self.write);
-        if let Some(f) = &w.fault {
-            return Err(f.replay());
-        }
-        self.check_open()?;
-        if w.shut {
-            return Err(tls_err("key_update", 0, "tls: protocol is shutdown", None));
-        }
+        let mut w = self.writer("key_update")?;
         {
             let mut s = lock(&self.ssl);
             if s.ssl().version2() != Some(openssl::ssl::SslVersion::TLS1_3) {
@@ -887,14 +859,7 @@ impl Conn {
     /// As [`write`](Self::write).
     pub fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> Result<usize> {
         self.handshake_with(None, bufs.iter().any(|b| !b.is_empty()))?;
-        let mut w = lock(&self.write);
-        if let Some(f) = &w.fault {
-            return Err(f.replay());
-        }
-        self.check_open()?;
-        if w.shut {
-            return Err(tls_err("write", 0, "tls: protocol is shutdown", None));
-        }
+        let mut w = self.writer("write")?;
         let mut stage = std::mem::take(&mut w.stage);
         let mut done = 0;
         let res = self.write_deadline().and_then(|()| {
@@ -917,6 +882,21 @@ impl Conn {
         stage.clear();
         w.stage = stage;
         Self::written(&mut w, res, done)
+    }
+
+    /// The write lock, unless a write failed before (its sticky error), the conn is
+    /// closed, or [`close_write`](Self::close_write) ran (`op` fails with `"tls:
+    /// protocol is shutdown"`).
+    fn writer(&self, op: &'static str) -> Result<std::sync::MutexGuard<'_, WriteState>> {
+        let w = lock(&self.write);
+        if let Some(f) = &w.fault {
+            return Err(f.replay());
+        }
+        self.check_open()?;
+        if w.shut {
+            return Err(tls_err(op, 0, "tls: protocol is shutdown", None));
+        }
+        Ok(w)
     }
 
     fn check_open(&self) -> Result<()> {
@@ -1017,14 +997,7 @@ impl Conn {
     /// transport failures.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
         self.handshake_with(None, !buf.is_empty())?;
-        let mut w = lock(&self.write);
-        if let Some(f) = &w.fault {
-            return Err(f.replay());
-        }
-        self.check_open()?;
-        if w.shut {
-            return Err(tls_err("write", 0, "tls: protocol is shutdown", None));
-        }
+        let mut w = self.writer("write")?;
         let mut done = 0;
         let res = self
             .write_deadline()
@@ -1064,12 +1037,9 @@ impl Conn {
             Err(Error::Closed) => Err(Error::Closed),
             Err(e) => {
                 let fault = Fault::of(&e, "write");
-                w.fault = Some(fault.clone());
-                if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(fault.replay())
-                }
+                let err = fault.replay();
+                w.fault = Some(fault);
+                if done > 0 { Ok(done) } else { Err(err) }
             }
         }
     }
@@ -1345,6 +1315,19 @@ mod tests {
                 errno_text.as_str(),
             ),
             (reset(), errno_text.as_str()),
+            // A cause without an errno (OpenSSL's text under Go's words) is kept too.
+            (
+                tls_err(
+                    "handshake",
+                    1,
+                    NOT_TLS,
+                    Some(Error::Sys {
+                        op: "openssl",
+                        source: io::Error::other("wrong version number"),
+                    }),
+                ),
+                "openssl: wrong version number",
+            ),
         ] {
             let replayed = Fault::of(&original, "write").replay();
             let text = replayed.to_string();
