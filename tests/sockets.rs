@@ -2467,6 +2467,43 @@ fn owned_fd_keeps_the_number_and_leaks_nothing() {
     assert!(err.raw_os_error().is_some(), "{err:?}");
 }
 
+/// A value with no descriptor yet lends the crate's one dead placeholder (the file a
+/// closed socket's number names): I/O through it fails. It used to be `/dev/null`, where
+/// a write "succeeded" and a read saw EOF.
+#[test]
+fn unconnected_values_lend_the_dead_placeholder() {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+    fn refuses_io(what: &str, fd: OwnedFd) {
+        let mut f = std::fs::File::from(fd);
+        let err = f.write(b"x").unwrap_err();
+        assert!(err.raw_os_error().is_some(), "{what}: write {err:?}");
+        let err = f.read(&mut [0u8; 1]).unwrap_err();
+        assert!(err.raw_os_error().is_some(), "{what}: read {err:?}");
+    }
+    let dup = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().unwrap();
+    let never = TcpSocket::new();
+    let unbound = TcpServer::new();
+    refuses_io("TcpSocket::new().as_fd()", dup(never.as_fd()));
+    refuses_io("TcpServer::new().as_fd()", dup(unbound.as_fd()));
+    refuses_io(
+        "OwnedFd::from(TcpSocket::new())",
+        OwnedFd::from(TcpSocket::new()),
+    );
+    // The same file a closed socket's number names.
+    let (port, server) = listenany(0).unwrap();
+    let closed = connect(port).unwrap();
+    let _peer = accept_one(&server);
+    closed.close().unwrap();
+    let dead = inode_of(closed.as_raw_fd());
+    assert!(dead.is_some());
+    assert_eq!(inode_of(never.as_fd().as_raw_fd()), dead, "one placeholder");
+    assert_eq!(
+        inode_of(unbound.as_fd().as_raw_fd()),
+        dead,
+        "one placeholder"
+    );
+}
+
 #[test]
 fn io_errors_convert_to_reseau_errors() {
     // `?` mixes std and reseau calls in one function.

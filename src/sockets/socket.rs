@@ -1093,9 +1093,10 @@ impl TcpSocket {
 /// Descriptors (SPEC §7b). The number names the stream in use: the plain socket, or
 /// after STARTTLS the duplicate the TLS session runs on. After `close` it stays
 /// reserved (a dead placeholder) until the value is dropped, so it never names a file
-/// opened later. A never-connected socket has no descriptor: `as_fd` then borrows a
-/// process-wide placeholder (`/dev/null`, read-only) that is never closed, and
-/// `as_raw_fd` returns -1, as Julia's `fd` gives an invalid handle.
+/// opened later. A never-connected socket has no descriptor: `as_fd` then borrows that
+/// same process-wide dead placeholder (an unconnected unix socket: reads and writes on
+/// it fail with `ENOTCONN`), and `as_raw_fd` returns -1, as Julia's `fd` gives an
+/// invalid handle.
 impl AsFd for TcpSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         if let Some(t) = self.tls.get() {
@@ -1119,20 +1120,13 @@ impl AsRawFd for TcpSocket {
 }
 
 /// What `as_fd` lends for a value that has no descriptor yet (see `AsFd for
-/// TcpSocket`): opened once, never closed.
+/// TcpSocket`): the crate's dead placeholder, never closed.
 ///
 /// # Panics
-/// If neither `/dev/null` nor a socket can be opened (out of descriptors) the first
-/// time it is needed.
+/// If the placeholder cannot be created (out of descriptors) the first time it is
+/// needed.
 pub(crate) fn no_descriptor() -> BorrowedFd<'static> {
-    static NONE: OnceLock<OwnedFd> = OnceLock::new();
-    NONE.get_or_init(|| {
-        std::fs::File::open("/dev/null")
-            .map(OwnedFd::from)
-            .or_else(|_| crate::sys::stream_socket(socket2::Domain::UNIX))
-            .expect("a placeholder descriptor")
-    })
-    .as_fd()
+    crate::sys::placeholder()
 }
 
 /// Adopts a connected TCP or unix-domain stream socket (inherited, or from another
@@ -1377,8 +1371,8 @@ pub fn connect_with(endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<Tc
 /// Fallback, a duplicate of [`as_fd`](AsFd::as_fd)'s descriptor (another number) with
 /// the socket value itself closed: for a TLS socket (its session owns the stream, and
 /// after STARTTLS runs on a duplicate of it; the close_notify is sent as the value is
-/// dropped, so the raw stream is only useful to close elsewhere), a closed socket (a
-/// dead placeholder) and one never connected (`/dev/null`).
+/// dropped, so the raw stream is only useful to close elsewhere), a closed socket and
+/// one never connected (both: the dead placeholder).
 ///
 /// # Panics
 /// In the fallback cases only, if the process is out of descriptors for the duplicate.
