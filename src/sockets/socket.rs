@@ -531,15 +531,7 @@ impl TcpSocket {
     ) -> Result<T> {
         let mut rb = self.rb();
         let d = self.duplex()?;
-        let peer_eof = &self.peer_eof;
-        let mut fill = |out: &mut [u8]| {
-            let n = d.read(out)?;
-            if n == 0 && !out.is_empty() {
-                peer_eof.store(true, Ordering::Relaxed);
-            }
-            Ok(n)
-        };
-        f(&mut rb, &mut fill)
+        f(&mut rb, &mut |out: &mut [u8]| fill(d, &self.peer_eof, out))
     }
 
     /// Reads into `out` (buffered bytes first): `Read for &TcpSocket`. An empty `out`
