@@ -2091,6 +2091,23 @@ fn unconnected_socket_then_connect() {
     let upeer = accept_one(&userver);
     (&upeer).write_all(b"u\n").unwrap();
     assert_eq!(us.readline(true).unwrap(), "u\n");
+    // A failed connect uses the socket up: a second one is refused, without claiming
+    // the socket is connected.
+    let (gone, gone_server) = listenany(0).unwrap();
+    gone_server.close().unwrap();
+    let failed = TcpSocket::new();
+    assert_op_errno(
+        &failed.connect(gone).unwrap_err(),
+        "connect",
+        libc::ECONNREFUSED,
+    );
+    let err = failed.connect(port).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("not in initialization state"),
+        "{err}"
+    );
+    assert!(!failed.is_open());
     // Closing a never-connected socket, then connecting it.
     let closed = TcpSocket::new();
     closed.close().unwrap();

@@ -966,8 +966,9 @@ impl TcpSocket {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when already connected (or connecting); otherwise as
-    /// [`connect`].
+    /// [`Error::InvalidArgument`] when connect was already called on this socket (it is
+    /// connected, connecting, or its connect failed: a socket connects once, as in
+    /// Julia); otherwise as [`connect`].
     pub fn connect(&self, endpoint: impl Endpoint) -> Result<()> {
         self.connect_with(endpoint, &ConnectOptions::default())
     }
@@ -978,8 +979,9 @@ impl TcpSocket {
     /// As [`connect_with`].
     pub fn connect_with(&self, endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<()> {
         if self.connecting.swap(true, Ordering::AcqRel) {
+            // Julia's words; also after a failed connect, which leaves the socket closed.
             return Err(Error::InvalidArgument(
-                "the socket is already connected".into(),
+                "TcpSocket is not in initialization state (connect was already called)".into(),
             ));
         }
         self.establish(&endpoint.target(), opts, true)
