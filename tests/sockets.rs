@@ -2682,6 +2682,12 @@ fn reuse_port_through_listen_options() {
     assert_eq!(port_of(&b), port);
     let err = listen(port).unwrap_err();
     assert_op_errno(&err, "listen", libc::EADDRINUSE);
+    // Not for a unix path: refused up front rather than ignored, nothing created.
+    let dir = TempDir::new();
+    let path = dir.sock("reuse.sock");
+    let err = listen_with(path.as_path(), &opts).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(!path.exists());
 }
 
 #[test]
