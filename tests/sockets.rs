@@ -1293,6 +1293,15 @@ fn accept_loop_ends_with_error_on_never_listened_server() {
     assert!(matches!(res, Err(Error::InvalidArgument(_))), "{res:?}");
 }
 
+#[test]
+fn accept_loop_on_an_already_closed_server_ends_quietly() {
+    let (_port, server) = listenany(0).unwrap();
+    server.close().unwrap();
+    let h = accept_loop(Arc::new(server), |_| panic!("nothing to accept"));
+    let res = join_within(h, SAFETY, "accept_loop on a closed server");
+    assert!(res.is_ok(), "{res:?}");
+}
+
 const EMFILE_CHILD_ENV: &str = "RESEAU_SOCKETS_EMFILE_CHILD";
 const EMFILE_CHILD_OK: &str = "EMFILE-CHILD-OK";
 
@@ -2043,6 +2052,35 @@ fn readline_and_readuntil_follow_julia() {
 }
 
 #[test]
+fn lines_longer_than_the_read_buffer() {
+    // 200 KB without a newline (the buffer is 64 KiB), then EOF: one line.
+    let (_srv, c, mut s) = tcp_pair();
+    let long = "x".repeat(200_000);
+    let writer = thread::spawn({
+        let long = long.clone();
+        move || {
+            (&c).write_all(long.as_bytes()).unwrap();
+            (&c).write_all(b"\nyz").unwrap();
+            c.closewrite().unwrap();
+            c
+        }
+    });
+    // Bounded with BufRead::take: the rest stays readable.
+    let mut head = Vec::new();
+    (&mut s).take(100_000).read_until(b'\n', &mut head).unwrap();
+    assert_eq!(head.len(), 100_000);
+    let rest = s.readline(false).unwrap();
+    assert_eq!(rest.len() + head.len(), long.len());
+    assert_eq!(
+        s.readuntil(b'\n', true).unwrap(),
+        b"yz",
+        "EOF ends the last one"
+    );
+    assert_eq!(s.readline(true).unwrap(), "");
+    let _c = writer.join().unwrap();
+}
+
+#[test]
 fn zero_length_reads_return_at_once() {
     // No deadline: a zero-length read that waited for data would hang (bounded here).
     let dir = TempDir::new();
@@ -2291,12 +2329,22 @@ fn descriptors_from_std_and_back() {
     assert_eq!(&b, b"x");
     // Wrong kinds are InvalidArgument.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pipe_r, _pipe_w) = std::io::pipe().unwrap();
     for fd in [
         OwnedFd::from(udp),
         OwnedFd::from(std::fs::File::open("/dev/null").unwrap()),
+        OwnedFd::from(pipe_r),
         OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
     ] {
         let err = TcpSocket::try_from(fd).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+    let (pipe_r, _pipe_w) = std::io::pipe().unwrap();
+    for fd in [
+        OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()),
+        OwnedFd::from(pipe_r),
+    ] {
+        let err = TcpServer::try_from(fd).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     }
     let unconnected =

@@ -550,6 +550,10 @@ impl TcpSocket {
     /// stream; without `keep` the `\n` (or `\r\n`) is dropped. At EOF: what was read,
     /// possibly `""`.
     ///
+    /// No length limit, as in Julia: a peer that never sends `\n` grows the line until
+    /// EOF, an error or the read deadline. To bound it, read through `BufRead` on
+    /// `&mut TcpSocket`: `(&mut sock).take(limit).read_until(b'\n', &mut line)`.
+    ///
     /// # Errors
     /// As [`Read`]; [`Error::InvalidArgument`] for a line that is not UTF-8
     /// (the bytes stay buffered: [`readuntil`](Self::readuntil) gets them). On an error
