@@ -1031,18 +1031,13 @@ impl TcpSocket {
                 } else {
                     dialer.dial_addrs(&addrs, budget)
                 };
-                let tcp = res.map_err(|mut errs| {
+                let tcp = res.map_err(|errs| {
                     if canceled_now() {
                         return canceled(target);
                     }
-                    let first = if errs.is_empty() {
-                        Error::Closed
-                    } else {
-                        errs.remove(0)
-                    };
-                    let mut all = vec![first.duplicate()];
-                    all.extend(errs);
-                    connect_error(target, first, all)
+                    // The first attempt's error is reported; all stay in `attempts`.
+                    let first = errs.first().map_or(Error::Closed, Error::duplicate);
+                    connect_error(target, first, errs)
                 })?;
                 (Base::Tcp(tcp), host)
             }
