@@ -449,7 +449,11 @@ pub fn read_buf(data: &[u8]) {
         errors, failures,
         "every source failure reported once, no others"
     );
-    assert!(rb.allocations() <= 1 + failures + invalid, "storage reused");
+    // A give-back larger than the storage grows it once and shrinks it back once.
+    assert!(
+        rb.allocations() <= 1 + 2 * (failures + invalid),
+        "storage reused"
+    );
 }
 
 // ---------------------------------------------------------------------------------

@@ -464,25 +464,8 @@ impl From<Error> for io::Error {
 /// ```
 impl From<io::Error> for Error {
     fn from(err: io::Error) -> Error {
-        if Error::from_io(&err).is_none() {
-            return Error::Sys {
-                op: "io",
-                source: err,
-            };
-        }
-        let kind = err.kind();
-        match err.into_inner().map(|inner| inner.downcast::<Error>()) {
-            Some(Ok(e)) => *e,
-            // Not reached (checked above), but losing nothing costs nothing.
-            Some(Err(other)) => Error::Sys {
-                op: "io",
-                source: io::Error::new(kind, other),
-            },
-            None => Error::Sys {
-                op: "io",
-                source: kind.into(),
-            },
-        }
+        err.downcast::<Error>()
+            .unwrap_or_else(|source| Error::Sys { op: "io", source })
     }
 }
 

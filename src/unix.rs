@@ -86,7 +86,6 @@ pub(crate) fn listen_bare(path: &Path) -> Result<Listener> {
     fd.control("bind", |fd| sys::sock(&fd).bind(&addr))?;
     let ln = Listener {
         fd,
-        path: path.to_path_buf(),
         file: SocketFile::new(path, addr.as_pathname().is_some()),
     };
     ln.fd.control("listen", |fd| {
@@ -133,11 +132,12 @@ impl fmt::Debug for Conn {
 pub struct Listener {
     // Declared before `file`: dropping closes the socket before removing its file.
     fd: Fd,
-    path: PathBuf,
+    /// The path listened on, and whether its file is ours to remove.
     file: SocketFile,
 }
 
-/// The socket file a listener created: removed once, by the first `close` or on drop.
+/// A listener's path; the socket file, when the listener created it, is removed once,
+/// by the first `close` or on drop.
 /// Kept apart from [`Listener`] so `Listener` has no `Drop` and its descriptor can be
 /// moved out (`From<Listener> for OwnedFd`).
 struct SocketFile {
@@ -185,7 +185,7 @@ impl Listener {
         let (fd, peer) = self.fd.accept()?;
         Ok(Conn {
             fd: Fd::new(fd),
-            local: Some(self.path.clone()),
+            local: Some(self.file.path.clone()),
             peer: sys::unix_path(&peer),
         })
     }
@@ -194,7 +194,7 @@ impl Listener {
     pub(crate) fn try_accept(&self) -> Result<Option<Conn>> {
         Ok(self.fd.try_accept()?.map(|(fd, peer)| Conn {
             fd: Fd::new(fd),
-            local: Some(self.path.clone()),
+            local: Some(self.file.path.clone()),
             peer: sys::unix_path(&peer),
         }))
     }
@@ -209,7 +209,7 @@ impl Listener {
 
     /// The path listened on.
     pub fn local_addr(&self) -> Option<PathBuf> {
-        Some(self.path.clone())
+        Some(self.file.path.clone())
     }
 
     /// Closes, wakes a blocked `accept`, and removes the socket file. Idempotent.
@@ -236,7 +236,7 @@ impl Listener {
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = if self.is_open() { "active" } else { "closed" };
-        write!(f, "unix::Listener({}, {state})", self.path.display())
+        write!(f, "unix::Listener({}, {state})", self.file.path.display())
     }
 }
 
@@ -290,7 +290,6 @@ impl From<std::os::unix::net::UnixListener> for Listener {
         Listener {
             fd: Fd::new(std::os::fd::OwnedFd::from(ln)),
             file: SocketFile::new(&path, false),
-            path,
         }
     }
 }

@@ -1293,6 +1293,15 @@ fn accept_loop_ends_with_error_on_never_listened_server() {
     assert!(matches!(res, Err(Error::InvalidArgument(_))), "{res:?}");
 }
 
+#[test]
+fn accept_loop_on_an_already_closed_server_ends_quietly() {
+    let (_port, server) = listenany(0).unwrap();
+    server.close().unwrap();
+    let h = accept_loop(Arc::new(server), |_| panic!("nothing to accept"));
+    let res = join_within(h, SAFETY, "accept_loop on a closed server");
+    assert!(res.is_ok(), "{res:?}");
+}
+
 const EMFILE_CHILD_ENV: &str = "RESEAU_SOCKETS_EMFILE_CHILD";
 const EMFILE_CHILD_OK: &str = "EMFILE-CHILD-OK";
 
@@ -2043,6 +2052,35 @@ fn readline_and_readuntil_follow_julia() {
 }
 
 #[test]
+fn lines_longer_than_the_read_buffer() {
+    // 200 KB without a newline (the buffer is 64 KiB), then EOF: one line.
+    let (_srv, c, mut s) = tcp_pair();
+    let long = "x".repeat(200_000);
+    let writer = thread::spawn({
+        let long = long.clone();
+        move || {
+            (&c).write_all(long.as_bytes()).unwrap();
+            (&c).write_all(b"\nyz").unwrap();
+            c.closewrite().unwrap();
+            c
+        }
+    });
+    // Bounded with BufRead::take: the rest stays readable.
+    let mut head = Vec::new();
+    (&mut s).take(100_000).read_until(b'\n', &mut head).unwrap();
+    assert_eq!(head.len(), 100_000);
+    let rest = s.readline(false).unwrap();
+    assert_eq!(rest.len() + head.len(), long.len());
+    assert_eq!(
+        s.readuntil(b'\n', true).unwrap(),
+        b"yz",
+        "EOF ends the last one"
+    );
+    assert_eq!(s.readline(true).unwrap(), "");
+    let _c = writer.join().unwrap();
+}
+
+#[test]
 fn zero_length_reads_return_at_once() {
     // No deadline: a zero-length read that waited for data would hang (bounded here).
     let dir = TempDir::new();
@@ -2091,6 +2129,23 @@ fn unconnected_socket_then_connect() {
     let upeer = accept_one(&userver);
     (&upeer).write_all(b"u\n").unwrap();
     assert_eq!(us.readline(true).unwrap(), "u\n");
+    // A failed connect uses the socket up: a second one is refused, without claiming
+    // the socket is connected.
+    let (gone, gone_server) = listenany(0).unwrap();
+    gone_server.close().unwrap();
+    let failed = TcpSocket::new();
+    assert_op_errno(
+        &failed.connect(gone).unwrap_err(),
+        "connect",
+        libc::ECONNREFUSED,
+    );
+    let err = failed.connect(port).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("not in initialization state"),
+        "{err}"
+    );
+    assert!(!failed.is_open());
     // Closing a never-connected socket, then connecting it.
     let closed = TcpSocket::new();
     closed.close().unwrap();
@@ -2274,12 +2329,22 @@ fn descriptors_from_std_and_back() {
     assert_eq!(&b, b"x");
     // Wrong kinds are InvalidArgument.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pipe_r, _pipe_w) = std::io::pipe().unwrap();
     for fd in [
         OwnedFd::from(udp),
         OwnedFd::from(std::fs::File::open("/dev/null").unwrap()),
+        OwnedFd::from(pipe_r),
         OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
     ] {
         let err = TcpSocket::try_from(fd).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+    let (pipe_r, _pipe_w) = std::io::pipe().unwrap();
+    for fd in [
+        OwnedFd::from(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()),
+        OwnedFd::from(pipe_r),
+    ] {
+        let err = TcpServer::try_from(fd).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     }
     let unconnected =
@@ -2467,6 +2532,43 @@ fn owned_fd_keeps_the_number_and_leaks_nothing() {
     assert!(err.raw_os_error().is_some(), "{err:?}");
 }
 
+/// A value with no descriptor yet lends the crate's one dead placeholder (the file a
+/// closed socket's number names): I/O through it fails. It used to be `/dev/null`, where
+/// a write "succeeded" and a read saw EOF.
+#[test]
+fn unconnected_values_lend_the_dead_placeholder() {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+    fn refuses_io(what: &str, fd: OwnedFd) {
+        let mut f = std::fs::File::from(fd);
+        let err = f.write(b"x").unwrap_err();
+        assert!(err.raw_os_error().is_some(), "{what}: write {err:?}");
+        let err = f.read(&mut [0u8; 1]).unwrap_err();
+        assert!(err.raw_os_error().is_some(), "{what}: read {err:?}");
+    }
+    let dup = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().unwrap();
+    let never = TcpSocket::new();
+    let unbound = TcpServer::new();
+    refuses_io("TcpSocket::new().as_fd()", dup(never.as_fd()));
+    refuses_io("TcpServer::new().as_fd()", dup(unbound.as_fd()));
+    refuses_io(
+        "OwnedFd::from(TcpSocket::new())",
+        OwnedFd::from(TcpSocket::new()),
+    );
+    // The same file a closed socket's number names.
+    let (port, server) = listenany(0).unwrap();
+    let closed = connect(port).unwrap();
+    let _peer = accept_one(&server);
+    closed.close().unwrap();
+    let dead = inode_of(closed.as_raw_fd());
+    assert!(dead.is_some());
+    assert_eq!(inode_of(never.as_fd().as_raw_fd()), dead, "one placeholder");
+    assert_eq!(
+        inode_of(unbound.as_fd().as_raw_fd()),
+        dead,
+        "one placeholder"
+    );
+}
+
 #[test]
 fn io_errors_convert_to_reseau_errors() {
     // `?` mixes std and reseau calls in one function.
@@ -2628,6 +2730,12 @@ fn reuse_port_through_listen_options() {
     assert_eq!(port_of(&b), port);
     let err = listen(port).unwrap_err();
     assert_op_errno(&err, "listen", libc::EADDRINUSE);
+    // Not for a unix path: refused up front rather than ignored, nothing created.
+    let dir = TempDir::new();
+    let path = dir.sock("reuse.sock");
+    let err = listen_with(path.as_path(), &opts).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(!path.exists());
 }
 
 #[test]

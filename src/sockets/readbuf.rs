@@ -76,8 +76,9 @@ impl ReadBuf {
         self.start == self.end
     }
 
-    /// How many times the storage has been allocated (once, unless a failed
-    /// `read_until` had to give back more than the storage holds).
+    /// How many times the storage has been allocated (once, plus twice for each failed
+    /// `read_until` that had to give back more than the storage holds: grown to hold
+    /// those bytes, shrunk back at the refill after them).
     pub fn allocations(&self) -> usize {
         self.allocations
     }
@@ -103,6 +104,12 @@ impl ReadBuf {
         debug_assert!(self.is_empty());
         if self.data.is_empty() {
             self.data = vec![0; self.cap];
+            self.allocations += 1;
+        } else if self.data.len() > self.cap {
+            // Grown by `unread` to give back a long line; back to the usual size once
+            // those bytes are consumed, so one huge line is not kept for the socket's life.
+            self.data.truncate(self.cap);
+            self.data.shrink_to_fit();
             self.allocations += 1;
         }
         self.start = 0;
@@ -351,6 +358,40 @@ mod tests {
         assert_eq!(rb.buffered(), b"abcdef");
         assert_eq!(rb.read_until(b'\n', false, &mut fill).unwrap(), b"abcdefg");
         assert_eq!(rb.read_until(b'\n', false, &mut fill).unwrap(), b"");
+    }
+
+    #[test]
+    fn storage_grown_by_a_failed_read_until_shrinks_back() {
+        let mut rb = ReadBuf::new(4);
+        let mut asked = Vec::new();
+        let mut calls = 0;
+        let mut fill = |dst: &mut [u8]| {
+            calls += 1;
+            asked.push(dst.len());
+            match calls {
+                1 | 2 => {
+                    dst[..4].copy_from_slice(b"abcd");
+                    Ok(4)
+                }
+                3 => Err(Error::DeadlineExceeded),
+                _ => Ok(0),
+            }
+        };
+        assert!(rb.read_until(b'\n', true, &mut fill).is_err());
+        assert_eq!(
+            rb.buffered(),
+            b"abcdabcd",
+            "given back: the storage grew to 8"
+        );
+        let mut out = [0u8; 8];
+        assert_eq!(rb.read(&mut out, &mut fill).unwrap(), 8);
+        assert_eq!(rb.fill_buf(&mut fill).unwrap(), b"");
+        assert_eq!(
+            asked,
+            [4, 4, 4, 4],
+            "the next refill reads into 4 bytes again"
+        );
+        assert_eq!(rb.data.len(), 4);
     }
 
     #[test]

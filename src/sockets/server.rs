@@ -37,7 +37,8 @@ pub struct ListenOptions {
     /// Require and verify client certificates against this CA (mTLS).
     pub client_ca_file: Option<PathBuf>,
     /// `SO_REUSEPORT`: several servers (processes) share the port, the kernel spreads
-    /// connections across them (TCP only).
+    /// connections across them (TCP only: with a unix path, `listen_with` refuses it
+    /// with [`Error::InvalidArgument`]).
     pub reuse_port: bool,
 }
 
@@ -516,6 +517,12 @@ pub fn listen_with(endpoint: impl Endpoint, opts: &ListenOptions) -> Result<TcpS
         cfg.context(true)?;
     }
     let addr = match &target {
+        Target::Path(_) if opts.reuse_port => {
+            // Silently ignoring it would let a second server fail later with EADDRINUSE.
+            return Err(Error::InvalidArgument(
+                "reuse_port applies to TCP listeners only, not to a unix socket path".into(),
+            ));
+        }
         Target::Path(p) => {
             let l = unix::listen_bare(p).map_err(|e| listen_error(&target, e))?;
             return Ok(TcpServer::with(match tls_cfg {

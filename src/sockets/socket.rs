@@ -531,15 +531,7 @@ impl TcpSocket {
     ) -> Result<T> {
         let mut rb = self.rb();
         let d = self.duplex()?;
-        let peer_eof = &self.peer_eof;
-        let mut fill = |out: &mut [u8]| {
-            let n = d.read(out)?;
-            if n == 0 && !out.is_empty() {
-                peer_eof.store(true, Ordering::Relaxed);
-            }
-            Ok(n)
-        };
-        f(&mut rb, &mut fill)
+        f(&mut rb, &mut |out: &mut [u8]| fill(d, &self.peer_eof, out))
     }
 
     /// Reads into `out` (buffered bytes first): `Read for &TcpSocket`. An empty `out`
@@ -557,6 +549,10 @@ impl TcpSocket {
     /// Julia's `readline(sock; keep)`: the next line, ending at `\n` or the end of the
     /// stream; without `keep` the `\n` (or `\r\n`) is dropped. At EOF: what was read,
     /// possibly `""`.
+    ///
+    /// No length limit, as in Julia: a peer that never sends `\n` grows the line until
+    /// EOF, an error or the read deadline. To bound it, read through `BufRead` on
+    /// `&mut TcpSocket`: `(&mut sock).take(limit).read_until(b'\n', &mut line)`.
     ///
     /// # Errors
     /// As [`Read`]; [`Error::InvalidArgument`] for a line that is not UTF-8
@@ -974,8 +970,9 @@ impl TcpSocket {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when already connected (or connecting); otherwise as
-    /// [`connect`].
+    /// [`Error::InvalidArgument`] when connect was already called on this socket (it is
+    /// connected, connecting, or its connect failed: a socket connects once, as in
+    /// Julia); otherwise as [`connect`].
     pub fn connect(&self, endpoint: impl Endpoint) -> Result<()> {
         self.connect_with(endpoint, &ConnectOptions::default())
     }
@@ -986,8 +983,9 @@ impl TcpSocket {
     /// As [`connect_with`].
     pub fn connect_with(&self, endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<()> {
         if self.connecting.swap(true, Ordering::AcqRel) {
+            // Julia's words; also after a failed connect, which leaves the socket closed.
             return Err(Error::InvalidArgument(
-                "the socket is already connected".into(),
+                "TcpSocket is not in initialization state (connect was already called)".into(),
             ));
         }
         self.establish(&endpoint.target(), opts, true)
@@ -1033,18 +1031,13 @@ impl TcpSocket {
                 } else {
                     dialer.dial_addrs(&addrs, budget)
                 };
-                let tcp = res.map_err(|mut errs| {
+                let tcp = res.map_err(|errs| {
                     if canceled_now() {
                         return canceled(target);
                     }
-                    let first = if errs.is_empty() {
-                        Error::Closed
-                    } else {
-                        errs.remove(0)
-                    };
-                    let mut all = vec![first.duplicate()];
-                    all.extend(errs);
-                    connect_error(target, first, all)
+                    // The first attempt's error is reported; all stay in `attempts`.
+                    let first = errs.first().map_or(Error::Closed, Error::duplicate);
+                    connect_error(target, first, errs)
                 })?;
                 (Base::Tcp(tcp), host)
             }
@@ -1093,9 +1086,10 @@ impl TcpSocket {
 /// Descriptors (SPEC §7b). The number names the stream in use: the plain socket, or
 /// after STARTTLS the duplicate the TLS session runs on. After `close` it stays
 /// reserved (a dead placeholder) until the value is dropped, so it never names a file
-/// opened later. A never-connected socket has no descriptor: `as_fd` then borrows a
-/// process-wide placeholder (`/dev/null`, read-only) that is never closed, and
-/// `as_raw_fd` returns -1, as Julia's `fd` gives an invalid handle.
+/// opened later. A never-connected socket has no descriptor: `as_fd` then borrows that
+/// same process-wide dead placeholder (an unconnected unix socket: reads and writes on
+/// it fail with `ENOTCONN`), and `as_raw_fd` returns -1, as Julia's `fd` gives an
+/// invalid handle.
 impl AsFd for TcpSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         if let Some(t) = self.tls.get() {
@@ -1119,20 +1113,13 @@ impl AsRawFd for TcpSocket {
 }
 
 /// What `as_fd` lends for a value that has no descriptor yet (see `AsFd for
-/// TcpSocket`): opened once, never closed.
+/// TcpSocket`): the crate's dead placeholder, never closed.
 ///
 /// # Panics
-/// If neither `/dev/null` nor a socket can be opened (out of descriptors) the first
-/// time it is needed.
+/// If the placeholder cannot be created (out of descriptors) the first time it is
+/// needed.
 pub(crate) fn no_descriptor() -> BorrowedFd<'static> {
-    static NONE: OnceLock<OwnedFd> = OnceLock::new();
-    NONE.get_or_init(|| {
-        std::fs::File::open("/dev/null")
-            .map(OwnedFd::from)
-            .or_else(|_| crate::sys::stream_socket(socket2::Domain::UNIX))
-            .expect("a placeholder descriptor")
-    })
-    .as_fd()
+    crate::sys::placeholder()
 }
 
 /// Adopts a connected TCP or unix-domain stream socket (inherited, or from another
@@ -1377,8 +1364,8 @@ pub fn connect_with(endpoint: impl Endpoint, opts: &ConnectOptions) -> Result<Tc
 /// Fallback, a duplicate of [`as_fd`](AsFd::as_fd)'s descriptor (another number) with
 /// the socket value itself closed: for a TLS socket (its session owns the stream, and
 /// after STARTTLS runs on a duplicate of it; the close_notify is sent as the value is
-/// dropped, so the raw stream is only useful to close elsewhere), a closed socket (a
-/// dead placeholder) and one never connected (`/dev/null`).
+/// dropped, so the raw stream is only useful to close elsewhere), a closed socket and
+/// one never connected (both: the dead placeholder).
 ///
 /// # Panics
 /// In the fallback cases only, if the process is out of descriptors for the duplicate.

@@ -22,7 +22,7 @@
 use std::io::{self, IoSlice};
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use socket2::{Domain, SockAddr, SockRef, Type};
@@ -245,13 +245,23 @@ pub(crate) unsafe fn close(fd: RawFd) {
 /// every read or write on it fails with `ENOTCONN`, option calls answer for a unix
 /// socket). `None` if it could not be created (out of descriptors); the caller then
 /// closes outright and retries the placeholder next time.
-fn dead_placeholder() -> Option<RawFd> {
+fn dead_placeholder() -> Option<BorrowedFd<'static>> {
     static DEAD: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
     if let Some(fd) = DEAD.get() {
-        return Some(fd.as_raw_fd());
+        return Some(fd.as_fd());
     }
     let fd = stream_socket(Domain::UNIX).ok()?;
-    Some(DEAD.get_or_init(|| fd).as_raw_fd())
+    Some(DEAD.get_or_init(|| fd).as_fd())
+}
+
+/// The dead placeholder, lent by values that have no descriptor yet (a never-connected
+/// facade socket, an unbound server): the same file closed sockets' numbers name, so
+/// I/O through it fails (`ENOTCONN`) rather than reaching some other file.
+///
+/// # Panics
+/// If the placeholder cannot be created (out of descriptors) the first time it is needed.
+pub(crate) fn placeholder() -> BorrowedFd<'static> {
+    dead_placeholder().expect("the placeholder descriptor (out of descriptors?)")
 }
 
 /// Closes the socket behind `fd` but keeps the number allocated: the number is made to
@@ -263,7 +273,7 @@ fn dead_placeholder() -> Option<RawFd> {
 /// The caller owns `fd` and no other thread uses it during the call (poll's refcount);
 /// on `true` the caller still owns the number and must [`close`] it later.
 pub(crate) unsafe fn retire(fd: RawFd) -> bool {
-    if let Some(dead) = dead_placeholder() {
+    if let Some(dead) = dead_placeholder().map(|d| d.as_raw_fd()) {
         loop {
             // SAFETY: `dead` lives for the whole process; `fd` is owned by the caller, so
             // replacing what it names cannot affect anybody else's descriptor.
