@@ -481,6 +481,20 @@ fn lookup_until_abandons_slow_static() {
     assert_eq!(got, ips(&["127.0.0.1"]));
 }
 
+/// A delay too long for `Instant` (a careless "never answer") still ends at the
+/// deadline; it used to panic adding the delay to the clock.
+#[test]
+fn lookup_until_with_a_huge_static_delay_times_out() {
+    let r = Arc::new(StaticResolver::new());
+    r.insert_with_delay("never.test", ips(&["127.0.0.1"]), Duration::MAX);
+    let start = Instant::now();
+    let res = r
+        .clone()
+        .lookup_until("never.test", Some(start + Duration::from_millis(20)));
+    assert!(matches!(res, Err(Error::DeadlineExceeded)), "{res:?}");
+    assert!(start.elapsed() < SLACK, "took {:?}", start.elapsed());
+}
+
 /// A resolver that only implements `lookup` (the trait's provided `lookup_until`).
 #[derive(Debug)]
 struct Sleepy(Duration);

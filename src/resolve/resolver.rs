@@ -303,14 +303,17 @@ impl Resolver for StaticResolver {
         }
         match self.get(host) {
             Some(e) => {
-                let ready = Instant::now() + e.delay;
+                // `None`: a delay past what `Instant` can represent, i.e. never.
+                let ready = Instant::now().checked_add(e.delay);
                 match deadline {
-                    Some(d) if d < ready => {
+                    Some(d) if ready.is_none_or(|r| d < r) => {
                         thread::sleep(d.saturating_duration_since(Instant::now()));
                         Err(Error::DeadlineExceeded)
                     }
                     _ => {
-                        thread::sleep(ready.saturating_duration_since(Instant::now()));
+                        thread::sleep(
+                            ready.map_or(e.delay, |r| r.saturating_duration_since(Instant::now())),
+                        );
                         Ok(e.addrs)
                     }
                 }
