@@ -441,6 +441,25 @@ fn static_resolver_fallback() {
     assert!(r.lookup("nowhere.test").is_err());
 }
 
+/// An entry with no addresses is a name that does not resolve (`Resolver` never
+/// answers `Ok(vec![])`): it used to come back as an empty success, which a cache then
+/// kept as a positive answer.
+#[test]
+fn static_resolver_empty_entry_is_no_such_host() {
+    let parent = Arc::new(StaticResolver::new());
+    parent.insert("gone.test", ips(&["127.0.0.3"]));
+    let r = Arc::new(StaticResolver::new().fallback(parent));
+    r.insert("gone.test", []);
+    let err = r.lookup("gone.test").unwrap_err();
+    assert_eq!(lookup_msg(&err), ("no such host", "gone.test"));
+    let deadline = Some(Instant::now() + SLACK);
+    let err = r.clone().lookup_until("gone.test", deadline).unwrap_err();
+    assert_eq!(lookup_msg(&err), ("no such host", "gone.test"));
+    let cache = CachingResolver::new(r);
+    assert!(cache.lookup("gone.test").is_err());
+    assert!(cache.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // lookup_until: abandoning a slow lookup at the deadline
 
