@@ -844,6 +844,13 @@ fn cache_zero_ttl_only_coalesces() {
     thread::sleep(Duration::from_millis(2));
     cache.lookup("z.test").unwrap();
     assert_eq!(parent.calls(), 2);
+    // Nothing is kept (it used to hold an entry that could never be served), so even
+    // back-to-back lookups on a coarse clock both reach the parent.
+    assert!(cache.is_empty(), "{} entries kept", cache.len());
+    cache.lookup("z.test").unwrap();
+    cache.lookup("z.test").unwrap();
+    assert_eq!(parent.calls(), 4);
+    assert_eq!(cache.stats().hits, 0);
 }
 
 #[test]

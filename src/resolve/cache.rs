@@ -372,8 +372,11 @@ impl Job {
         {
             let mut st = lock(&self.state);
             let st = &mut *st;
+            // An answer that could never be served (ttl and stale window both 0) is
+            // not kept: the cache is then a pure coalescing layer.
+            let keep = !(self.cfg.ttl.is_zero() && self.cfg.stale_ttl.is_zero());
             let entry = match &res {
-                Ok(ips) => Some((Ok(ips.clone()), self.cfg.ttl)),
+                Ok(ips) if keep => Some((Ok(ips.clone()), self.cfg.ttl)),
                 // A full queue is an overload, not an answer about the name.
                 Err(e @ Error::Lookup { msg, .. })
                     if !self.cfg.negative_ttl.is_zero() && !pool::is_queue_full(e) =>
