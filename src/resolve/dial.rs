@@ -438,13 +438,17 @@ impl Dialer {
             let timeout_ns = until.map(|t| nanos(t.saturating_duration_since(now)));
             revents.clear();
             revents.resize(pending.len(), 0);
-            let polled = match pending.as_slice() {
-                // The common case, one connect in flight, without building a list.
-                [a] => sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut revents),
-                all => {
-                    let fds: Vec<BorrowedFd<'_>> = all.iter().map(|a| a.fd.as_fd()).collect();
-                    sys::poll_writable(&fds, timeout_ns, &mut revents)
+            // Up to four connects in flight (nearly every race) without building a list
+            // per wait, as `poll_writable` itself keeps its `pollfd`s on the stack.
+            let polled = if pending.len() <= 4 {
+                let mut fds = [pending[0].fd.as_fd(); 4];
+                for (slot, a) in fds.iter_mut().zip(&pending) {
+                    *slot = a.fd.as_fd();
                 }
+                sys::poll_writable(&fds[..pending.len()], timeout_ns, &mut revents)
+            } else {
+                let fds: Vec<BorrowedFd<'_>> = pending.iter().map(|a| a.fd.as_fd()).collect();
+                sys::poll_writable(&fds, timeout_ns, &mut revents)
             };
             match polled {
                 Ok(0) => continue,
