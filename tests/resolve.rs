@@ -441,6 +441,25 @@ fn static_resolver_fallback() {
     assert!(r.lookup("nowhere.test").is_err());
 }
 
+/// An entry with no addresses is a name that does not resolve (`Resolver` never
+/// answers `Ok(vec![])`): it used to come back as an empty success, which a cache then
+/// kept as a positive answer.
+#[test]
+fn static_resolver_empty_entry_is_no_such_host() {
+    let parent = Arc::new(StaticResolver::new());
+    parent.insert("gone.test", ips(&["127.0.0.3"]));
+    let r = Arc::new(StaticResolver::new().fallback(parent));
+    r.insert("gone.test", []);
+    let err = r.lookup("gone.test").unwrap_err();
+    assert_eq!(lookup_msg(&err), ("no such host", "gone.test"));
+    let deadline = Some(Instant::now() + SLACK);
+    let err = r.clone().lookup_until("gone.test", deadline).unwrap_err();
+    assert_eq!(lookup_msg(&err), ("no such host", "gone.test"));
+    let cache = CachingResolver::new(r);
+    assert!(cache.lookup("gone.test").is_err());
+    assert!(cache.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // lookup_until: abandoning a slow lookup at the deadline
 
@@ -479,6 +498,20 @@ fn lookup_until_abandons_slow_static() {
         .lookup_until("quick.test", Some(Instant::now() + Duration::from_secs(5)))
         .unwrap();
     assert_eq!(got, ips(&["127.0.0.1"]));
+}
+
+/// A delay too long for `Instant` (a careless "never answer") still ends at the
+/// deadline; it used to panic adding the delay to the clock.
+#[test]
+fn lookup_until_with_a_huge_static_delay_times_out() {
+    let r = Arc::new(StaticResolver::new());
+    r.insert_with_delay("never.test", ips(&["127.0.0.1"]), Duration::MAX);
+    let start = Instant::now();
+    let res = r
+        .clone()
+        .lookup_until("never.test", Some(start + Duration::from_millis(20)));
+    assert!(matches!(res, Err(Error::DeadlineExceeded)), "{res:?}");
+    assert!(start.elapsed() < SLACK, "took {:?}", start.elapsed());
 }
 
 /// A resolver that only implements `lookup` (the trait's provided `lookup_until`).
@@ -811,6 +844,13 @@ fn cache_zero_ttl_only_coalesces() {
     thread::sleep(Duration::from_millis(2));
     cache.lookup("z.test").unwrap();
     assert_eq!(parent.calls(), 2);
+    // Nothing is kept (it used to hold an entry that could never be served), so even
+    // back-to-back lookups on a coarse clock both reach the parent.
+    assert!(cache.is_empty(), "{} entries kept", cache.len());
+    cache.lookup("z.test").unwrap();
+    cache.lookup("z.test").unwrap();
+    assert_eq!(parent.calls(), 4);
+    assert_eq!(cache.stats().hits, 0);
 }
 
 #[test]

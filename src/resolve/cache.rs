@@ -243,14 +243,7 @@ impl CachingResolver {
         // the flight). Without a deadline there is nothing to abandon: run here too.
         let on_worker = pool::on_worker();
         if leader || on_worker {
-            let job = Job {
-                parent: self.parent.clone(),
-                cfg: self.cfg,
-                state: self.state.clone(),
-                key,
-                host: host.to_string(),
-                flight: Some(flight.clone()),
-            };
+            let job = self.job(key, host, Some(flight.clone()));
             if deadline.is_none() || on_worker {
                 // The Job's Drop covers a panic.
                 job.run();
@@ -302,16 +295,21 @@ impl CachingResolver {
         }
         let job = refresh.then(|| {
             st.stats.parent_lookups += 1;
-            Job {
-                parent: self.parent.clone(),
-                cfg: self.cfg,
-                state: self.state.clone(),
-                key: key.to_string(),
-                host: host.to_string(),
-                flight: None,
-            }
+            self.job(key.to_string(), host, None)
         });
         Some((answer, job))
+    }
+
+    /// A parent lookup of `host` that stores under `key`: for `flight`, or a refresh.
+    fn job(&self, key: String, host: &str, flight: Option<Arc<Flight>>) -> Job {
+        Job {
+            parent: self.parent.clone(),
+            cfg: self.cfg,
+            state: self.state.clone(),
+            key,
+            host: host.to_string(),
+            flight,
+        }
     }
 }
 
@@ -372,8 +370,11 @@ impl Job {
         {
             let mut st = lock(&self.state);
             let st = &mut *st;
+            // An answer that could never be served (ttl and stale window both 0) is
+            // not kept: the cache is then a pure coalescing layer.
+            let keep = !(self.cfg.ttl.is_zero() && self.cfg.stale_ttl.is_zero());
             let entry = match &res {
-                Ok(ips) => Some((Ok(ips.clone()), self.cfg.ttl)),
+                Ok(ips) if keep => Some((Ok(ips.clone()), self.cfg.ttl)),
                 // A full queue is an overload, not an answer about the name.
                 Err(e @ Error::Lookup { msg, .. })
                     if !self.cfg.negative_ttl.is_zero() && !pool::is_queue_full(e) =>
@@ -516,14 +517,7 @@ mod tests {
         lock(&cache.state)
             .flights
             .insert(key.clone(), flight.clone());
-        let job = Box::new(Job {
-            parent: cache.parent.clone(),
-            cfg: cache.cfg,
-            state: cache.state.clone(),
-            key,
-            host: "a.test".into(),
-            flight: Some(flight.clone()),
-        });
+        let job = Box::new(cache.job(key, "a.test", Some(flight.clone())));
         (cache, flight, job)
     }
 

@@ -195,7 +195,7 @@ impl Dialer {
         let res = if targets.len() == 1 || self.serial {
             self.dial_serial(&targets, budget)
         } else {
-            self.dial_parallel(&targets, budget, None)
+            self.race(&targets, budget, None)
         };
         res.map_err(|errs| {
             let expired = budget.is_some_and(|b| Instant::now() >= b);
@@ -298,7 +298,7 @@ impl Dialer {
         if addrs.len() <= 1 || self.serial {
             return self.dial_serial(addrs, budget);
         }
-        self.dial_parallel(&interleaved(addrs), budget, None)
+        self.race(&interleaved(addrs), budget, None)
     }
 
     /// [`dial_addrs`](Self::dial_addrs) that another thread can abort through `cancel`
@@ -312,7 +312,7 @@ impl Dialer {
         budget: Option<Instant>,
         cancel: &tcp::Cancel,
     ) -> std::result::Result<tcp::Conn, Vec<Error>> {
-        let res = self.dial_parallel(&interleaved(addrs), budget, Some(cancel));
+        let res = self.race(&interleaved(addrs), budget, Some(cancel));
         // Losers still in flight were dropped with the race: stop tracking them so
         // their sockets close now (the winner was untracked when it won).
         cancel.untrack_all();
@@ -373,23 +373,12 @@ impl Dialer {
         }
     }
 
-    /// RFC 8305 §5: staggered, racing attempts.
-    fn dial_parallel(
-        &self,
-        targets: &[SocketAddr],
-        budget: Option<Instant>,
-        cancel: Option<&tcp::Cancel>,
-    ) -> std::result::Result<tcp::Conn, Vec<Error>> {
-        let delay = self.fallback_delay.unwrap_or(DEFAULT_ATTEMPT_DELAY);
-        self.race(targets, budget, delay, cancel)
-    }
-
-    /// Races connects to `targets` on the calling thread: attempt *n + 1* starts `delay`
-    /// after attempt *n* or as soon as an attempt fails, and one `ppoll` waits on every
-    /// connect in flight. The first connection wins; the other sockets are closed on
-    /// return, so a loser that connected meanwhile is closed too. An attempt still in
-    /// flight at `deadline` fails with [`Error::DialTimeout`]. The errors (one per
-    /// started attempt, in start order) come back when none connects.
+    /// RFC 8305 §5: races connects to `targets` on the calling thread: attempt *n + 1*
+    /// starts `fallback_delay` after attempt *n* or as soon as an attempt fails, and one
+    /// `ppoll` waits on every connect in flight. The first connection wins; the other
+    /// sockets are closed on return, so a loser that connected meanwhile is closed too.
+    /// An attempt still in flight at `deadline` fails with [`Error::DialTimeout`]. The
+    /// errors (one per started attempt, in start order) come back when none connects.
     ///
     /// With `cancel`, each attempt's socket is tracked from before its connect starts
     /// until its outcome is known, and a cancel (which shuts down and closes those
@@ -398,9 +387,9 @@ impl Dialer {
         &self,
         targets: &[SocketAddr],
         deadline: Option<Instant>,
-        delay: Duration,
         cancel: Option<&tcp::Cancel>,
     ) -> std::result::Result<tcp::Conn, Vec<Error>> {
+        let delay = self.fallback_delay.unwrap_or(DEFAULT_ATTEMPT_DELAY);
         let tries = tcp::connect_tries(self.local_addr);
         let mut errs: Vec<Option<Error>> = Vec::with_capacity(targets.len());
         // In start order, so that of two attempts done in the same wait the earlier wins.
@@ -449,13 +438,17 @@ impl Dialer {
             let timeout_ns = until.map(|t| nanos(t.saturating_duration_since(now)));
             revents.clear();
             revents.resize(pending.len(), 0);
-            let polled = match pending.as_slice() {
-                // The common case, one connect in flight, without building a list.
-                [a] => sys::poll_writable(&[a.fd.as_fd()], timeout_ns, &mut revents),
-                all => {
-                    let fds: Vec<BorrowedFd<'_>> = all.iter().map(|a| a.fd.as_fd()).collect();
-                    sys::poll_writable(&fds, timeout_ns, &mut revents)
+            // Up to four connects in flight (nearly every race) without building a list
+            // per wait, as `poll_writable` itself keeps its `pollfd`s on the stack.
+            let polled = if pending.len() <= 4 {
+                let mut fds = [pending[0].fd.as_fd(); 4];
+                for (slot, a) in fds.iter_mut().zip(&pending) {
+                    *slot = a.fd.as_fd();
                 }
+                sys::poll_writable(&fds[..pending.len()], timeout_ns, &mut revents)
+            } else {
+                let fds: Vec<BorrowedFd<'_>> = pending.iter().map(|a| a.fd.as_fd()).collect();
+                sys::poll_writable(&fds, timeout_ns, &mut revents)
             };
             match polled {
                 Ok(0) => continue,

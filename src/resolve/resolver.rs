@@ -198,6 +198,17 @@ struct Entry {
     delay: Duration,
 }
 
+impl Entry {
+    /// The entry's answer: its addresses, or `no such host` when it has none (a
+    /// resolver never answers `Ok` with an empty list).
+    fn answer(self, host: &str) -> Result<Vec<IpAddr>> {
+        if self.addrs.is_empty() {
+            return Err(StaticResolver::miss(host));
+        }
+        Ok(self.addrs)
+    }
+}
+
 /// A fixed host map, for tests and for pinning names (like `/etc/hosts`).
 ///
 /// Host names match case-insensitively and ignoring trailing dots; answers come back
@@ -235,6 +246,8 @@ impl StaticResolver {
     }
 
     /// Maps `host` to `addrs` (replacing any earlier entry). Duplicates are dropped.
+    /// An empty `addrs` pins `host` as a name without addresses: its lookups fail with
+    /// `no such host`, and the [`fallback`](StaticResolver::fallback) is not asked.
     pub fn insert(&self, host: &str, addrs: impl IntoIterator<Item = IpAddr>) {
         self.insert_with_delay(host, addrs, Duration::ZERO);
     }
@@ -284,7 +297,7 @@ impl Resolver for StaticResolver {
         match self.get(host) {
             Some(e) => {
                 thread::sleep(e.delay);
-                Ok(e.addrs)
+                e.answer(host)
             }
             None => match (&self.fallback, literal(host)) {
                 (_, Some(ips)) => Ok(ips),
@@ -303,15 +316,18 @@ impl Resolver for StaticResolver {
         }
         match self.get(host) {
             Some(e) => {
-                let ready = Instant::now() + e.delay;
+                // `None`: a delay past what `Instant` can represent, i.e. never.
+                let ready = Instant::now().checked_add(e.delay);
                 match deadline {
-                    Some(d) if d < ready => {
+                    Some(d) if ready.is_none_or(|r| d < r) => {
                         thread::sleep(d.saturating_duration_since(Instant::now()));
                         Err(Error::DeadlineExceeded)
                     }
                     _ => {
-                        thread::sleep(ready.saturating_duration_since(Instant::now()));
-                        Ok(e.addrs)
+                        thread::sleep(
+                            ready.map_or(e.delay, |r| r.saturating_duration_since(Instant::now())),
+                        );
+                        e.answer(host)
                     }
                 }
             }
