@@ -127,34 +127,9 @@ fn connect_until(
     Err(self_connect_error())
 }
 
-/// A connect that another thread can abort through `cancel` (the facade's `close` during
-/// `TcpSocket::connect`): the attempt in flight fails with [`Error::Closed`] and its
-/// socket is closed, so it can never connect late; later attempts do not start.
-pub(crate) fn connect_cancellable(
-    remote: SocketAddr,
-    local: Option<SocketAddr>,
-    deadline: Option<Instant>,
-    cancel: &Cancel,
-) -> Result<Conn> {
-    for _ in 0..connect_tries(local) {
-        let fd = Arc::new(connect_socket(remote, local)?);
-        cancel.track(&fd)?;
-        let res = connect_fd(&fd, remote, deadline);
-        if let Err(e) = res {
-            cancel.untrack(&fd)?;
-            return Err(e);
-        }
-        let fd = cancel.release(fd)?;
-        if let Some(conn) = Conn::connected(fd, remote)? {
-            return Ok(conn);
-        }
-    }
-    Err(self_connect_error())
-}
-
-/// Lets another thread abort a connect in flight: [`connect_cancellable`], or the
-/// dialer's Happy Eyeballs race (`resolve::Dialer::dial_addrs_cancellable`), which may
-/// have several attempt sockets in flight at once.
+/// Lets another thread abort a connect in flight: the dialer's race
+/// (`resolve::Dialer::dial_addrs_cancellable`, the facade's `TcpSocket::connect`), which
+/// may have several attempt sockets in flight at once.
 ///
 /// Every attempt socket is tracked (under the lock) from before its connect starts
 /// until its outcome is known; [`cancel`](Self::cancel) sets the flag and, with the

@@ -1023,11 +1023,8 @@ impl TcpSocket {
                     local_addr: opts.local_addr,
                     ..Dialer::default()
                 };
-                let res = if cancellable && addrs.len() > 1 {
+                let res = if cancellable {
                     dialer.dial_addrs_cancellable(&addrs, budget, &self.cancel)
-                } else if cancellable {
-                    tcp::connect_cancellable(addrs[0], opts.local_addr, budget, &self.cancel)
-                        .map_err(|e| vec![e])
                 } else {
                     dialer.dial_addrs(&addrs, budget)
                 };
