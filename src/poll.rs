@@ -297,8 +297,10 @@ impl Fd {
     pub(crate) fn new(fd: OwnedFd) -> Fd {
         // The core count is read (and cached) here, where allocating is fine:
         // `available_parallelism` reads cgroup files, and a first spin inside a read
-        // must not allocate.
+        // must not allocate. The dead placeholder is made here too, while descriptors
+        // are to be had, so a `close` under `EMFILE` still keeps its number reserved.
         max_spinners();
+        sys::prepare_placeholder();
         Fd {
             raw: std::os::fd::IntoRawFd::into_raw_fd(fd),
             state: AtomicU64::new(REF),

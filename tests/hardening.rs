@@ -423,3 +423,22 @@ fn a_closed_value_becomes_an_owned_fd_without_new_descriptors() {
     assert!(f.write(b"x").is_err());
     drop(files);
 }
+
+#[test]
+fn close_keeps_the_number_reserved_even_out_of_descriptors() {
+    // The dead placeholder used to be made at the first close; under EMFILE that failed
+    // and the number was closed outright, so `as_fd` named whatever opened next.
+    if !in_child("close_keeps_the_number_reserved_even_out_of_descriptors") {
+        return;
+    }
+    let (c, _s) = pair();
+    let raw = c.as_raw_fd();
+    set_nofile(open_fds() as u64 + 8);
+    let files = exhaust_fds();
+    c.close().unwrap();
+    let named = identity(raw).expect("the closed value's number is still allocated");
+    assert!(named.starts_with("socket:"), "{named}");
+    drop(files);
+    let f = File::open("/dev/null").unwrap();
+    assert_ne!(f.as_raw_fd(), raw);
+}

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::addr::{IPAddr, LOCALHOST};
-use super::socket::{Base, Endpoint, Target, TcpSocket, check_stream, no_descriptor, opts};
+use super::socket::{Base, Endpoint, Target, TcpSocket, check_stream, opts};
 use socket2::SockRef;
 
 use crate::tcp::{self, Bound};
@@ -114,6 +114,7 @@ impl Default for TcpServer {
 impl TcpServer {
     /// A server that is neither bound nor listening (Julia's `TCPServer()`).
     pub fn new() -> TcpServer {
+        crate::sys::prepare_placeholder();
         TcpServer {
             kind: Kind::Unbound,
             closing: AtomicBool::new(false),
@@ -349,7 +350,7 @@ impl AsFd for TcpServer {
             Kind::Tls(l) => l.net_listener().as_fd(),
             Kind::Unix(l) | Kind::UnixTls(l, _) => l.as_fd(),
             Kind::Bound(b) => b.as_fd(),
-            Kind::Unbound => no_descriptor(),
+            Kind::Unbound => crate::sys::placeholder(),
         }
     }
 }

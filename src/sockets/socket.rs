@@ -471,6 +471,7 @@ impl TcpSocket {
     /// before a connect fail with [`Error::InvalidArgument`]. It has no descriptor yet:
     /// `as_raw_fd()` is -1 and `as_fd()` a shared placeholder until it connects.
     pub fn new() -> TcpSocket {
+        crate::sys::prepare_placeholder();
         TcpSocket {
             base: OnceLock::new(),
             tls: OnceLock::new(),
@@ -1095,7 +1096,7 @@ impl AsFd for TcpSocket {
         match self.base.get() {
             Some(Base::Tcp(c)) => c.as_fd(),
             Some(Base::Unix(c)) => c.as_fd(),
-            None => no_descriptor(),
+            None => crate::sys::placeholder(),
         }
     }
 }
@@ -1107,16 +1108,6 @@ impl AsRawFd for TcpSocket {
         }
         self.as_fd().as_raw_fd()
     }
-}
-
-/// What `as_fd` lends for a value that has no descriptor yet (see `AsFd for
-/// TcpSocket`): the crate's dead placeholder, never closed.
-///
-/// # Panics
-/// If the placeholder cannot be created (out of descriptors) the first time it is
-/// needed.
-pub(crate) fn no_descriptor() -> BorrowedFd<'static> {
-    crate::sys::placeholder()
 }
 
 /// Adopts a connected TCP or unix-domain stream socket (inherited, or from another
@@ -1374,7 +1365,7 @@ impl From<TcpSocket> for OwnedFd {
                 Some(Base::Unix(c)) => return OwnedFd::from(c),
                 None => {}
             }
-            return no_descriptor()
+            return crate::sys::placeholder()
                 .try_clone_to_owned()
                 .expect("duplicating the descriptor");
         }

@@ -92,6 +92,7 @@ impl Default for UdpSocket {
 impl UdpSocket {
     /// Julia's `UDPSocket()`: no descriptor yet (see the type's docs).
     pub fn new() -> UdpSocket {
+        sys::prepare_placeholder();
         UdpSocket {
             fd: OnceLock::new(),
             init: Mutex::new(Pending::default()),
@@ -581,15 +582,15 @@ pub fn setopt(sock: &UdpSocket, opts: &UdpOptions) -> Result<()> {
 
 /// The datagram socket's descriptor. An unbound [`UdpSocket::new`] has none yet (the
 /// family is only known at `bind` or the first `send`, and `&self` cannot create it
-/// without guessing one): `as_fd` then borrows a process-wide read-only `/dev/null`
-/// placeholder that is never closed, and `as_raw_fd` returns -1 (Julia's `fd` of an
+/// without guessing one): `as_fd` then borrows the crate's dead placeholder socket (never
+/// closed; every I/O call on it fails), and `as_raw_fd` returns -1 (Julia's `fd` of an
 /// uninitialised socket is invalid too). After `close` the number stays reserved until
 /// drop, as for every socket of this crate.
 impl std::os::fd::AsFd for UdpSocket {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self.fd.get() {
             Some(fd) => fd.as_fd(),
-            None => super::socket::no_descriptor(),
+            None => sys::placeholder(),
         }
     }
 }

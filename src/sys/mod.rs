@@ -259,9 +259,17 @@ fn dead_placeholder() -> Option<BorrowedFd<'static>> {
 /// I/O through it fails (`ENOTCONN`) rather than reaching some other file.
 ///
 /// # Panics
-/// If the placeholder cannot be created (out of descriptors) the first time it is needed.
+/// If the placeholder cannot be created (out of descriptors) the first time it is needed;
+/// [`prepare_placeholder`] runs at every socket value's creation so that this, and
+/// `close` keeping numbers reserved, do not depend on descriptors being free later.
 pub(crate) fn placeholder() -> BorrowedFd<'static> {
     dead_placeholder().expect("the placeholder descriptor (out of descriptors?)")
+}
+
+/// Makes the dead placeholder now if it does not exist yet (a cached check after the
+/// first success); failure is left for later users to see.
+pub(crate) fn prepare_placeholder() {
+    let _ = dead_placeholder();
 }
 
 /// Closes the socket behind `fd` but keeps the number allocated: the number is made to
