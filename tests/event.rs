@@ -987,3 +987,42 @@ fn read_size_caps_each_received() {
     }
     assert_eq!(got, msg);
 }
+
+// ---------------------------------------------------------------------------------------
+// careless calls: zero, huge, empty, wrong order
+
+#[test]
+fn careless_huge_durations_do_not_kill_the_loop() {
+    let (rt, mut c, rx) = hooked(|p| {
+        p.echo = true;
+        p.on_connected = Some(Box::new(|c, ()| {
+            let t = c
+                .set_timer(Duration::MAX)
+                .expect("a timer that never fires");
+            c.cancel_timer(t);
+            c.set_timer(Duration::MAX).unwrap();
+            c.set_idle_timeout(Some(Duration::MAX));
+        }));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    roundtrip(&mut c, b"alive");
+    // A client with a huge connection timeout and attempt delay connects as usual.
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let opts = ConnectOptions {
+        connection_timeout: Some(Duration::MAX),
+        attempt_delay: Duration::MAX,
+        ..ConnectOptions::default()
+    };
+    let crx = client_probe(
+        &rt,
+        "127.0.0.1",
+        ln.local_addr().unwrap().port(),
+        opts,
+        |_| {},
+    );
+    wait_for(&crx, "connected", |e| matches!(e, Ev::Connected(_)));
+    roundtrip(&mut c, b"still alive");
+    none_within(&rx, Duration::from_millis(100), |e| {
+        matches!(e, Ev::Timer(_) | Ev::Idle | Ev::Closed)
+    });
+}

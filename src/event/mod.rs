@@ -286,7 +286,8 @@ impl Conn<'_> {
     }
 
     /// Arms the connection's one-shot timer: [`Handler::timer`] fires after `after`.
-    /// Not moved by I/O; survives a graceful close; a hard close cancels it.
+    /// Not moved by I/O; survives a graceful close; a hard close cancels it. A
+    /// duration too long to represent (`Duration::MAX`) never fires.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when a timer is already active or `after` is zero;
@@ -305,7 +306,7 @@ impl Conn<'_> {
         }
         self.st.timer_ids += 1;
         let id = self.st.timer_ids;
-        self.st.timer = Some((id, self.st.now + after));
+        self.st.timer = Some((id, timer::deadline(self.st.now, after)));
         self.st.timer_push = true;
         Ok(TimerToken(id))
     }
@@ -540,7 +541,8 @@ impl Handle {
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// Gives up after this long (resolution, every attempt): `connect_failed` with
-    /// [`Error::DialTimeout`] inside the `Op` error. `None`: no limit.
+    /// [`Error::DialTimeout`] inside the `Op` error. `None`, or a duration too long
+    /// to represent: no limit.
     pub connection_timeout: Option<Duration>,
     /// Binds the local end first (families must match the remote address).
     pub local_addr: Option<SocketAddr>,

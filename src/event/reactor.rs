@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{CloseReq, ConnState, Phase};
 use super::dial::{self, Dialing, Lookup};
-use super::timer::{Kind, Owner, Timers};
+use super::timer::{self, Kind, Owner, Timers};
 use super::tls::{self as etls, Prepared, Role, Step};
 use super::{Conn, ConnectOptions, Handler, SendToken, TimerToken};
 use crate::Error;
@@ -689,7 +689,7 @@ impl Loop {
                     epoch,
                     kind: Kind::Linger,
                 };
-                timers.push(now + LINGER, conn);
+                timers.push(timer::deadline(now, LINGER), conn);
             }
             if st.queued() == 0
                 && let Some(tls) = st.tls.as_mut()
@@ -717,7 +717,7 @@ impl Loop {
                     epoch,
                     kind: Kind::Handshake(st.hs_seq),
                 };
-                timers.push(now + d, conn);
+                timers.push(timer::deadline(now, d), conn);
             }
         }
         if st.timer_push {
@@ -741,7 +741,7 @@ impl Loop {
                 epoch,
                 kind: Kind::Idle,
             };
-            timers.push(st.idle_base.max(now) + d, conn);
+            timers.push(timer::deadline(st.idle_base.max(now), d), conn);
         }
         let want = st.wanted_interest();
         if want != st.registered
@@ -1080,7 +1080,8 @@ impl Loop {
         let idx = self.alloc(Phase::Connecting(dialing), handler);
         let epoch = self.slots[idx as usize].epoch;
         cell.store(((idx as u64) << 32) | epoch as u64, Ordering::Release);
-        let deadline = timeout.map(|t| self.now + t);
+        // A timeout too long to represent is no timeout (as `Dialer`).
+        let deadline = timeout.and_then(|t| self.now.checked_add(t));
         if let Some(at) = deadline {
             let conn = Owner::Conn {
                 slot: idx,
@@ -1176,7 +1177,7 @@ impl Loop {
                             epoch,
                             kind: Kind::Attempt(d.seq),
                         };
-                        timers.push(now + delay, conn);
+                        timers.push(timer::deadline(now, delay), conn);
                         break;
                     }
                 }
@@ -1366,7 +1367,7 @@ impl Loop {
                 st.idle_in_heap = false;
                 let open = matches!(st.phase, Phase::Open) && st.close_req == CloseReq::None;
                 if let (Some(d), true) = (st.idle, open) {
-                    if st.idle_base + d <= now {
+                    if timer::deadline(st.idle_base, d) <= now {
                         st.idle_base = now;
                         call(slot, shared, now, |h, c| h.idle_timeout(c));
                     }
