@@ -1026,3 +1026,38 @@ fn careless_huge_durations_do_not_kill_the_loop() {
         matches!(e, Ev::Timer(_) | Ev::Idle | Ev::Closed)
     });
 }
+
+#[test]
+fn careless_zero_threads_and_zero_connection_limit() {
+    let rt = Runtime::builder().threads(0).build().expect("0 threads");
+    assert_eq!(rt.threads(), 1);
+    let err = rt
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerOptions {
+                max_connections: 0,
+                ..ServerOptions::default()
+            },
+            |_| Probe::new(mpsc::channel().0),
+        )
+        .expect_err("a server that may hold no connection");
+    assert!(matches!(err, reseau::Error::InvalidArgument(_)), "{err:?}");
+}
+
+#[test]
+fn careless_listen_on_a_port_in_use_names_the_address() {
+    let rt = rt(1);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = rt
+        .listen(addr, ServerOptions::default(), |_| {
+            Probe::new(mpsc::channel().0)
+        })
+        .expect_err("port in use");
+    assert_eq!(err.op(), Some("bind"));
+    assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
+    assert!(
+        err.to_string().starts_with(&format!("bind {addr}: ")),
+        "{err}"
+    );
+}

@@ -576,12 +576,23 @@ impl Default for ConnectOptions {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Most connections open at once; beyond it accepting pauses (connections wait in
-    /// the kernel's backlog) until one closes.
+    /// the kernel's backlog) until one closes. At least 1 (`listen` refuses 0).
     pub max_connections: usize,
     /// TLS server configuration (lori's `ssl_server`): `connected` follows each
     /// accepted connection's handshake, a failed handshake calls only
     /// [`tls_failed`](Handler::tls_failed); `handshake_timeout` bounds it.
     pub tls: Option<crate::tls::Config>,
+}
+
+impl ServerOptions {
+    fn check(&self) -> Result<()> {
+        if self.max_connections == 0 {
+            return Err(Error::InvalidArgument(
+                "max_connections must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerOptions {
@@ -602,7 +613,7 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Number of loop threads (default: one per core).
+    /// Number of loop threads (default: one per core; 0 counts as 1).
     pub fn threads(mut self, n: usize) -> Builder {
         self.threads = Some(n.max(1));
         self
@@ -716,26 +727,35 @@ impl Runtime {
     /// loops round-robin.
     ///
     /// # Errors
-    /// [`Error::TlsConfig`] for an invalid [`ServerOptions::tls`];
-    /// [`Error::Sys`] `socket`/`bind`/`listen`; [`Error::Closed`] when the runtime stopped.
+    /// [`Error::InvalidArgument`] for `max_connections` 0; [`Error::TlsConfig`] for an
+    /// invalid [`ServerOptions::tls`]; [`Error::Sys`] `socket`/`bind`/`listen`, naming
+    /// `addr` (`bind 127.0.0.1:80: Address already in use …`); [`Error::Closed`] when
+    /// the runtime stopped.
     pub fn listen<H, F>(&self, addr: SocketAddr, opts: ServerOptions, factory: F) -> Result<Server>
     where
         H: Handler,
         F: Fn(SocketAddr) -> H + Send + Sync + 'static,
     {
-        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(sys("socket"))?;
-        sock.set_reuse_address(true).map_err(sys("setsockopt"))?;
-        sock.bind(&addr.into()).map_err(sys("bind"))?;
-        // The kernel caps the backlog at net.core.somaxconn.
-        sock.listen(i32::MAX).map_err(sys("listen"))?;
+        opts.check()?;
+        let bound = || {
+            let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(sys("socket"))?;
+            sock.set_reuse_address(true).map_err(sys("setsockopt"))?;
+            sock.bind(&addr.into()).map_err(sys("bind"))?;
+            // The kernel caps the backlog at net.core.somaxconn.
+            sock.listen(i32::MAX).map_err(sys("listen"))?;
+            Ok::<_, Error>(sock)
+        };
+        // Named like tcp::listen's: `bind 127.0.0.1:80: Address already in use`.
+        let sock = bound().map_err(|e| e.with_addr(addr))?;
         self.serve(sock.into(), opts, factory)
     }
 
     /// Serves an already listening socket, as [`listen`](Runtime::listen).
     ///
     /// # Errors
-    /// [`Error::TlsConfig`] for an invalid [`ServerOptions::tls`];
+    /// [`Error::InvalidArgument`] for `max_connections` 0; [`Error::TlsConfig`] for an
+    /// invalid [`ServerOptions::tls`];
     /// [`Error::Sys`] when the socket cannot be made non-blocking or has no address;
     /// [`Error::Closed`] when the runtime stopped.
     pub fn serve<H, F>(&self, ln: StdListener, opts: ServerOptions, factory: F) -> Result<Server>
@@ -743,6 +763,7 @@ impl Runtime {
         H: Handler,
         F: Fn(SocketAddr) -> H + Send + Sync + 'static,
     {
+        opts.check()?;
         let tls = opts
             .tls
             .as_ref()
@@ -753,7 +774,7 @@ impl Runtime {
         let home = self.rt.next_loop().clone();
         let shared = Arc::new(ListenerShared {
             id: self.rt.next_listener.fetch_add(1, Ordering::Relaxed),
-            limit: opts.max_connections.max(1),
+            limit: opts.max_connections,
             active: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             closed: AtomicBool::new(false),
