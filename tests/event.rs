@@ -1061,3 +1061,53 @@ fn careless_listen_on_a_port_in_use_names_the_address() {
         "{err}"
     );
 }
+
+#[test]
+fn careless_empty_or_nul_host() {
+    let rt = rt(1);
+    let err = rt
+        .connect(
+            "a\0b",
+            80,
+            ConnectOptions::default(),
+            Probe::new(mpsc::channel().0),
+        )
+        .expect_err("NUL host");
+    assert!(matches!(err, reseau::Error::InvalidArgument(_)), "{err:?}");
+    // An empty host dials this machine, as Dialer does (Go's ":port").
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ln.local_addr().unwrap().port();
+    let rx = client_probe(&rt, "", port, ConnectOptions::default(), |_| {});
+    let (ev, _) = wait_for(&rx, "connected", |e| {
+        matches!(e, Ev::Connected(_) | Ev::Failed(..))
+    });
+    assert_eq!(ev, Ev::Connected(Some(ln.local_addr().unwrap())));
+    // A literal with an unusable zone fails as an address error, not a lookup.
+    let rx = client_probe(
+        &rt,
+        "fe80::1%nosuchif0",
+        port,
+        ConnectOptions::default(),
+        |_| {},
+    );
+    let (ev, _) = wait_for(&rx, "connect_failed", |e| matches!(e, Ev::Failed(..)));
+    assert!(
+        matches!(&ev, Ev::Failed(msg, false) if msg.contains("unknown interface zone")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn careless_handle_and_server_after_the_runtime_is_dropped() {
+    let rt = rt(1);
+    let (srv, rx) = server(&rt, ServerOptions::default());
+    let mut c = client(srv.local_addr());
+    roundtrip(&mut c, b"x");
+    let h = handle_of(&rx);
+    drop(rt);
+    assert!(matches!(h.send(&b"late"[..]), Err(reseau::Error::Closed)));
+    assert!(matches!(h.close(), Err(reseau::Error::Closed)));
+    assert!(matches!(h.hard_close(), Err(reseau::Error::Closed)));
+    srv.close();
+    assert_eq!(srv.connections(), 0);
+}

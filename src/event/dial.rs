@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +33,8 @@ pub(crate) struct Dialing {
     /// Bumped whenever the stagger timer is superseded.
     pub(crate) seq: u64,
     pub(crate) resolved: bool,
+    /// The zone of an IPv6 literal host (`fe80::1%eth0`), 0 otherwise.
+    pub(crate) scope: u32,
     /// The TLS client context, when the connection is TLS.
     pub(crate) tls: Option<super::tls::Prepared>,
 }
@@ -53,6 +55,7 @@ impl Dialing {
             errors: Vec::new(),
             seq: 0,
             resolved: false,
+            scope: 0,
             tls,
         }
     }
@@ -67,7 +70,10 @@ impl Dialing {
         let ips = crate::resolve::interleave(&ips);
         self.pending = ips
             .into_iter()
-            .map(|ip| SocketAddr::new(ip, self.port))
+            .map(|ip| match ip {
+                IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, self.port, 0, self.scope)),
+                ip => SocketAddr::new(ip, self.port),
+            })
             .collect();
         self.resolved = true;
         Ok(())
@@ -93,6 +99,27 @@ impl Dialing {
             e => e,
         }
     }
+}
+
+/// A host that answers itself, as `Dialer` reads it: an IP literal (with its IPv6
+/// zone), and an empty host or an unspecified address standing for this machine's
+/// loopback (Go's `:port`). `Ok(None)`: a name to resolve.
+///
+/// # Errors
+/// [`Error::Address`] for an unusable zone (see [`parse_literal`](crate::resolve::parse_literal)).
+pub(crate) fn literal(host: &str) -> crate::Result<Option<(IpAddr, u32)>> {
+    if host.is_empty() {
+        return Ok(Some((IpAddr::V4(Ipv4Addr::LOCALHOST), 0)));
+    }
+    let Some((ip, scope)) = crate::resolve::parse_literal(host)? else {
+        return Ok(None);
+    };
+    let ip = match ip.to_canonical() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok(Some((ip, scope)))
 }
 
 /// Starts one non-blocking connect.

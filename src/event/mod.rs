@@ -793,7 +793,9 @@ impl Runtime {
     /// Connects to `host:port` (a name or an IP literal) and serves the connection
     /// with `handler`: exactly one of [`connected`](Handler::connected) or
     /// [`connect_failed`](Handler::connect_failed) follows. Names resolve off the loop;
-    /// addresses are raced with RFC 8305 Happy Eyeballs.
+    /// addresses are raced with RFC 8305 Happy Eyeballs. As with
+    /// [`Dialer`](crate::resolve::Dialer), an empty host or an unspecified address
+    /// dials this machine's loopback, and an IPv6 literal may carry a zone (`fe80::1%eth0`).
     ///
     /// ```
     /// use std::sync::mpsc;

@@ -1076,7 +1076,7 @@ impl Loop {
 
     fn connect(&mut self, dialing: Box<Dialing>, handler: Box<dyn Handler>, cell: Arc<AtomicU64>) {
         let timeout = dialing.opts.connection_timeout;
-        let literal = dialing.host.parse::<std::net::IpAddr>().ok();
+        let literal = dial::literal(&dialing.host);
         let idx = self.alloc(Phase::Connecting(dialing), handler);
         let epoch = self.slots[idx as usize].epoch;
         cell.store(((idx as u64) << 32) | epoch as u64, Ordering::Release);
@@ -1091,8 +1091,14 @@ impl Loop {
             self.timers.push(at, conn);
         }
         match literal {
-            Some(ip) => self.resolved(idx, epoch, Ok(vec![ip])),
-            None => {
+            Ok(Some((ip, scope))) => {
+                if let Some(d) = self.dialing(idx) {
+                    d.scope = scope;
+                }
+                self.resolved(idx, epoch, Ok(vec![ip]));
+            }
+            Err(e) => self.resolved(idx, epoch, Err(e)),
+            Ok(None) => {
                 let Some(Phase::Connecting(d)) = self.slot(idx).map(|s| &s.st.phase) else {
                     return;
                 };
