@@ -1111,3 +1111,53 @@ fn careless_handle_and_server_after_the_runtime_is_dropped() {
     srv.close();
     assert_eq!(srv.connections(), 0);
 }
+
+#[test]
+fn small_frames_of_a_large_read_are_delivered_in_linear_time() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const TOTAL: usize = 4 << 20;
+    struct Frames(Arc<AtomicUsize>);
+    impl Handler for Frames {
+        fn connected(&mut self, conn: &mut Conn<'_>) {
+            conn.buffer_until(Some(4)).unwrap();
+            // Muted while the bytes pile up in the kernel: then every read is full.
+            conn.mute();
+            conn.set_timer(Duration::from_millis(300)).unwrap();
+        }
+        fn timer(&mut self, conn: &mut Conn<'_>, _: TimerToken) {
+            conn.unmute();
+        }
+        fn received(&mut self, _conn: &mut Conn<'_>, data: &[u8]) {
+            assert_eq!(data.len(), 4);
+            self.0.fetch_add(4, Ordering::Relaxed);
+        }
+    }
+    let got = Arc::new(AtomicUsize::new(0));
+    // Reads as large as the kernel has: up to the whole message in one.
+    let rt = Runtime::builder()
+        .threads(1)
+        .read_buffer_size(TOTAL)
+        .build()
+        .unwrap();
+    let g = got.clone();
+    let srv = rt
+        .listen(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerOptions::default(),
+            move |_| Frames(g.clone()),
+        )
+        .unwrap();
+    let mut c = client(srv.local_addr());
+    let start = Instant::now();
+    let w = thread::spawn(move || c.write_all(&vec![1u8; TOTAL]).unwrap());
+    // Each frame used to shift the rest of the held read: quadratic in the read size.
+    while got.load(Ordering::Relaxed) < TOTAL {
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{} of {TOTAL} bytes framed in 4 s",
+            got.load(Ordering::Relaxed)
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    w.join().unwrap();
+}

@@ -247,36 +247,47 @@ fn call(
     }
 }
 
-/// Delivers held bytes (framing remainder, or bytes kept while muted).
-fn deliver_held(slot: &mut Slot, shared: &Arc<Shared>, now: Instant) {
+/// Delivers from `data` while the handler takes it (not muted, yielding or closing):
+/// all of it at once, or frames of exactly [`buffer_until`](Conn::buffer_until)'s
+/// size. Returns the bytes delivered; the caller keeps the rest.
+fn deliver_from(slot: &mut Slot, shared: &Arc<Shared>, now: Instant, data: &[u8]) -> usize {
+    let mut off = 0;
     loop {
         let st = &slot.st;
         if st.muted || st.close_req == CloseReq::Hard || st.fault.is_some() || st.yield_now {
-            return;
+            return off;
         }
-        let n = if st.frame == 0 {
-            st.held.len()
-        } else if st.held.len() >= st.frame {
-            st.frame
-        } else {
-            0
+        let avail = data.len() - off;
+        let n = match st.frame {
+            0 => avail,
+            f if avail >= f => f,
+            _ => 0,
         };
         if n == 0 {
-            return;
+            return off;
         }
-        let held = std::mem::take(&mut slot.st.held);
-        slot.st.unread = held.len() - n;
-        call(slot, shared, now, |h, c| h.received(c, &held[..n]));
+        slot.st.unread = avail - n;
+        call(slot, shared, now, |h, c| h.received(c, &data[off..off + n]));
         slot.st.unread = 0;
-        let mut held = held;
-        held.drain(..n);
-        slot.st.held = held;
+        off += n;
     }
 }
 
+/// Delivers held bytes (framing remainder, or bytes kept while muted); what is left
+/// is moved to the front once, not once per frame.
+fn deliver_held(slot: &mut Slot, shared: &Arc<Shared>, now: Instant) {
+    let mut held = std::mem::take(&mut slot.st.held);
+    let used = deliver_from(slot, shared, now, &held);
+    held.drain(..used);
+    slot.st.held = held;
+}
+
+/// Delivers one read: straight from the read buffer when nothing is held, keeping
+/// only the undelivered tail.
 fn deliver(slot: &mut Slot, shared: &Arc<Shared>, now: Instant, data: &[u8]) {
-    if slot.st.frame == 0 && slot.st.held.is_empty() {
-        call(slot, shared, now, |h, c| h.received(c, data));
+    if slot.st.held.is_empty() {
+        let used = deliver_from(slot, shared, now, data);
+        slot.st.held.extend_from_slice(&data[used..]);
     } else {
         slot.st.held.extend_from_slice(data);
         deliver_held(slot, shared, now);
