@@ -64,6 +64,15 @@ impl Dialing {
         self.attempts.iter().filter(|a| a.is_some()).count()
     }
 
+    /// Deregisters and closes every attempt still in flight.
+    pub(crate) fn drop_attempts(&mut self, registry: &mio::Registry) {
+        for a in self.attempts.iter_mut() {
+            if let Some((mut s, _)) = a.take() {
+                let _ = registry.deregister(&mut s);
+            }
+        }
+    }
+
     /// Orders the resolver's answer for attempts (policy, then family interleave).
     pub(crate) fn set_addrs(&mut self, ips: Vec<IpAddr>) -> crate::Result<()> {
         let ips = self.opts.policy.apply(&self.host, ips)?;

@@ -19,13 +19,10 @@ use super::timer::{self, Kind, Owner, Timers};
 use super::tls::{self as etls, Prepared, Role, Step};
 use super::{Conn, ConnectOptions, Handler, SendToken, TimerToken};
 use crate::Error;
+use crate::util::lock;
 
 const WAKER: usize = usize::MAX;
 
-/// Poison-tolerant: a panicking pusher leaves the queue consistent (push is atomic).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 const LISTENER_BIT: usize = 1 << (usize::BITS - 2);
 /// Low token bits: 0 = the connection's stream, 1..=15 = a connect attempt.
 const SUB_BITS: u32 = 4;
@@ -368,6 +365,12 @@ fn tls_drive(slot: &mut Slot, shared: &Arc<Shared>, now: Instant, pt: &mut [u8])
     }
 }
 
+/// The live connection in slot `idx` (a borrow of the slot table alone, so other
+/// fields of the loop stay usable).
+fn slot_mut(slots: &mut [SlotEntry], idx: u32) -> Option<&mut Slot> {
+    slots.get_mut(idx as usize)?.inner.as_deref_mut()
+}
+
 fn token(idx: u32, sub: usize) -> Token {
     Token(((idx as usize) << SUB_BITS) | sub)
 }
@@ -448,7 +451,17 @@ impl Loop {
     }
 
     fn slot(&mut self, idx: u32) -> Option<&mut Slot> {
-        self.slots.get_mut(idx as usize)?.inner.as_deref_mut()
+        slot_mut(&mut self.slots, idx)
+    }
+
+    /// Takes a connection out of its slot and frees the slot (a new epoch: stale
+    /// handles, timers and events no longer match).
+    fn take(&mut self, idx: u32) -> Option<Box<Slot>> {
+        let entry = self.slots.get_mut(idx as usize)?;
+        let slot = entry.inner.take()?;
+        entry.epoch = entry.epoch.wrapping_add(1);
+        self.free.push(idx);
+        Some(slot)
     }
 
     fn alive(&mut self, idx: u32, epoch: u32) -> bool {
@@ -477,11 +490,7 @@ impl Loop {
     // readiness
 
     fn on_ready(&mut self, idx: u32, readable: bool, writable: bool, hup: bool) {
-        let Some(slot) = self
-            .slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(&mut self.slots, idx) else {
             return;
         };
         if slot.st.stream.is_none() {
@@ -508,10 +517,7 @@ impl Loop {
             again,
             ..
         } = self;
-        let Some(slot) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(slots, idx) else {
             return;
         };
         let now = *now;
@@ -626,11 +632,7 @@ impl Loop {
         let now = self.now;
         loop {
             let shared = &self.shared;
-            let Some(slot) = self
-                .slots
-                .get_mut(idx as usize)
-                .and_then(|e| e.inner.as_deref_mut())
-            else {
+            let Some(slot) = slot_mut(&mut self.slots, idx) else {
                 return;
             };
             if slot.st.close_req == CloseReq::Graceful
@@ -669,10 +671,7 @@ impl Loop {
             again,
             ..
         } = self;
-        let Some(slot) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(slots, idx) else {
             return;
         };
         let st = &mut slot.st;
@@ -779,14 +778,9 @@ impl Loop {
     /// the slot, then tells the handler (`closed`, or `connect_failed` for a client
     /// that never connected). Runs once per connection: the slot is taken first.
     fn finish(&mut self, idx: u32, hard: bool) {
-        let Some(entry) = self.slots.get_mut(idx as usize) else {
+        let Some(mut slot) = self.take(idx) else {
             return;
         };
-        let Some(mut slot) = entry.inner.take() else {
-            return;
-        };
-        entry.epoch = entry.epoch.wrapping_add(1);
-        self.free.push(idx);
         let st = &mut slot.st;
         if let Some(mut s) = st.stream.take() {
             if st.registered.is_some() {
@@ -810,11 +804,7 @@ impl Loop {
         });
         let end = match &mut st.phase {
             Phase::Connecting(d) => {
-                for a in d.attempts.iter_mut() {
-                    if let Some((mut s, _)) = a.take() {
-                        let _ = self.poll.registry().deregister(&mut s);
-                    }
-                }
+                d.drop_attempts(self.poll.registry());
                 End::ConnectFailed(Error::Closed)
             }
             Phase::Handshaking(Role::Client { addr, local }) => {
@@ -1166,11 +1156,7 @@ impl Loop {
             timers,
             ..
         } = self;
-        let Some(Phase::Connecting(d)) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-            .map(|s| &mut s.st.phase)
-        else {
+        let Some(Phase::Connecting(d)) = slot_mut(slots, idx).map(|s| &mut s.st.phase) else {
             return;
         };
         let delay = d.opts.attempt_delay;
@@ -1211,11 +1197,7 @@ impl Loop {
 
     fn on_attempt(&mut self, idx: u32, sub: usize) {
         let Loop { slots, poll, .. } = self;
-        let Some(Phase::Connecting(d)) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-            .map(|s| &mut s.st.phase)
-        else {
+        let Some(Phase::Connecting(d)) = slot_mut(slots, idx).map(|s| &mut s.st.phase) else {
             return;
         };
         let Some((s, _)) = d.attempts.get(sub - 1).and_then(Option::as_ref) else {
@@ -1254,21 +1236,14 @@ impl Loop {
             shared,
             ..
         } = self;
-        let Some(slot) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(slots, idx) else {
             return;
         };
         let Phase::Connecting(d) = &mut slot.st.phase else {
             return;
         };
         let (mut stream, peer) = d.attempts[sub - 1].take().expect("attempt");
-        for a in d.attempts.iter_mut() {
-            if let Some((mut s, _)) = a.take() {
-                let _ = poll.registry().deregister(&mut s);
-            }
-        }
+        d.drop_attempts(poll.registry());
         let _ = stream.set_nodelay(true);
         let tls = d.tls.take();
         let role = Role::Client {
@@ -1322,22 +1297,16 @@ impl Loop {
     }
 
     fn fail_dial(&mut self, idx: u32, timeout: bool) {
-        let Some(entry) = self.slots.get_mut(idx as usize) else {
+        if self.dialing(idx).is_none() {
             return;
-        };
-        let Some(mut slot) = entry.inner.take() else {
-            return;
-        };
-        entry.epoch = entry.epoch.wrapping_add(1);
-        self.free.push(idx);
-        let Phase::Connecting(d) = &mut slot.st.phase else {
-            return;
-        };
-        for a in d.attempts.iter_mut() {
-            if let Some((mut s, _)) = a.take() {
-                let _ = self.poll.registry().deregister(&mut s);
-            }
         }
+        let Some(mut slot) = self.take(idx) else {
+            return;
+        };
+        let Phase::Connecting(d) = &mut slot.st.phase else {
+            unreachable!("checked above");
+        };
+        d.drop_attempts(self.poll.registry());
         let err = d.failure(timeout);
         let handler = &mut slot.handler;
         let _ = catch_unwind(AssertUnwindSafe(|| handler.connect_failed(err)));
@@ -1364,11 +1333,7 @@ impl Loop {
     fn conn_timer(&mut self, idx: u32, kind: Kind) {
         let now = self.now;
         let shared = &self.shared;
-        let Some(slot) = self
-            .slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(&mut self.slots, idx) else {
             return;
         };
         match kind {
