@@ -441,11 +441,11 @@ fn unknown_host_fails_through_the_resolver() {
     assert!(msg.contains("no such host"), "{msg}");
 }
 
-/// A loopback address whose SYNs go unanswered: a listener with a full backlog.
-fn blackhole() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
+/// A loopback address (`at`, or the port chosen for port 0) whose SYNs go unanswered:
+/// a listener with a full backlog.
+fn blackhole(at: &str) -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
+    s.bind(&at.parse::<SocketAddr>().unwrap().into()).unwrap();
     s.listen(0).unwrap();
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     let mut fillers = Vec::new();
@@ -460,7 +460,7 @@ fn blackhole() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
 
 #[test]
 fn connection_timeout_fires_on_a_silent_address() {
-    let (_hole, _fill, addr) = blackhole();
+    let (_hole, _fill, addr) = blackhole("127.0.0.1:0");
     let rt = rt(1);
     let opts = ConnectOptions {
         connection_timeout: Some(Duration::from_millis(300)),
@@ -475,30 +475,21 @@ fn connection_timeout_fires_on_a_silent_address() {
     none_within(&rx, Duration::from_millis(200), |_| true);
 }
 
+/// A resolver answering `name` with `ips`, in that order.
+fn answers(name: &str, ips: &[&str]) -> Arc<StaticResolver> {
+    let hosts = StaticResolver::new();
+    hosts.insert(name, ips.iter().map(|ip| ip.parse::<IpAddr>().unwrap()));
+    Arc::new(hosts)
+}
+
 #[test]
 fn happy_eyeballs_staggers_then_the_live_address_wins() {
     let ln = TcpListener::bind("127.0.0.1:0").unwrap();
     let live = ln.local_addr().unwrap();
     // One dial uses one port: the silent address is 127.0.0.2 at the live port.
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let hole_addr = SocketAddr::new("127.0.0.2".parse().unwrap(), live.port());
-    s.bind(&hole_addr.into()).unwrap();
-    s.listen(0).unwrap();
-    let mut fill = Vec::new();
-    while let Ok(c) = TcpStream::connect_timeout(&hole_addr, Duration::from_millis(200)) {
-        fill.push(c);
-        assert!(fill.len() < 16, "backlog never filled");
-    }
-    let hosts = StaticResolver::new();
-    hosts.insert(
-        "race.test",
-        [
-            "127.0.0.2".parse::<IpAddr>().unwrap(),
-            "127.0.0.1".parse().unwrap(),
-        ],
-    );
+    let _hole = blackhole(&format!("127.0.0.2:{}", live.port()));
     let opts = ConnectOptions {
-        resolver: Arc::new(hosts),
+        resolver: answers("race.test", &["127.0.0.2", "127.0.0.1"]),
         connection_timeout: Some(Duration::from_secs(5)),
         ..ConnectOptions::default()
     };
@@ -523,16 +514,8 @@ fn failed_attempt_starts_the_next_at_once() {
     let ln = TcpListener::bind("127.0.0.1:0").unwrap();
     let live = ln.local_addr().unwrap();
     // Nothing listens on 127.0.0.3 at that port: refused at once.
-    let hosts = StaticResolver::new();
-    hosts.insert(
-        "two.test",
-        [
-            "127.0.0.3".parse::<IpAddr>().unwrap(),
-            "127.0.0.1".parse().unwrap(),
-        ],
-    );
     let opts = ConnectOptions {
-        resolver: Arc::new(hosts),
+        resolver: answers("two.test", &["127.0.0.3", "127.0.0.1"]),
         attempt_delay: Duration::from_secs(3),
         ..ConnectOptions::default()
     };
