@@ -1144,3 +1144,24 @@ fn small_frames_of_a_large_read_are_delivered_in_linear_time() {
     }
     w.join().unwrap();
 }
+
+#[test]
+fn careless_builder_sizes() {
+    // A buffer no machine can allocate is refused, not a panic or an abort.
+    let err = Runtime::builder()
+        .threads(1)
+        .read_buffer_size(usize::MAX)
+        .build()
+        .expect_err("an impossible read buffer");
+    assert!(matches!(err, reseau::Error::InvalidArgument(_)), "{err:?}");
+    // Zero sizes fall back to something that works (0 budget: the buffer's size).
+    let rt = Runtime::builder()
+        .threads(1)
+        .read_buffer_size(0)
+        .read_budget(0)
+        .build()
+        .unwrap();
+    let (srv, _rx) = server(&rt, ServerOptions::default());
+    let mut c = client(srv.local_addr());
+    roundtrip(&mut c, b"one byte at a time");
+}

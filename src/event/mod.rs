@@ -71,6 +71,9 @@ use crate::{Error, Result};
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// Default size of each loop's read buffer (shared by all of the loop's connections).
 pub const DEFAULT_READ_BUFFER: usize = 256 * 1024;
+/// Largest read buffer [`Builder::read_buffer_size`] accepts (1 GiB): each loop
+/// allocates one up front.
+pub const MAX_READ_BUFFER: usize = 1 << 30;
 
 /// Lifecycle callbacks of one connection, run on the connection's loop thread.
 ///
@@ -619,24 +622,32 @@ impl Builder {
         self
     }
 
-    /// Size of each loop's read buffer (default [`DEFAULT_READ_BUFFER`]).
+    /// Size of each loop's read buffer (default [`DEFAULT_READ_BUFFER`]; 0 counts as
+    /// 1; at most [`MAX_READ_BUFFER`], checked by [`build`](Builder::build)).
     pub fn read_buffer_size(mut self, bytes: usize) -> Builder {
         self.read_buffer = bytes.max(1);
         self
     }
 
     /// Most bytes one connection reads per readiness before the loop serves others
-    /// (default: the read buffer's size).
+    /// (default, and for 0: the read buffer's size).
     pub fn read_budget(mut self, bytes: usize) -> Builder {
-        self.read_budget = bytes.max(1);
+        self.read_budget = bytes;
         self
     }
 
     /// Starts the loop threads.
     ///
     /// # Errors
+    /// [`Error::InvalidArgument`] for a read buffer above [`MAX_READ_BUFFER`];
     /// [`Error::Sys`] `epoll_create`/`eventfd`/`spawn` when the system refuses.
     pub fn build(self) -> Result<Runtime> {
+        if self.read_buffer > MAX_READ_BUFFER {
+            return Err(Error::InvalidArgument(format!(
+                "read buffer of {} bytes above the maximum of {MAX_READ_BUFFER}",
+                self.read_buffer
+            )));
+        }
         let n = self
             .threads
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
