@@ -1165,3 +1165,27 @@ fn careless_builder_sizes() {
     let mut c = client(srv.local_addr());
     roundtrip(&mut c, b"one byte at a time");
 }
+
+#[test]
+fn careless_conn_arguments() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.echo = true;
+        p.on_connected = Some(Box::new(|c, ()| {
+            let e = c.set_watermarks(1, 2).expect_err("low above high");
+            assert!(matches!(e, reseau::Error::InvalidArgument(_)), "{e:?}");
+            c.set_watermarks(0, 0).unwrap();
+            c.set_read_size(Some(usize::MAX)).unwrap();
+            assert_eq!(c.read_size(), Some(usize::MAX));
+            c.set_idle_timeout(Some(Duration::ZERO));
+            let t = c.send(b"").unwrap();
+            assert_eq!(t.id(), 1);
+        }));
+    });
+    wait_for(&rx, "empty send's token", |e| *e == Ev::Sent(1));
+    // An uncapped read size is the loop buffer's; high-water 0 throttles on any backlog
+    // and nothing else changes.
+    roundtrip(&mut c, b"after careless settings");
+    none_within(&rx, Duration::from_millis(150), |e| {
+        matches!(e, Ev::Idle | Ev::Closed)
+    });
+}
