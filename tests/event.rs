@@ -1189,3 +1189,27 @@ fn careless_conn_arguments() {
         matches!(e, Ev::Idle | Ev::Closed)
     });
 }
+
+#[test]
+fn local_address_errors_are_named_as_the_blocking_dialer_names_them() {
+    let rt = rt(1);
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ln.local_addr().unwrap().port();
+    let failed = |local: &str| {
+        let opts = ConnectOptions {
+            local_addr: Some(local.parse().unwrap()),
+            ..ConnectOptions::default()
+        };
+        let rx = client_probe(&rt, "127.0.0.1", port, opts, |_| {});
+        match wait_for(&rx, "connect_failed", |e| matches!(e, Ev::Failed(..))).0 {
+            Ev::Failed(msg, _) => msg,
+            _ => unreachable!(),
+        }
+    };
+    // The local end taken: a bind error, not a connect error.
+    let msg = failed(&ln.local_addr().unwrap().to_string());
+    assert!(msg.contains("bind") && msg.contains("in use"), "{msg}");
+    // The other family: refused as an invalid argument, as Dialer does.
+    let msg = failed("[::1]:0");
+    assert!(msg.contains("families must match"), "{msg}");
+}

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use super::ConnectOptions;
 use super::reactor::{Cmd, Shared};
@@ -131,28 +130,23 @@ pub(crate) fn literal(host: &str) -> crate::Result<Option<(IpAddr, u32)>> {
     Ok(Some((ip, scope)))
 }
 
-/// Starts one non-blocking connect.
-pub(crate) fn start_connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TcpStream> {
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    if let Some(local) = local {
-        if local.is_ipv4() != addr.is_ipv4() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "local and remote address families differ",
-            ));
-        }
-        sock.bind(&local.into())?;
-    }
-    match sock.connect(&addr.into()) {
+/// Starts one non-blocking connect on a socket from [`tcp::connect_socket`] (as the
+/// blocking dialer's: families checked first, `socket`/`bind` errors named so).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a `local` of the other family; `Sys` `socket`,
+/// `bind` or `connect`.
+pub(crate) fn start_connect(
+    addr: SocketAddr,
+    local: Option<SocketAddr>,
+) -> crate::Result<TcpStream> {
+    let fd = crate::tcp::connect_socket(addr, local)?.into_owned()?;
+    match socket2::SockRef::from(&fd).connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
+        Err(e) => return Err(Error::sys("connect", e)),
     }
-    Ok(TcpStream::from_std(sock.into()))
+    Ok(TcpStream::from_std(fd.into()))
 }
 
 /// Whether an attempt the loop saw as ready has connected: `Ok(true)` connected,

@@ -1167,7 +1167,8 @@ impl Loop {
             let started = dial::start_connect(addr, d.opts.local_addr).and_then(|mut s| {
                 let sub = d.attempts.iter().position(Option::is_none).expect("room");
                 poll.registry()
-                    .register(&mut s, token(idx, sub + 1), Interest::WRITABLE)?;
+                    .register(&mut s, token(idx, sub + 1), Interest::WRITABLE)
+                    .map_err(|e| Error::sys("connect", e))?;
                 d.attempts[sub] = Some((s, addr));
                 Ok(())
             });
@@ -1184,10 +1185,7 @@ impl Loop {
                         break;
                     }
                 }
-                Err(e) => d.errors.push(Error::Sys {
-                    op: "connect",
-                    source: e,
-                }),
+                Err(e) => d.errors.push(e),
             }
         }
         if d.in_flight() == 0 && d.pending.is_empty() {
