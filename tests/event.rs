@@ -1213,3 +1213,25 @@ fn local_address_errors_are_named_as_the_blocking_dialer_names_them() {
     let msg = failed("[::1]:0");
     assert!(msg.contains("families must match"), "{msg}");
 }
+
+#[test]
+fn shortening_the_idle_timeout_takes_effect() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.set_idle_timeout(Some(Duration::from_secs(5)));
+        }));
+        p.on_received = Some(Box::new(|c, _| {
+            c.set_idle_timeout(Some(Duration::from_millis(100)));
+        }));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(b"shorter").unwrap();
+    wait_for(&rx, "received", |e| matches!(e, Ev::Received(_)));
+    let start = Instant::now();
+    wait_for(&rx, "idle", |e| *e == Ev::Idle);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "the 100 ms idle timeout fired after {:?}",
+        start.elapsed()
+    );
+}

@@ -742,16 +742,20 @@ impl Loop {
             }
         }
         if let Some(d) = st.idle
-            && !st.idle_in_heap
             && matches!(st.phase, Phase::Open)
         {
-            st.idle_in_heap = true;
-            let conn = Owner::Conn {
-                slot: slot_no,
-                epoch,
-                kind: Kind::Idle,
-            };
-            timers.push(timer::deadline(st.idle_base.max(now), d), conn);
+            // One entry rolls: I/O only moves the deadline later, and the entry, when
+            // it pops early, is pushed again. A shorter timeout needs an earlier one.
+            let at = timer::deadline(st.idle_base.max(now), d);
+            if st.idle_entry.is_none_or(|e| at < e) {
+                st.idle_entry = Some(at);
+                let conn = Owner::Conn {
+                    slot: slot_no,
+                    epoch,
+                    kind: Kind::Idle,
+                };
+                timers.push(at, conn);
+            }
         }
         let want = st.wanted_interest();
         if want != st.registered
@@ -1315,20 +1319,20 @@ impl Loop {
 
     fn fire_timers(&mut self) {
         let now = self.now;
-        while let Some((_, owner)) = self.timers.pop_due(now) {
+        while let Some((at, owner)) = self.timers.pop_due(now) {
             match owner {
                 Owner::Listener(id) => self.register_listener(id),
                 Owner::Conn { slot, epoch, kind } => {
                     if !self.alive(slot, epoch) {
                         continue;
                     }
-                    self.conn_timer(slot, kind);
+                    self.conn_timer(slot, kind, at);
                 }
             }
         }
     }
 
-    fn conn_timer(&mut self, idx: u32, kind: Kind) {
+    fn conn_timer(&mut self, idx: u32, kind: Kind, at: Instant) {
         let now = self.now;
         let shared = &self.shared;
         let Some(slot) = slot_mut(&mut self.slots, idx) else {
@@ -1344,7 +1348,10 @@ impl Loop {
             }
             Kind::Idle => {
                 let st = &mut slot.st;
-                st.idle_in_heap = false;
+                if st.idle_entry != Some(at) {
+                    return;
+                }
+                st.idle_entry = None;
                 let open = matches!(st.phase, Phase::Open) && st.close_req == CloseReq::None;
                 if let (Some(d), true) = (st.idle, open) {
                     if timer::deadline(st.idle_base, d) <= now {
