@@ -197,7 +197,14 @@ impl reseau::event::Handler for EventEcho {
 
 fn serve_event(o: &Opts) -> ! {
     use reseau::event::{Runtime, ServerOptions};
-    let addr: std::net::SocketAddr = o.addr.parse().unwrap_or_else(|_| usage());
+    let fail = |e: reseau::Error| -> ! {
+        eprintln!("echo_server: listen {}: {e}", o.addr);
+        exit(1)
+    };
+    // HOST:PORT as the other modes take it (names resolved, `:0` dual-stack), then
+    // handed to the event loops.
+    let ln = reseau::tcp::listen_on("tcp", &o.addr).unwrap_or_else(|e| fail(e));
+    let ln = std::net::TcpListener::from(std::os::fd::OwnedFd::from(ln));
     let mut b = Runtime::builder();
     if let Some(n) = o.threads {
         b = b.threads(n);
@@ -207,8 +214,8 @@ fn serve_event(o: &Opts) -> ! {
         exit(1)
     });
     let server = rt
-        .listen(
-            addr,
+        .serve(
+            ln,
             ServerOptions {
                 // Handshakes advance on readiness on the loops, like the data.
                 tls: o.tls.then(|| reseau::tls::Config {
@@ -220,10 +227,7 @@ fn serve_event(o: &Opts) -> ! {
             },
             |_| EventEcho,
         )
-        .unwrap_or_else(|e| {
-            eprintln!("echo_server: listen {}: {e}", o.addr);
-            exit(1)
-        });
+        .unwrap_or_else(|e| fail(e));
     announce(server.local_addr());
     loop {
         thread::park();

@@ -15,7 +15,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reseau::event::{Conn, ConnectOptions, Handler, Runtime, ServerOptions};
+use reseau::event::{Conn, ConnectOptions, Handle, Handler, Runtime, Server, ServerOptions};
 use reseau::tls;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -221,35 +221,43 @@ fn rt() -> Runtime {
     Runtime::builder().threads(2).build().unwrap()
 }
 
+/// A loopback server (TLS with `tls`) whose connections are probes of `role`.
+fn serve(rt: &Runtime, tls: Option<tls::Config>, role: Role) -> (Server, Receiver<Ev>) {
+    let (tx, rx) = mpsc::channel();
+    let opts = ServerOptions {
+        tls,
+        ..ServerOptions::default()
+    };
+    let srv = rt
+        .listen(reseau::tcp::loopback_addr(0), opts, move |_| {
+            probe(&tx, role)
+        })
+        .unwrap();
+    (srv, rx)
+}
+
+/// A client probe of `role` connecting to `127.0.0.1:port`.
+fn dial(rt: &Runtime, port: u16, opts: ConnectOptions, role: Role) -> (Handle, Receiver<Ev>) {
+    let (tx, rx) = mpsc::channel();
+    let h = rt
+        .connect("127.0.0.1", port, opts, probe(&tx, role))
+        .unwrap();
+    (h, rx)
+}
+
 #[test]
 fn event_client_and_server_echo_over_tls() {
     if !enabled() {
         return;
     }
     let rt = rt();
-    let (stx, srx) = mpsc::channel();
-    let opts = ServerOptions {
-        tls: Some(server_cfg()),
-        ..ServerOptions::default()
-    };
-    let srv = rt
-        .listen(reseau::tcp::loopback_addr(0), opts, move |_| {
-            probe(&stx, Role::Echo)
-        })
-        .unwrap();
-    let (ctx, crx) = mpsc::channel();
+    let (srv, srx) = serve(&rt, Some(server_cfg()), Role::Echo);
     let copts = ConnectOptions {
         tls: Some(client_cfg()),
         connection_timeout: Some(WAIT),
         ..ConnectOptions::default()
     };
-    rt.connect(
-        "127.0.0.1",
-        srv.local_addr().port(),
-        copts,
-        probe(&ctx, Role::Hello),
-    )
-    .unwrap();
+    let (_, crx) = dial(&rt, srv.local_addr().port(), copts, Role::Hello);
     let cev = until_end(&crx);
     assert_eq!(cev[0], Ev::Connected(true), "{cev:?}");
     assert_eq!(received(&cev), b"hello");
@@ -269,16 +277,7 @@ fn event_server_against_blocking_client_large_echo() {
         return;
     }
     let rt = rt();
-    let (stx, srx) = mpsc::channel();
-    let opts = ServerOptions {
-        tls: Some(server_cfg()),
-        ..ServerOptions::default()
-    };
-    let srv = rt
-        .listen(reseau::tcp::loopback_addr(0), opts, move |_| {
-            probe(&stx, Role::Echo)
-        })
-        .unwrap();
+    let (srv, srx) = serve(&rt, Some(server_cfg()), Role::Echo);
     let conn = tls::connect(srv.local_addr(), &client_cfg()).unwrap();
     conn.set_deadline(Some(Instant::now() + WAIT)).unwrap();
     // 1 MiB across many records and several writable events each way.
@@ -320,13 +319,11 @@ fn event_client_against_blocking_server() {
         rest
     });
     let rt = rt();
-    let (ctx, crx) = mpsc::channel();
     let copts = ConnectOptions {
         tls: Some(client_cfg()),
         ..ConnectOptions::default()
     };
-    rt.connect("127.0.0.1", port, copts, probe(&ctx, Role::Hello))
-        .unwrap();
+    let (_, crx) = dial(&rt, port, copts, Role::Hello);
     let cev = until_end(&crx);
     assert_eq!(cev[0], Ev::Connected(true));
     assert_eq!(received(&cev), b"hello");
@@ -339,17 +336,7 @@ fn wrong_ca_fails_once_on_each_side() {
         return;
     }
     let rt = rt();
-    let (stx, srx) = mpsc::channel();
-    let opts = ServerOptions {
-        tls: Some(server_cfg()),
-        ..ServerOptions::default()
-    };
-    let srv = rt
-        .listen(reseau::tcp::loopback_addr(0), opts, move |_| {
-            probe(&stx, Role::Echo)
-        })
-        .unwrap();
-    let (ctx, crx) = mpsc::channel();
+    let (srv, srx) = serve(&rt, Some(server_cfg()), Role::Echo);
     let copts = ConnectOptions {
         tls: Some(tls::Config {
             ca_file: Some(cert!("other-ca.pem")),
@@ -357,13 +344,7 @@ fn wrong_ca_fails_once_on_each_side() {
         }),
         ..ConnectOptions::default()
     };
-    rt.connect(
-        "127.0.0.1",
-        srv.local_addr().port(),
-        copts,
-        probe(&ctx, Role::Hello),
-    )
-    .unwrap();
+    let (_, crx) = dial(&rt, srv.local_addr().port(), copts, Role::Hello);
     let cev = until_end(&crx);
     assert_eq!(cev.len(), 1, "{cev:?}");
     match &cev[0] {
@@ -389,22 +370,13 @@ fn start_tls_on_both_sides() {
         return;
     }
     let rt = rt();
-    let (stx, srx) = mpsc::channel();
-    let srv = rt
-        .listen(
-            reseau::tcp::loopback_addr(0),
-            ServerOptions::default(),
-            move |_| probe(&stx, Role::StartTlsServer),
-        )
-        .unwrap();
-    let (ctx, crx) = mpsc::channel();
-    rt.connect(
-        "127.0.0.1",
+    let (srv, srx) = serve(&rt, None, Role::StartTlsServer);
+    let (_, crx) = dial(
+        &rt,
         srv.local_addr().port(),
         ConnectOptions::default(),
-        probe(&ctx, Role::StartTlsClient),
-    )
-    .unwrap();
+        Role::StartTlsClient,
+    );
     let cev = until_end(&crx);
     assert_eq!(cev[0], Ev::Connected(false), "{cev:?}");
     assert!(cev.contains(&Ev::StartTls(Ok(()))), "{cev:?}");
@@ -424,14 +396,7 @@ fn start_tls_refused_with_unread_plaintext() {
         return;
     }
     let rt = rt();
-    let (stx, srx) = mpsc::channel();
-    let srv = rt
-        .listen(
-            reseau::tcp::loopback_addr(0),
-            ServerOptions::default(),
-            move |_| probe(&stx, Role::StartTlsServer),
-        )
-        .unwrap();
+    let (srv, srx) = serve(&rt, None, Role::StartTlsServer);
     let mut c = TcpStream::connect(srv.local_addr()).unwrap();
     c.set_read_timeout(Some(WAIT)).unwrap();
     // The injected bytes arrive with the command, in one segment.
@@ -456,20 +421,13 @@ fn stalled_handshake_is_bounded_by_connection_timeout() {
     // Accepts (the kernel does) and never answers the ClientHello.
     let ln = TcpListener::bind("127.0.0.1:0").unwrap();
     let rt = rt();
-    let (ctx, crx) = mpsc::channel();
     let copts = ConnectOptions {
         tls: Some(client_cfg()),
         connection_timeout: Some(Duration::from_millis(300)),
         ..ConnectOptions::default()
     };
     let t0 = Instant::now();
-    rt.connect(
-        "127.0.0.1",
-        ln.local_addr().unwrap().port(),
-        copts,
-        probe(&ctx, Role::Hello),
-    )
-    .unwrap();
+    let (_, crx) = dial(&rt, ln.local_addr().unwrap().port(), copts, Role::Hello);
     let cev = until_end(&crx);
     let took = t0.elapsed();
     assert_eq!(cev.len(), 1, "{cev:?}");
@@ -485,19 +443,14 @@ fn stalled_server_handshake_is_bounded_by_handshake_timeout() {
         return;
     }
     let rt = rt();
-    let (stx, srx) = mpsc::channel();
-    let opts = ServerOptions {
-        tls: Some(tls::Config {
+    let (srv, srx) = serve(
+        &rt,
+        Some(tls::Config {
             handshake_timeout: Some(Duration::from_millis(300)),
             ..server_cfg()
         }),
-        ..ServerOptions::default()
-    };
-    let srv = rt
-        .listen(reseau::tcp::loopback_addr(0), opts, move |_| {
-            probe(&stx, Role::Echo)
-        })
-        .unwrap();
+        Role::Echo,
+    );
     let t0 = Instant::now();
     let mut c = TcpStream::connect(srv.local_addr()).unwrap();
     match next(&srx) {

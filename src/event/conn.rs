@@ -75,7 +75,9 @@ pub(crate) struct ConnState {
     pub(crate) timer_push: bool,
     pub(crate) idle: Option<Duration>,
     pub(crate) idle_base: Instant,
-    pub(crate) idle_in_heap: bool,
+    /// Deadline of the idle timeout's live timer entry; an entry popping at another
+    /// time is stale (superseded by a shorter timeout).
+    pub(crate) idle_entry: Option<Instant>,
     // -- registration and bookkeeping
     pub(crate) registered: Option<Interest>,
     pub(crate) listener: Option<Arc<ListenerShared>>,
@@ -133,7 +135,7 @@ impl ConnState {
             timer_push: false,
             idle: None,
             idle_base: now,
-            idle_in_heap: false,
+            idle_entry: None,
             registered: None,
             listener: None,
             peer: None,

@@ -3,12 +3,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use super::ConnectOptions;
 use super::reactor::{Cmd, Shared};
@@ -33,6 +32,8 @@ pub(crate) struct Dialing {
     /// Bumped whenever the stagger timer is superseded.
     pub(crate) seq: u64,
     pub(crate) resolved: bool,
+    /// The zone of an IPv6 literal host (`fe80::1%eth0`), 0 otherwise.
+    pub(crate) scope: u32,
     /// The TLS client context, when the connection is TLS.
     pub(crate) tls: Option<super::tls::Prepared>,
 }
@@ -53,6 +54,7 @@ impl Dialing {
             errors: Vec::new(),
             seq: 0,
             resolved: false,
+            scope: 0,
             tls,
         }
     }
@@ -61,13 +63,25 @@ impl Dialing {
         self.attempts.iter().filter(|a| a.is_some()).count()
     }
 
+    /// Deregisters and closes every attempt still in flight.
+    pub(crate) fn drop_attempts(&mut self, registry: &mio::Registry) {
+        for a in self.attempts.iter_mut() {
+            if let Some((mut s, _)) = a.take() {
+                let _ = registry.deregister(&mut s);
+            }
+        }
+    }
+
     /// Orders the resolver's answer for attempts (policy, then family interleave).
     pub(crate) fn set_addrs(&mut self, ips: Vec<IpAddr>) -> crate::Result<()> {
         let ips = self.opts.policy.apply(&self.host, ips)?;
         let ips = crate::resolve::interleave(&ips);
         self.pending = ips
             .into_iter()
-            .map(|ip| SocketAddr::new(ip, self.port))
+            .map(|ip| match ip {
+                IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, self.port, 0, self.scope)),
+                ip => SocketAddr::new(ip, self.port),
+            })
             .collect();
         self.resolved = true;
         Ok(())
@@ -95,28 +109,44 @@ impl Dialing {
     }
 }
 
-/// Starts one non-blocking connect.
-pub(crate) fn start_connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TcpStream> {
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    if let Some(local) = local {
-        if local.is_ipv4() != addr.is_ipv4() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "local and remote address families differ",
-            ));
-        }
-        sock.bind(&local.into())?;
+/// A host that answers itself, as `Dialer` reads it: an IP literal (with its IPv6
+/// zone), and an empty host or an unspecified address standing for this machine's
+/// loopback (Go's `:port`). `Ok(None)`: a name to resolve.
+///
+/// # Errors
+/// [`Error::Address`] for an unusable zone (see [`parse_literal`](crate::resolve::parse_literal)).
+pub(crate) fn literal(host: &str) -> crate::Result<Option<(IpAddr, u32)>> {
+    if host.is_empty() {
+        return Ok(Some((IpAddr::V4(Ipv4Addr::LOCALHOST), 0)));
     }
-    match sock.connect(&addr.into()) {
+    let Some((ip, scope)) = crate::resolve::parse_literal(host)? else {
+        return Ok(None);
+    };
+    let ip = match ip.to_canonical() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok(Some((ip, scope)))
+}
+
+/// Starts one non-blocking connect on a socket from [`tcp::connect_socket`] (as the
+/// blocking dialer's: families checked first, `socket`/`bind` errors named so).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a `local` of the other family; `Sys` `socket`,
+/// `bind` or `connect`.
+pub(crate) fn start_connect(
+    addr: SocketAddr,
+    local: Option<SocketAddr>,
+) -> crate::Result<TcpStream> {
+    let fd = crate::tcp::connect_socket(addr, local)?.into_owned()?;
+    match socket2::SockRef::from(&fd).connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
+        Err(e) => return Err(Error::sys("connect", e)),
     }
-    Ok(TcpStream::from_std(sock.into()))
+    Ok(TcpStream::from_std(fd.into()))
 }
 
 /// Whether an attempt the loop saw as ready has connected: `Ok(true)` connected,

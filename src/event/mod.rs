@@ -71,6 +71,9 @@ use crate::{Error, Result};
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// Default size of each loop's read buffer (shared by all of the loop's connections).
 pub const DEFAULT_READ_BUFFER: usize = 256 * 1024;
+/// Largest read buffer [`Builder::read_buffer_size`] accepts (1 GiB): each loop
+/// allocates one up front.
+pub const MAX_READ_BUFFER: usize = 1 << 30;
 
 /// Lifecycle callbacks of one connection, run on the connection's loop thread.
 ///
@@ -286,7 +289,8 @@ impl Conn<'_> {
     }
 
     /// Arms the connection's one-shot timer: [`Handler::timer`] fires after `after`.
-    /// Not moved by I/O; survives a graceful close; a hard close cancels it.
+    /// Not moved by I/O; survives a graceful close; a hard close cancels it. A
+    /// duration too long to represent (`Duration::MAX`) never fires.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when a timer is already active or `after` is zero;
@@ -305,7 +309,7 @@ impl Conn<'_> {
         }
         self.st.timer_ids += 1;
         let id = self.st.timer_ids;
-        self.st.timer = Some((id, self.st.now + after));
+        self.st.timer = Some((id, timer::deadline(self.st.now, after)));
         self.st.timer_push = true;
         Ok(TimerToken(id))
     }
@@ -540,7 +544,8 @@ impl Handle {
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// Gives up after this long (resolution, every attempt): `connect_failed` with
-    /// [`Error::DialTimeout`] inside the `Op` error. `None`: no limit.
+    /// [`Error::DialTimeout`] inside the `Op` error. `None`, or a duration too long
+    /// to represent: no limit.
     pub connection_timeout: Option<Duration>,
     /// Binds the local end first (families must match the remote address).
     pub local_addr: Option<SocketAddr>,
@@ -574,12 +579,23 @@ impl Default for ConnectOptions {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Most connections open at once; beyond it accepting pauses (connections wait in
-    /// the kernel's backlog) until one closes.
+    /// the kernel's backlog) until one closes. At least 1 (`listen` refuses 0).
     pub max_connections: usize,
     /// TLS server configuration (lori's `ssl_server`): `connected` follows each
     /// accepted connection's handshake, a failed handshake calls only
     /// [`tls_failed`](Handler::tls_failed); `handshake_timeout` bounds it.
     pub tls: Option<crate::tls::Config>,
+}
+
+impl ServerOptions {
+    fn check(&self) -> Result<()> {
+        if self.max_connections == 0 {
+            return Err(Error::InvalidArgument(
+                "max_connections must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerOptions {
@@ -600,30 +616,38 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Number of loop threads (default: one per core).
+    /// Number of loop threads (default: one per core; 0 counts as 1).
     pub fn threads(mut self, n: usize) -> Builder {
         self.threads = Some(n.max(1));
         self
     }
 
-    /// Size of each loop's read buffer (default [`DEFAULT_READ_BUFFER`]).
+    /// Size of each loop's read buffer (default [`DEFAULT_READ_BUFFER`]; 0 counts as
+    /// 1; at most [`MAX_READ_BUFFER`], checked by [`build`](Builder::build)).
     pub fn read_buffer_size(mut self, bytes: usize) -> Builder {
         self.read_buffer = bytes.max(1);
         self
     }
 
     /// Most bytes one connection reads per readiness before the loop serves others
-    /// (default: the read buffer's size).
+    /// (default, and for 0: the read buffer's size).
     pub fn read_budget(mut self, bytes: usize) -> Builder {
-        self.read_budget = bytes.max(1);
+        self.read_budget = bytes;
         self
     }
 
     /// Starts the loop threads.
     ///
     /// # Errors
+    /// [`Error::InvalidArgument`] for a read buffer above [`MAX_READ_BUFFER`];
     /// [`Error::Sys`] `epoll_create`/`eventfd`/`spawn` when the system refuses.
     pub fn build(self) -> Result<Runtime> {
+        if self.read_buffer > MAX_READ_BUFFER {
+            return Err(Error::InvalidArgument(format!(
+                "read buffer of {} bytes above the maximum of {MAX_READ_BUFFER}",
+                self.read_buffer
+            )));
+        }
         let n = self
             .threads
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
@@ -714,26 +738,35 @@ impl Runtime {
     /// loops round-robin.
     ///
     /// # Errors
-    /// [`Error::TlsConfig`] for an invalid [`ServerOptions::tls`];
-    /// [`Error::Sys`] `socket`/`bind`/`listen`; [`Error::Closed`] when the runtime stopped.
+    /// [`Error::InvalidArgument`] for `max_connections` 0; [`Error::TlsConfig`] for an
+    /// invalid [`ServerOptions::tls`]; [`Error::Sys`] `socket`/`bind`/`listen`, naming
+    /// `addr` (`bind 127.0.0.1:80: Address already in use …`); [`Error::Closed`] when
+    /// the runtime stopped.
     pub fn listen<H, F>(&self, addr: SocketAddr, opts: ServerOptions, factory: F) -> Result<Server>
     where
         H: Handler,
         F: Fn(SocketAddr) -> H + Send + Sync + 'static,
     {
-        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(sys("socket"))?;
-        sock.set_reuse_address(true).map_err(sys("setsockopt"))?;
-        sock.bind(&addr.into()).map_err(sys("bind"))?;
-        // The kernel caps the backlog at net.core.somaxconn.
-        sock.listen(i32::MAX).map_err(sys("listen"))?;
+        opts.check()?;
+        let bound = || {
+            let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(sys("socket"))?;
+            sock.set_reuse_address(true).map_err(sys("setsockopt"))?;
+            sock.bind(&addr.into()).map_err(sys("bind"))?;
+            // The kernel caps the backlog at net.core.somaxconn.
+            sock.listen(i32::MAX).map_err(sys("listen"))?;
+            Ok::<_, Error>(sock)
+        };
+        // Named like tcp::listen's: `bind 127.0.0.1:80: Address already in use`.
+        let sock = bound().map_err(|e| e.with_addr(addr))?;
         self.serve(sock.into(), opts, factory)
     }
 
     /// Serves an already listening socket, as [`listen`](Runtime::listen).
     ///
     /// # Errors
-    /// [`Error::TlsConfig`] for an invalid [`ServerOptions::tls`];
+    /// [`Error::InvalidArgument`] for `max_connections` 0; [`Error::TlsConfig`] for an
+    /// invalid [`ServerOptions::tls`];
     /// [`Error::Sys`] when the socket cannot be made non-blocking or has no address;
     /// [`Error::Closed`] when the runtime stopped.
     pub fn serve<H, F>(&self, ln: StdListener, opts: ServerOptions, factory: F) -> Result<Server>
@@ -741,6 +774,7 @@ impl Runtime {
         H: Handler,
         F: Fn(SocketAddr) -> H + Send + Sync + 'static,
     {
+        opts.check()?;
         let tls = opts
             .tls
             .as_ref()
@@ -751,7 +785,7 @@ impl Runtime {
         let home = self.rt.next_loop().clone();
         let shared = Arc::new(ListenerShared {
             id: self.rt.next_listener.fetch_add(1, Ordering::Relaxed),
-            limit: opts.max_connections.max(1),
+            limit: opts.max_connections,
             active: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -770,7 +804,9 @@ impl Runtime {
     /// Connects to `host:port` (a name or an IP literal) and serves the connection
     /// with `handler`: exactly one of [`connected`](Handler::connected) or
     /// [`connect_failed`](Handler::connect_failed) follows. Names resolve off the loop;
-    /// addresses are raced with RFC 8305 Happy Eyeballs.
+    /// addresses are raced with RFC 8305 Happy Eyeballs. As with
+    /// [`Dialer`](crate::resolve::Dialer), an empty host or an unspecified address
+    /// dials this machine's loopback, and an IPv6 literal may carry a zone (`fe80::1%eth0`).
     ///
     /// ```
     /// use std::sync::mpsc;

@@ -15,17 +15,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{CloseReq, ConnState, Phase};
 use super::dial::{self, Dialing, Lookup};
-use super::timer::{Kind, Owner, Timers};
+use super::timer::{self, Kind, Owner, Timers};
 use super::tls::{self as etls, Prepared, Role, Step};
 use super::{Conn, ConnectOptions, Handler, SendToken, TimerToken};
 use crate::Error;
+use crate::util::lock;
 
 const WAKER: usize = usize::MAX;
 
-/// Poison-tolerant: a panicking pusher leaves the queue consistent (push is atomic).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 const LISTENER_BIT: usize = 1 << (usize::BITS - 2);
 /// Low token bits: 0 = the connection's stream, 1..=15 = a connect attempt.
 const SUB_BITS: u32 = 4;
@@ -247,36 +244,47 @@ fn call(
     }
 }
 
-/// Delivers held bytes (framing remainder, or bytes kept while muted).
-fn deliver_held(slot: &mut Slot, shared: &Arc<Shared>, now: Instant) {
+/// Delivers from `data` while the handler takes it (not muted, yielding or closing):
+/// all of it at once, or frames of exactly [`buffer_until`](Conn::buffer_until)'s
+/// size. Returns the bytes delivered; the caller keeps the rest.
+fn deliver_from(slot: &mut Slot, shared: &Arc<Shared>, now: Instant, data: &[u8]) -> usize {
+    let mut off = 0;
     loop {
         let st = &slot.st;
         if st.muted || st.close_req == CloseReq::Hard || st.fault.is_some() || st.yield_now {
-            return;
+            return off;
         }
-        let n = if st.frame == 0 {
-            st.held.len()
-        } else if st.held.len() >= st.frame {
-            st.frame
-        } else {
-            0
+        let avail = data.len() - off;
+        let n = match st.frame {
+            0 => avail,
+            f if avail >= f => f,
+            _ => 0,
         };
         if n == 0 {
-            return;
+            return off;
         }
-        let held = std::mem::take(&mut slot.st.held);
-        slot.st.unread = held.len() - n;
-        call(slot, shared, now, |h, c| h.received(c, &held[..n]));
+        slot.st.unread = avail - n;
+        call(slot, shared, now, |h, c| h.received(c, &data[off..off + n]));
         slot.st.unread = 0;
-        let mut held = held;
-        held.drain(..n);
-        slot.st.held = held;
+        off += n;
     }
 }
 
+/// Delivers held bytes (framing remainder, or bytes kept while muted); what is left
+/// is moved to the front once, not once per frame.
+fn deliver_held(slot: &mut Slot, shared: &Arc<Shared>, now: Instant) {
+    let mut held = std::mem::take(&mut slot.st.held);
+    let used = deliver_from(slot, shared, now, &held);
+    held.drain(..used);
+    slot.st.held = held;
+}
+
+/// Delivers one read: straight from the read buffer when nothing is held, keeping
+/// only the undelivered tail.
 fn deliver(slot: &mut Slot, shared: &Arc<Shared>, now: Instant, data: &[u8]) {
-    if slot.st.frame == 0 && slot.st.held.is_empty() {
-        call(slot, shared, now, |h, c| h.received(c, data));
+    if slot.st.held.is_empty() {
+        let used = deliver_from(slot, shared, now, data);
+        slot.st.held.extend_from_slice(&data[used..]);
     } else {
         slot.st.held.extend_from_slice(data);
         deliver_held(slot, shared, now);
@@ -355,6 +363,12 @@ fn tls_drive(slot: &mut Slot, shared: &Arc<Shared>, now: Instant, pt: &mut [u8])
             }
         }
     }
+}
+
+/// The live connection in slot `idx` (a borrow of the slot table alone, so other
+/// fields of the loop stay usable).
+fn slot_mut(slots: &mut [SlotEntry], idx: u32) -> Option<&mut Slot> {
+    slots.get_mut(idx as usize)?.inner.as_deref_mut()
 }
 
 fn token(idx: u32, sub: usize) -> Token {
@@ -437,7 +451,17 @@ impl Loop {
     }
 
     fn slot(&mut self, idx: u32) -> Option<&mut Slot> {
-        self.slots.get_mut(idx as usize)?.inner.as_deref_mut()
+        slot_mut(&mut self.slots, idx)
+    }
+
+    /// Takes a connection out of its slot and frees the slot (a new epoch: stale
+    /// handles, timers and events no longer match).
+    fn take(&mut self, idx: u32) -> Option<Box<Slot>> {
+        let entry = self.slots.get_mut(idx as usize)?;
+        let slot = entry.inner.take()?;
+        entry.epoch = entry.epoch.wrapping_add(1);
+        self.free.push(idx);
+        Some(slot)
     }
 
     fn alive(&mut self, idx: u32, epoch: u32) -> bool {
@@ -466,11 +490,7 @@ impl Loop {
     // readiness
 
     fn on_ready(&mut self, idx: u32, readable: bool, writable: bool, hup: bool) {
-        let Some(slot) = self
-            .slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(&mut self.slots, idx) else {
             return;
         };
         if slot.st.stream.is_none() {
@@ -497,10 +517,7 @@ impl Loop {
             again,
             ..
         } = self;
-        let Some(slot) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(slots, idx) else {
             return;
         };
         let now = *now;
@@ -615,11 +632,7 @@ impl Loop {
         let now = self.now;
         loop {
             let shared = &self.shared;
-            let Some(slot) = self
-                .slots
-                .get_mut(idx as usize)
-                .and_then(|e| e.inner.as_deref_mut())
-            else {
+            let Some(slot) = slot_mut(&mut self.slots, idx) else {
                 return;
             };
             if slot.st.close_req == CloseReq::Graceful
@@ -658,10 +671,7 @@ impl Loop {
             again,
             ..
         } = self;
-        let Some(slot) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(slots, idx) else {
             return;
         };
         let st = &mut slot.st;
@@ -689,7 +699,7 @@ impl Loop {
                     epoch,
                     kind: Kind::Linger,
                 };
-                timers.push(now + LINGER, conn);
+                timers.push(timer::deadline(now, LINGER), conn);
             }
             if st.queued() == 0
                 && let Some(tls) = st.tls.as_mut()
@@ -717,7 +727,7 @@ impl Loop {
                     epoch,
                     kind: Kind::Handshake(st.hs_seq),
                 };
-                timers.push(now + d, conn);
+                timers.push(timer::deadline(now, d), conn);
             }
         }
         if st.timer_push {
@@ -732,16 +742,20 @@ impl Loop {
             }
         }
         if let Some(d) = st.idle
-            && !st.idle_in_heap
             && matches!(st.phase, Phase::Open)
         {
-            st.idle_in_heap = true;
-            let conn = Owner::Conn {
-                slot: slot_no,
-                epoch,
-                kind: Kind::Idle,
-            };
-            timers.push(st.idle_base.max(now) + d, conn);
+            // One entry rolls: I/O only moves the deadline later, and the entry, when
+            // it pops early, is pushed again. A shorter timeout needs an earlier one.
+            let at = timer::deadline(st.idle_base.max(now), d);
+            if st.idle_entry.is_none_or(|e| at < e) {
+                st.idle_entry = Some(at);
+                let conn = Owner::Conn {
+                    slot: slot_no,
+                    epoch,
+                    kind: Kind::Idle,
+                };
+                timers.push(at, conn);
+            }
         }
         let want = st.wanted_interest();
         if want != st.registered
@@ -768,14 +782,9 @@ impl Loop {
     /// the slot, then tells the handler (`closed`, or `connect_failed` for a client
     /// that never connected). Runs once per connection: the slot is taken first.
     fn finish(&mut self, idx: u32, hard: bool) {
-        let Some(entry) = self.slots.get_mut(idx as usize) else {
+        let Some(mut slot) = self.take(idx) else {
             return;
         };
-        let Some(mut slot) = entry.inner.take() else {
-            return;
-        };
-        entry.epoch = entry.epoch.wrapping_add(1);
-        self.free.push(idx);
         let st = &mut slot.st;
         if let Some(mut s) = st.stream.take() {
             if st.registered.is_some() {
@@ -799,11 +808,7 @@ impl Loop {
         });
         let end = match &mut st.phase {
             Phase::Connecting(d) => {
-                for a in d.attempts.iter_mut() {
-                    if let Some((mut s, _)) = a.take() {
-                        let _ = self.poll.registry().deregister(&mut s);
-                    }
-                }
+                d.drop_attempts(self.poll.registry());
                 End::ConnectFailed(Error::Closed)
             }
             Phase::Handshaking(Role::Client { addr, local }) => {
@@ -1076,11 +1081,12 @@ impl Loop {
 
     fn connect(&mut self, dialing: Box<Dialing>, handler: Box<dyn Handler>, cell: Arc<AtomicU64>) {
         let timeout = dialing.opts.connection_timeout;
-        let literal = dialing.host.parse::<std::net::IpAddr>().ok();
+        let literal = dial::literal(&dialing.host);
         let idx = self.alloc(Phase::Connecting(dialing), handler);
         let epoch = self.slots[idx as usize].epoch;
         cell.store(((idx as u64) << 32) | epoch as u64, Ordering::Release);
-        let deadline = timeout.map(|t| self.now + t);
+        // A timeout too long to represent is no timeout (as `Dialer`).
+        let deadline = timeout.and_then(|t| self.now.checked_add(t));
         if let Some(at) = deadline {
             let conn = Owner::Conn {
                 slot: idx,
@@ -1090,8 +1096,14 @@ impl Loop {
             self.timers.push(at, conn);
         }
         match literal {
-            Some(ip) => self.resolved(idx, epoch, Ok(vec![ip])),
-            None => {
+            Ok(Some((ip, scope))) => {
+                if let Some(d) = self.dialing(idx) {
+                    d.scope = scope;
+                }
+                self.resolved(idx, epoch, Ok(vec![ip]));
+            }
+            Err(e) => self.resolved(idx, epoch, Err(e)),
+            Ok(None) => {
                 let Some(Phase::Connecting(d)) = self.slot(idx).map(|s| &s.st.phase) else {
                     return;
                 };
@@ -1148,11 +1160,7 @@ impl Loop {
             timers,
             ..
         } = self;
-        let Some(Phase::Connecting(d)) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-            .map(|s| &mut s.st.phase)
-        else {
+        let Some(Phase::Connecting(d)) = slot_mut(slots, idx).map(|s| &mut s.st.phase) else {
             return;
         };
         let delay = d.opts.attempt_delay;
@@ -1163,7 +1171,8 @@ impl Loop {
             let started = dial::start_connect(addr, d.opts.local_addr).and_then(|mut s| {
                 let sub = d.attempts.iter().position(Option::is_none).expect("room");
                 poll.registry()
-                    .register(&mut s, token(idx, sub + 1), Interest::WRITABLE)?;
+                    .register(&mut s, token(idx, sub + 1), Interest::WRITABLE)
+                    .map_err(|e| Error::sys("connect", e))?;
                 d.attempts[sub] = Some((s, addr));
                 Ok(())
             });
@@ -1176,14 +1185,11 @@ impl Loop {
                             epoch,
                             kind: Kind::Attempt(d.seq),
                         };
-                        timers.push(now + delay, conn);
+                        timers.push(timer::deadline(now, delay), conn);
                         break;
                     }
                 }
-                Err(e) => d.errors.push(Error::Sys {
-                    op: "connect",
-                    source: e,
-                }),
+                Err(e) => d.errors.push(e),
             }
         }
         if d.in_flight() == 0 && d.pending.is_empty() {
@@ -1193,11 +1199,7 @@ impl Loop {
 
     fn on_attempt(&mut self, idx: u32, sub: usize) {
         let Loop { slots, poll, .. } = self;
-        let Some(Phase::Connecting(d)) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-            .map(|s| &mut s.st.phase)
-        else {
+        let Some(Phase::Connecting(d)) = slot_mut(slots, idx).map(|s| &mut s.st.phase) else {
             return;
         };
         let Some((s, _)) = d.attempts.get(sub - 1).and_then(Option::as_ref) else {
@@ -1236,21 +1238,14 @@ impl Loop {
             shared,
             ..
         } = self;
-        let Some(slot) = slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(slots, idx) else {
             return;
         };
         let Phase::Connecting(d) = &mut slot.st.phase else {
             return;
         };
         let (mut stream, peer) = d.attempts[sub - 1].take().expect("attempt");
-        for a in d.attempts.iter_mut() {
-            if let Some((mut s, _)) = a.take() {
-                let _ = poll.registry().deregister(&mut s);
-            }
-        }
+        d.drop_attempts(poll.registry());
         let _ = stream.set_nodelay(true);
         let tls = d.tls.take();
         let role = Role::Client {
@@ -1304,22 +1299,16 @@ impl Loop {
     }
 
     fn fail_dial(&mut self, idx: u32, timeout: bool) {
-        let Some(entry) = self.slots.get_mut(idx as usize) else {
+        if self.dialing(idx).is_none() {
             return;
-        };
-        let Some(mut slot) = entry.inner.take() else {
-            return;
-        };
-        entry.epoch = entry.epoch.wrapping_add(1);
-        self.free.push(idx);
-        let Phase::Connecting(d) = &mut slot.st.phase else {
-            return;
-        };
-        for a in d.attempts.iter_mut() {
-            if let Some((mut s, _)) = a.take() {
-                let _ = self.poll.registry().deregister(&mut s);
-            }
         }
+        let Some(mut slot) = self.take(idx) else {
+            return;
+        };
+        let Phase::Connecting(d) = &mut slot.st.phase else {
+            unreachable!("checked above");
+        };
+        d.drop_attempts(self.poll.registry());
         let err = d.failure(timeout);
         let handler = &mut slot.handler;
         let _ = catch_unwind(AssertUnwindSafe(|| handler.connect_failed(err)));
@@ -1330,27 +1319,23 @@ impl Loop {
 
     fn fire_timers(&mut self) {
         let now = self.now;
-        while let Some((_, owner)) = self.timers.pop_due(now) {
+        while let Some((at, owner)) = self.timers.pop_due(now) {
             match owner {
                 Owner::Listener(id) => self.register_listener(id),
                 Owner::Conn { slot, epoch, kind } => {
                     if !self.alive(slot, epoch) {
                         continue;
                     }
-                    self.conn_timer(slot, kind);
+                    self.conn_timer(slot, kind, at);
                 }
             }
         }
     }
 
-    fn conn_timer(&mut self, idx: u32, kind: Kind) {
+    fn conn_timer(&mut self, idx: u32, kind: Kind, at: Instant) {
         let now = self.now;
         let shared = &self.shared;
-        let Some(slot) = self
-            .slots
-            .get_mut(idx as usize)
-            .and_then(|e| e.inner.as_deref_mut())
-        else {
+        let Some(slot) = slot_mut(&mut self.slots, idx) else {
             return;
         };
         match kind {
@@ -1363,10 +1348,13 @@ impl Loop {
             }
             Kind::Idle => {
                 let st = &mut slot.st;
-                st.idle_in_heap = false;
+                if st.idle_entry != Some(at) {
+                    return;
+                }
+                st.idle_entry = None;
                 let open = matches!(st.phase, Phase::Open) && st.close_req == CloseReq::None;
                 if let (Some(d), true) = (st.idle, open) {
-                    if st.idle_base + d <= now {
+                    if timer::deadline(st.idle_base, d) <= now {
                         st.idle_base = now;
                         call(slot, shared, now, |h, c| h.idle_timeout(c));
                     }

@@ -10,6 +10,15 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+/// How far away a deadline too distant to represent is put: never, in practice.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + d` for a timer entry, saturating: a huge `d` (`Duration::MAX`) gives an entry
+/// that never fires instead of an `Instant` overflow panic on the loop.
+pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or_else(|| now + FAR)
+}
+
 /// What a timer entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
