@@ -513,3 +513,35 @@ fn invalid_tls_config_is_refused_before_io() {
         .unwrap_err();
     assert!(matches!(err, reseau::Error::TlsConfig(_)), "{err:?}");
 }
+
+#[test]
+fn a_plaintext_peer_reads_like_go() {
+    // The event layer classifies OpenSSL failures as the blocking layer does.
+    if !enabled() {
+        return;
+    }
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ln.local_addr().unwrap().port();
+    let plain = thread::spawn(move || {
+        let (mut s, _) = ln.accept().unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let _ = s.read(&mut [0u8; 512]);
+        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        thread::sleep(Duration::from_millis(200));
+    });
+    let rt = rt();
+    let copts = ConnectOptions {
+        tls: Some(client_cfg()),
+        ..ConnectOptions::default()
+    };
+    let (_h, crx) = dial(&rt, port, copts, Role::Hello);
+    let cev = until_end(&crx);
+    match &cev[..] {
+        [Ev::ConnectFailed(msg, false)] => assert!(
+            msg.contains("first record does not look like a TLS handshake"),
+            "{msg}"
+        ),
+        e => panic!("{e:?}"),
+    }
+    plain.join().unwrap();
+}

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use openssl::ssl::{ErrorCode, SslContext, SslStream};
-use openssl::x509::X509VerifyResult;
 
 use crate::tls::{self, Config};
 use crate::{Error, Result};
@@ -178,7 +177,7 @@ impl Session {
             Err(e) if e.code() == ErrorCode::WANT_READ => Step::WantRead,
             Err(e) => {
                 let verify = self.ssl.ssl().verify_result();
-                Step::Failed(ssl_error("handshake", e, verify))
+                Step::Failed(tls::ssl_error("handshake", e, Some(verify)))
             }
         }
     }
@@ -199,7 +198,7 @@ impl Session {
                 self.peer_closed = true;
                 Ok(None)
             }
-            Err(e) => Err(ssl_error("read", e, X509VerifyResult::OK)),
+            Err(e) => Err(tls::ssl_error("read", e, None)),
         }
     }
 
@@ -212,7 +211,7 @@ impl Session {
         while done < data.len() {
             match self.ssl.ssl_write(&data[done..]) {
                 Ok(n) => done += n,
-                Err(e) => return Err(ssl_error("write", e, X509VerifyResult::OK)),
+                Err(e) => return Err(tls::ssl_error("write", e, None)),
             }
         }
         Ok(())
@@ -230,28 +229,6 @@ impl Session {
     pub(crate) fn out(&mut self) -> &mut Vec<u8> {
         &mut self.ssl.get_mut().wr
     }
-}
-
-/// The crate's TLS error for an OpenSSL failure (verification failures named).
-pub(crate) fn ssl_error(
-    op: &'static str,
-    err: openssl::ssl::Error,
-    verify: X509VerifyResult,
-) -> Error {
-    let code = err.code().as_raw();
-    if verify != X509VerifyResult::OK {
-        return tls::tls_err(
-            op,
-            code,
-            &format!("certificate verify failed: {}", verify.error_string()),
-            None,
-        );
-    }
-    let text = match err.ssl_error() {
-        Some(stack) => stack.to_string(),
-        None => err.to_string(),
-    };
-    tls::tls_err(op, code, &text, None)
 }
 
 /// The error a handshake reports when the peer closed the TCP stream first.

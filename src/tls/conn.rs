@@ -141,6 +141,52 @@ const TRANSPORT: &str = "transport error";
 /// Go's text for a peer that answered (or opened) with something that is not TLS.
 const NOT_TLS: &str = "tls: first record does not look like a TLS handshake";
 
+/// The crate's error for a failed OpenSSL call, as Go words them: a failed
+/// verification names the reason, a TCP FIN without close_notify is "unexpected EOF", a
+/// peer that does not speak TLS is "first record does not look like a TLS handshake"
+/// (OpenSSL's text kept as the cause), a transport error is wrapped with its cause.
+/// Shared by the blocking `Conn` and the event layer's sessions.
+pub(crate) fn ssl_error(
+    op: &'static str,
+    err: openssl::ssl::Error,
+    verify: Option<X509VerifyResult>,
+) -> Error {
+    let code = err.code().as_raw();
+    if let Some(v) = verify.filter(|v| *v != X509VerifyResult::OK) {
+        return tls_err(
+            op,
+            code,
+            &format!("certificate verify failed: {}", v.error_string()),
+            None,
+        );
+    }
+    match err.into_io_error() {
+        Ok(io_err) => match io_err.into_inner().map(|b| b.downcast::<Error>()) {
+            Some(Ok(inner)) if matches!(*inner, Error::Closed) => Error::Closed,
+            Some(Ok(inner)) => tls_err(op, code, TRANSPORT, Some(*inner)),
+            Some(Err(other)) => tls_err(op, code, &other.to_string(), None),
+            None => tls_err(op, code, "unexpected EOF", None),
+        },
+        Err(e) if e.code() == ErrorCode::SYSCALL => tls_err(op, code, "unexpected EOF", None),
+        Err(e) => {
+            let text = e.to_string();
+            // OpenSSL 3 reports a TCP FIN without close_notify as an SSL error.
+            if text.contains("unexpected eof") {
+                return tls_err(op, code, "unexpected EOF", None);
+            }
+            if not_tls(&e) {
+                // Go's words; OpenSSL's text stays as the cause.
+                let cause = Error::Sys {
+                    op: "openssl",
+                    source: io::Error::other(text),
+                };
+                return tls_err(op, code, NOT_TLS, Some(cause));
+            }
+            tls_err(op, code, &text, None)
+        }
+    }
+}
+
 /// True when OpenSSL's reasons say the peer's first bytes were not a TLS record: a
 /// plaintext server answering a ClientHello (`wrong version number`, or `packet length
 /// too long` when its text parses as a huge length), a plaintext client talking to a
@@ -476,43 +522,10 @@ impl Conn {
         err: openssl::ssl::Error,
         verify: Option<X509VerifyResult>,
     ) -> Error {
-        let code = err.code().as_raw();
         if self.closed.load(Ordering::Acquire) {
             return Error::Closed;
         }
-        if let Some(v) = verify.filter(|v| *v != X509VerifyResult::OK) {
-            return tls_err(
-                op,
-                code,
-                &format!("certificate verify failed: {}", v.error_string()),
-                None,
-            );
-        }
-        match err.into_io_error() {
-            Ok(io_err) => match io_err.into_inner().map(|b| b.downcast::<Error>()) {
-                Some(Ok(inner)) if matches!(*inner, Error::Closed) => Error::Closed,
-                Some(Ok(inner)) => tls_err(op, code, TRANSPORT, Some(*inner)),
-                Some(Err(other)) => tls_err(op, code, &other.to_string(), None),
-                None => tls_err(op, code, "unexpected EOF", None),
-            },
-            Err(e) if e.code() == ErrorCode::SYSCALL => tls_err(op, code, "unexpected EOF", None),
-            Err(e) => {
-                let text = e.to_string();
-                // OpenSSL 3 reports a TCP FIN without close_notify as an SSL error.
-                if text.contains("unexpected eof") {
-                    return tls_err(op, code, "unexpected EOF", None);
-                }
-                if not_tls(&e) {
-                    // Go's words; OpenSSL's text stays as the cause.
-                    let cause = Error::Sys {
-                        op: "openssl",
-                        source: io::Error::other(text),
-                    };
-                    return tls_err(op, code, NOT_TLS, Some(cause));
-                }
-                tls_err(op, code, &text, None)
-            }
-        }
+        ssl_error(op, err, verify)
     }
 
     /// Runs the handshake if it has not run yet; idempotent and thread-safe. A failed

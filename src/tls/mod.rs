@@ -44,7 +44,7 @@ use crate::resolve::{Dialer, ListenConfig};
 use crate::{Result, tcp};
 
 pub(crate) use config::normalize_name;
-pub(crate) use conn::{new_ssl, tls_err};
+pub(crate) use conn::{new_ssl, ssl_error, tls_err};
 
 /// Wraps a connected TCP stream as a TLS client; the handshake runs on first I/O or
 /// [`Conn::handshake`]. `server_name` is used as given (never inferred here).
