@@ -2773,3 +2773,24 @@ fn plaintext_peers_read_like_go() {
         assert_not_tls(&err, &String::from_utf8_lossy(request));
     }
 }
+
+#[test]
+fn a_failed_handshake_reads_the_same_every_time() {
+    // The first error a handshake returns is the one later calls replay (sticky, as in
+    // Go), whatever layer it came from: here the peer resets the connection mid-way.
+    if !enabled() {
+        return;
+    }
+    let ln = silent_listener();
+    let addr = ln.addr().unwrap();
+    let conn = lazy_client(addr, &localhost_cfg());
+    let peer = ln.accept().unwrap();
+    peer.abort().unwrap();
+    conn.set_deadline(soon()).unwrap();
+    let first = conn.handshake().unwrap_err();
+    let again = conn.handshake().unwrap_err();
+    let write = conn.write(b"x").unwrap_err();
+    assert_eq!(first.to_string(), again.to_string());
+    assert_eq!(first.to_string(), write.to_string());
+    assert_eq!(first.raw_os_error(), again.raw_os_error());
+}

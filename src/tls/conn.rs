@@ -615,7 +615,10 @@ impl Conn {
             }
             Err(e) => e,
         };
-        *hs = Some(Fault::of(&err, "handshake"));
+        // The first return is the same shape every later one replays.
+        let fault = Fault::of(&err, "handshake");
+        let err = fault.replay();
+        *hs = Some(fault);
         Err(err)
     }
 
@@ -741,7 +744,7 @@ impl Conn {
                 .current_cipher()
                 .map(|c| c.name().to_string())
                 .unwrap_or_default(),
-            did_resume: ssl.session_reused(),
+            did_resume: resumed,
             server_name: sni,
         }
     }
