@@ -385,10 +385,16 @@ fn dispatch<'a>(
     match base.get() {
         Some(Base::Tcp(c)) => Ok(c),
         Some(Base::Unix(c)) => Ok(c),
-        None if closed.load(Ordering::Acquire) => Err(Error::Closed),
-        None => Err(Error::InvalidArgument(
-            "the socket is not connected (call `connect` first)".into(),
-        )),
+        None => Err(no_stream(closed)),
+    }
+}
+
+/// The error for a socket without a stream: closed, or never connected.
+fn no_stream(closed: &AtomicBool) -> Error {
+    if closed.load(Ordering::Acquire) {
+        Error::Closed
+    } else {
+        Error::InvalidArgument("the socket is not connected (call `connect` first)".into())
     }
 }
 
@@ -727,7 +733,7 @@ impl TcpSocket {
         match self.base.get() {
             Some(Base::Tcp(c)) => Ok(c),
             Some(Base::Unix(_)) => Err(Error::InvalidArgument("not a TCP socket".into())),
-            None => self.duplex().and(Err(Error::Closed)),
+            None => Err(no_stream(&self.closed)),
         }
     }
 
