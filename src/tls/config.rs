@@ -507,22 +507,28 @@ impl Config {
     /// The shared `SSL_CTX` for this config and role (built on first use, and again
     /// when one of its files has changed since).
     pub(crate) fn context(&self, server: bool) -> Result<SslContext> {
+        self.context_at(server, SystemTime::now())
+    }
+
+    /// [`context`](Self::context) as of `now` (the ticket key period's clock).
+    fn context_at(&self, server: bool, now: SystemTime) -> Result<SslContext> {
         let key = CtxKey::new(self, server);
         // Stamped before the build: a file changed during it looks changed next time,
         // never the other way round. A server context is also rebuilt when the ticket
         // key period turns, which is how its ticket keys rotate. One `stat` per file per
         // call: validation reads existence from the stamps.
-        let mut stamps = key.stamps();
-        if server && !self.session_tickets_disabled {
-            stamps[5] = ticket_epoch(SystemTime::now());
-        }
+        let stamps = key.stamps();
         if server {
             self.validate_server(&stamps)?
         } else {
             self.validate_client(&stamps)?
         }
-        if let Some((seen, ctx)) = lock_cache().get(&key)
-            && *seen == stamps
+        let seen = Seen {
+            stamps,
+            ticket_period: (server && !self.session_tickets_disabled).then(|| ticket_period(now)),
+        };
+        if let Some((was, ctx)) = lock_cache().get(&key)
+            && *was == seen
         {
             return Ok(ctx.clone());
         }
@@ -532,7 +538,7 @@ impl Config {
             // Bounded: configs built per request (distinct ALPN lists, say) must not leak.
             cache.clear();
         }
-        cache.insert(key, (stamps, ctx.clone()));
+        cache.insert(key, (seen, ctx.clone()));
         Ok(ctx)
     }
 
@@ -724,9 +730,17 @@ struct CtxKey {
     cert_env: Option<std::ffi::OsString>,
 }
 
-/// A context's stamps: `cert_file`, `key_file`, `ca_file`, `client_ca_file`, the
-/// default store's `SSL_CERT_FILE`, then the ticket key period (servers with tickets).
-type Stamps = [Option<FileStamp>; 6];
+/// A context's file stamps: `cert_file`, `key_file`, `ca_file`, `client_ca_file`, the
+/// default store's `SSL_CERT_FILE`.
+type Stamps = [Option<FileStamp>; 5];
+
+/// What a cached context was built from: its files' stamps and, for a server with
+/// tickets, the ticket key period (a new period rebuilds it, rotating the keys).
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    stamps: Stamps,
+    ticket_period: Option<u64>,
+}
 
 /// What `stat` says of a file's current version; `None` if it cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -754,7 +768,7 @@ impl FileStamp {
 }
 
 impl CtxKey {
-    /// The stamps of every file the context loads (see [`Stamps`]); no ticket period.
+    /// The stamps of every file the context loads (see [`Stamps`]).
     fn stamps(&self) -> Stamps {
         let stamp = |p: Option<&Path>| p.and_then(FileStamp::of);
         [
@@ -763,7 +777,6 @@ impl CtxKey {
             stamp(self.ca_file.as_deref()),
             stamp(self.client_ca_file.as_deref()),
             stamp(self.cert_env.as_deref().map(Path::new)),
-            None,
         ]
     }
 
@@ -789,20 +802,14 @@ impl CtxKey {
 
 const CTX_CACHE_MAX: usize = 128;
 
-/// The ticket key period `now` falls in, as a stamp: a new period is a changed stamp.
-fn ticket_epoch(now: SystemTime) -> Option<FileStamp> {
+/// The number of the ticket key period `now` falls in.
+fn ticket_period(now: SystemTime) -> u64 {
     let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    Some(FileStamp {
-        dev: u64::MAX,
-        ino: secs / TICKET_KEY_PERIOD.as_secs(),
-        size: 0,
-        mtime: (0, 0),
-        ctime: (0, 0),
-    })
+    secs / TICKET_KEY_PERIOD.as_secs()
 }
 
 /// Each context with the stamps of its files when it was built.
-type Cache = HashMap<CtxKey, (Stamps, SslContext)>;
+type Cache = HashMap<CtxKey, (Seen, SslContext)>;
 
 fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
@@ -836,6 +843,36 @@ mod tests {
             pick(&["proto1", "h2", "proto2"], &["proto3", "http/1.1"]).unwrap_err(),
             AlpnError::NOACK
         );
+    }
+
+    #[test]
+    fn server_ticket_keys_rotate_with_the_period() {
+        let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+        let server = |tickets_disabled| Config {
+            cert_file: Some(format!("{certs}/server.pem").into()),
+            key_file: Some(format!("{certs}/server.key").into()),
+            session_tickets_disabled: tickets_disabled,
+            alpn_protocols: vec!["rotation-test".into()],
+            ..Config::default()
+        };
+        let same = |x: &SslContext, y: &SslContext| {
+            std::ptr::eq::<openssl::ssl::SslContextRef>(&**x, &**y)
+        };
+        let now = SystemTime::now();
+        let later = now + TICKET_KEY_PERIOD;
+        // Tickets on: the same period shares the context, the next one rebuilds it (new
+        // ticket keys); going on in that period shares again.
+        let a = server(false).context_at(true, now).unwrap();
+        assert!(same(&a, &server(false).context_at(true, now).unwrap()));
+        let b = server(false).context_at(true, later).unwrap();
+        assert!(
+            !same(&a, &b),
+            "a new period must rebuild the server context"
+        );
+        assert!(same(&b, &server(false).context_at(true, later).unwrap()));
+        // Tickets off: nothing to rotate.
+        let c = server(true).context_at(true, now).unwrap();
+        assert!(same(&c, &server(true).context_at(true, later).unwrap()));
     }
 
     #[test]
