@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! echo_server [--addr HOST:PORT] [--tls --cert CERT.pem --key KEY.pem] [--unix PATH]
-//!             [--facade] [--buf BYTES] [--event [--threads N]]
+//!             [--facade] [--buf BYTES] [--event [--threads N]] [--bare-mio [--threads N]]
 //! ```
 //! `--event` serves through the event layer (`reseau::event`): N loop threads
 //! (default one per core) instead of a thread per connection.
+//! `--bare-mio` serves through `examples/bare_mio_echo.rs`, the featureless mio floor
+//! the event layer is measured against (plain TCP only).
 //! `--facade` serves through the Julia-style `sockets::TcpSocket` instead of
 //! `tcp::Conn`/`tls::Conn`, to measure what the facade costs.
 //! Prints exactly `listening on IP:PORT` (or `listening on PATH`) as its first stdout
@@ -16,6 +18,9 @@ use std::io::Write;
 use std::process::exit;
 use std::thread;
 
+#[path = "bare_mio_echo.rs"]
+mod bare_mio_echo;
+
 struct Opts {
     addr: String,
     unix: Option<String>,
@@ -25,12 +30,13 @@ struct Opts {
     key: Option<String>,
     buf: usize,
     event: bool,
+    bare_mio: bool,
     threads: Option<usize>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: echo_server [--addr HOST:PORT] [--tls --cert CERT --key KEY] [--unix PATH] [--buf BYTES] [--event [--threads N]]"
+        "usage: echo_server [--addr HOST:PORT] [--tls --cert CERT --key KEY] [--unix PATH] [--buf BYTES] [--event [--threads N]] [--bare-mio]"
     );
     exit(2)
 }
@@ -45,6 +51,7 @@ fn parse() -> Opts {
         key: None,
         buf: 64 * 1024,
         event: false,
+        bare_mio: false,
         threads: None,
     };
     let mut it = std::env::args().skip(1);
@@ -59,6 +66,7 @@ fn parse() -> Opts {
             "--key" => o.key = Some(val()),
             "--buf" => o.buf = val().parse().unwrap_or_else(|_| usage()),
             "--event" => o.event = true,
+            "--bare-mio" => o.bare_mio = true,
             "--threads" => o.threads = Some(val().parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
@@ -250,6 +258,20 @@ fn main() {
     }
     if o.event {
         serve_event(&o);
+    }
+    if o.bare_mio {
+        if o.tls {
+            usage();
+        }
+        let ln = std::net::TcpListener::bind(&o.addr).unwrap_or_else(|e| {
+            eprintln!("echo_server: listen {}: {e}", o.addr);
+            exit(1)
+        });
+        announce(ln.local_addr().expect("bound address"));
+        let n = o
+            .threads
+            .unwrap_or_else(|| thread::available_parallelism().map_or(2, |n| n.get()));
+        bare_mio_echo::serve(ln, n);
     }
     let fail = |e: reseau::Error| -> ! {
         eprintln!("echo_server: listen {}: {e}", o.addr);
