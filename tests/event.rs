@@ -1241,3 +1241,60 @@ fn shortening_the_idle_timeout_takes_effect() {
         start.elapsed()
     );
 }
+
+#[test]
+fn buffer_until_is_bounded_by_max_frame() {
+    use reseau::event::MAX_FRAME;
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            for n in [usize::MAX, MAX_FRAME + 1] {
+                let e = c.buffer_until(Some(n)).expect_err("above the maximum");
+                assert!(
+                    matches!(&e, reseau::Error::InvalidArgument(m) if m.contains(&MAX_FRAME.to_string())),
+                    "{e:?}"
+                );
+            }
+            // The largest frame is taken (and nothing of its size is allocated)...
+            c.buffer_until(Some(MAX_FRAME)).unwrap();
+            c.set_timer(Duration::from_millis(200)).unwrap();
+        }));
+        // ...and holds what arrives until framing changes.
+        p.on_timer = Some(Box::new(|c, _| {
+            c.buffer_until(Some(3)).unwrap();
+        }));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(b"abcdef").unwrap();
+    let (_, before) = wait_for(&rx, "timer", |e| matches!(e, Ev::Timer(_)));
+    assert!(
+        !before.iter().any(|e| matches!(e, Ev::Received(_))),
+        "{before:?}"
+    );
+    wait_for(&rx, "first frame", |e| *e == Ev::Received(b"abc".to_vec()));
+    wait_for(&rx, "second frame", |e| *e == Ev::Received(b"def".to_vec()));
+}
+
+/// Bytes held for an incomplete frame are delivered as soon as the framing changes
+/// so that they can be (here: to streaming, from a timer), not when more arrive.
+#[test]
+fn changing_buffer_until_delivers_held_bytes_at_once() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.buffer_until(Some(10)).unwrap();
+            c.set_timer(Duration::from_millis(200)).unwrap();
+        }));
+        p.on_timer = Some(Box::new(|c, _| {
+            c.buffer_until(None).unwrap();
+        }));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(b"abcdef").unwrap();
+    let (_, before) = wait_for(&rx, "timer", |e| matches!(e, Ev::Timer(_)));
+    assert!(
+        !before.iter().any(|e| matches!(e, Ev::Received(_))),
+        "{before:?}"
+    );
+    wait_for(&rx, "held bytes", |e| {
+        *e == Ev::Received(b"abcdef".to_vec())
+    });
+}

@@ -74,6 +74,10 @@ pub const DEFAULT_READ_BUFFER: usize = 256 * 1024;
 /// Largest read buffer [`Builder::read_buffer_size`] accepts (1 GiB): each loop
 /// allocates one up front.
 pub const MAX_READ_BUFFER: usize = 1 << 30;
+/// Largest frame [`Conn::buffer_until`] accepts (1 GiB, the largest read buffer): a
+/// connection holds at most one frame less a byte of undelivered data. lori bounds
+/// its frames by its read buffer in the same way.
+pub const MAX_FRAME: usize = MAX_READ_BUFFER;
 
 /// Lifecycle callbacks of one connection, run on the connection's loop thread.
 ///
@@ -240,17 +244,28 @@ impl Conn<'_> {
     }
 
     /// Delivers [`received`](Handler::received) in chunks of exactly `n` bytes
-    /// (`Some(n)`), or whatever arrives (`None`, the default).
+    /// (`Some(n)`), or whatever arrives (`None`, the default). Bytes of a frame are
+    /// held until it is complete, so `n` is bounded by [`MAX_FRAME`]; nothing of its
+    /// size is allocated up front.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for `Some(0)`.
+    /// [`Error::InvalidArgument`] for `Some(0)` or more than [`MAX_FRAME`] bytes (the
+    /// framing is unchanged).
     pub fn buffer_until(&mut self, n: Option<usize>) -> Result<()> {
         match n {
             Some(0) => Err(Error::InvalidArgument(
                 "buffer_until needs at least 1 byte".to_string(),
             )),
+            Some(n) if n > MAX_FRAME => Err(Error::InvalidArgument(format!(
+                "buffer_until of {n} bytes above the maximum frame of {MAX_FRAME}"
+            ))),
             n => {
                 self.st.frame = n.unwrap_or(0);
+                if !self.st.held.is_empty() {
+                    // Held bytes may make whole frames now: deliver them without
+                    // waiting for more to arrive.
+                    self.st.kick = true;
+                }
                 Ok(())
             }
         }
