@@ -562,9 +562,12 @@ pub struct ConnectOptions {
     /// [`Error::DialTimeout`] inside the `Op` error. `None`, or a duration too long
     /// to represent: no limit.
     pub connection_timeout: Option<Duration>,
-    /// Binds the local end first (families must match the remote address).
+    /// Binds the local end first. As with [`Dialer`](crate::resolve::Dialer), only
+    /// a name's addresses of its family are tried, and an IP literal host of the
+    /// other family is refused by [`Runtime::connect`].
     pub local_addr: Option<SocketAddr>,
-    /// Address families allowed and preferred.
+    /// Address families allowed and preferred for a name's addresses (an IP literal
+    /// host is dialed as given, as by [`Dialer`](crate::resolve::Dialer)).
     pub policy: Policy,
     /// RFC 8305 connection-attempt delay (`ZERO` = every attempt at once).
     pub attempt_delay: Duration,
@@ -855,9 +858,10 @@ impl Runtime {
     ///
     /// # Errors
     /// Found before any I/O: [`Error::InvalidArgument`] (a policy allowing no family,
-    /// a host containing NUL), [`Error::TlsConfig`] (an invalid [`ConnectOptions::tls`]);
-    /// [`Error::Closed`] when the runtime stopped. Everything else arrives through
-    /// `connect_failed`.
+    /// a host containing NUL, an IP literal host of the other family than
+    /// [`ConnectOptions::local_addr`], as [`Dialer`](crate::resolve::Dialer) refuses
+    /// it), [`Error::TlsConfig`] (an invalid [`ConnectOptions::tls`]); [`Error::Closed`]
+    /// when the runtime stopped. Everything else arrives through `connect_failed`.
     pub fn connect<H: Handler>(
         &self,
         host: &str,
@@ -868,13 +872,18 @@ impl Runtime {
         opts.policy.validate()?;
         crate::resolve::check_host(host)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        let literal = dial::literal(host, opts.local_addr);
+        if let Err(Error::InvalidArgument(e)) = literal {
+            return Err(Error::InvalidArgument(e));
+        }
         let tls = opts
             .tls
             .as_ref()
             .map(|c| Prepared::new(c, false, Some(host)))
             .transpose()?;
         let cell = Arc::new(AtomicU64::new(reactor::UNSET));
-        let cmd = reactor::connect_cmd(host, port, opts, tls, Box::new(handler), cell.clone());
+        let handler = Box::new(handler);
+        let cmd = reactor::connect_cmd(host, port, literal, opts, tls, handler, cell.clone());
         let shared = self.rt.next_loop().clone();
         if shared.push(cmd) {
             Ok(Handle {
