@@ -1215,9 +1215,8 @@ fn local_address_errors_are_named_as_the_blocking_dialer_names_them() {
     // The local end taken: a bind error, not a connect error.
     let msg = failed(&ln.local_addr().unwrap().to_string());
     assert!(msg.contains("bind") && msg.contains("in use"), "{msg}");
-    // The other family: refused as an invalid argument, as Dialer does.
-    let msg = failed("[::1]:0");
-    assert!(msg.contains("families must match"), "{msg}");
+    // The other family is refused up front: see
+    // literal_of_the_other_family_than_local_is_refused_up_front_as_dialer_does.
 }
 
 #[test]
@@ -1240,4 +1239,374 @@ fn shortening_the_idle_timeout_takes_effect() {
         "the 100 ms idle timeout fired after {:?}",
         start.elapsed()
     );
+}
+
+/// Reports a client's `connect_failed` error whole (the probe keeps only its text).
+struct FailedWith(Sender<reseau::Error>);
+impl Handler for FailedWith {
+    fn connect_failed(&mut self, err: reseau::Error) {
+        let _ = self.0.send(err);
+    }
+    fn received(&mut self, _conn: &mut Conn<'_>, _data: &[u8]) {}
+}
+
+/// The error `rt` reports for a client of `host:port` with `opts` that must fail.
+fn event_failure(rt: &Runtime, host: &str, port: u16, opts: ConnectOptions) -> reseau::Error {
+    let (tx, rx) = mpsc::channel();
+    rt.connect(host, port, opts, FailedWith(tx))
+        .expect("connect");
+    rx.recv_timeout(WAIT).expect("connect_failed")
+}
+
+/// `(error text, attempt texts)`: what two dialers' failures are compared by.
+fn failure_shape(e: &reseau::Error) -> (String, Vec<String>) {
+    let attempts = match e {
+        reseau::Error::Op(op) => op.attempts().iter().map(ToString::to_string).collect(),
+        _ => Vec::new(),
+    };
+    (e.to_string(), attempts)
+}
+
+/// A `local_addr` of the other family than an IP literal host is refused up front by
+/// `Runtime::connect`, with the blocking `Dialer`'s error (both combinations); nothing
+/// reaches the handler.
+#[test]
+fn literal_of_the_other_family_than_local_is_refused_up_front_as_dialer_does() {
+    let rt = rt(1);
+    let port = 9; // never connected to: the refusal comes before any I/O
+    for (host, local) in [("::1", "127.0.0.1:0"), ("127.0.0.1", "[::1]:0")] {
+        let local: SocketAddr = local.parse().unwrap();
+        let address = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let blocking = reseau::resolve::Dialer {
+            local_addr: Some(local),
+            ..reseau::resolve::Dialer::default()
+        }
+        .dial("tcp", &address)
+        .map(drop)
+        .expect_err("blocking dialer: families differ");
+        assert!(
+            matches!(blocking, reseau::Error::InvalidArgument(_)),
+            "{blocking:?}"
+        );
+        let (tx, rx) = mpsc::channel();
+        let opts = ConnectOptions {
+            local_addr: Some(local),
+            ..ConnectOptions::default()
+        };
+        let event = rt
+            .connect(host, port, opts, Probe::new(tx))
+            .map(drop)
+            .expect_err("event dialer: families differ");
+        assert!(
+            matches!(event, reseau::Error::InvalidArgument(_)),
+            "{event:?}"
+        );
+        assert_eq!(event.to_string(), blocking.to_string());
+        none_within(&rx, Duration::from_millis(100), |_| true);
+    }
+}
+
+/// A name's addresses of the other family than `local_addr` are not tried (as
+/// `Dialer`): the dial fails with the tried address's error, not an invalid argument,
+/// and with nothing usable left it fails as `Dialer` does.
+#[test]
+fn resolved_addresses_are_filtered_by_the_local_family_as_dialer_does() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let rt = rt(1);
+    let cases = [
+        // ::1 first: tried first unless filtered out, and its error would be reported.
+        (&["::1", "127.0.0.1"][..], "127.0.0.1:0"),
+        (&["127.0.0.1"][..], "[::1]:0"),
+    ];
+    for (ips, local) in cases {
+        let local: SocketAddr = local.parse().unwrap();
+        let resolver = answers("mixed.test", ips);
+        let blocking = reseau::resolve::Dialer {
+            local_addr: Some(local),
+            resolver: resolver.clone(),
+            timeout: Some(WAIT),
+            ..reseau::resolve::Dialer::default()
+        }
+        .dial("tcp", &format!("mixed.test:{port}"))
+        .map(drop)
+        .expect_err("nothing listens");
+        let opts = ConnectOptions {
+            local_addr: Some(local),
+            resolver,
+            connection_timeout: Some(WAIT),
+            ..ConnectOptions::default()
+        };
+        let event = event_failure(&rt, "mixed.test", port, opts);
+        assert!(matches!(event, reseau::Error::Op(_)), "{event:?}");
+        assert_eq!(failure_shape(&event), failure_shape(&blocking), "{ips:?}");
+    }
+}
+
+/// The policy orders and filters a name's addresses; an IP literal is dialed as
+/// given, as `Dialer` dials it.
+#[test]
+fn policy_applies_to_names_not_to_literals_as_dialer() {
+    let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ln.local_addr().unwrap().port();
+    let policy = reseau::resolve::Policy {
+        allow_ipv4: false,
+        ..reseau::resolve::Policy::default()
+    };
+    let blocking = reseau::resolve::Dialer {
+        policy,
+        timeout: Some(WAIT),
+        ..reseau::resolve::Dialer::default()
+    };
+    blocking
+        .dial("tcp", &format!("127.0.0.1:{port}"))
+        .expect("a literal ignores the policy");
+    let rt = rt(1);
+    let opts = ConnectOptions {
+        policy,
+        connection_timeout: Some(WAIT),
+        ..ConnectOptions::default()
+    };
+    let rx = client_probe(&rt, "127.0.0.1", port, opts.clone(), |_| {});
+    let (ev, _) = wait_for(&rx, "connected", |e| {
+        matches!(e, Ev::Connected(_) | Ev::Failed(..))
+    });
+    assert_eq!(ev, Ev::Connected(Some(ln.local_addr().unwrap())));
+    // A name answering only IPv4 is filtered out, as by Dialer.
+    let resolver = answers("v4.test", &["127.0.0.1"]);
+    let blocking = reseau::resolve::Dialer {
+        resolver: resolver.clone(),
+        ..blocking
+    }
+    .dial("tcp", &format!("v4.test:{port}"))
+    .map(drop)
+    .expect_err("the policy allows no IPv4");
+    let opts = ConnectOptions { resolver, ..opts };
+    let event = event_failure(&rt, "v4.test", port, opts);
+    assert_eq!(failure_shape(&event), failure_shape(&blocking));
+}
+
+#[test]
+fn buffer_until_is_bounded_by_max_frame() {
+    use reseau::event::MAX_FRAME;
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            for n in [usize::MAX, MAX_FRAME + 1] {
+                let e = c.buffer_until(Some(n)).expect_err("above the maximum");
+                assert!(
+                    matches!(&e, reseau::Error::InvalidArgument(m) if m.contains(&MAX_FRAME.to_string())),
+                    "{e:?}"
+                );
+            }
+            // The largest frame is taken (and nothing of its size is allocated)...
+            c.buffer_until(Some(MAX_FRAME)).unwrap();
+            c.set_timer(Duration::from_millis(200)).unwrap();
+        }));
+        // ...and holds what arrives until framing changes.
+        p.on_timer = Some(Box::new(|c, _| {
+            c.buffer_until(Some(3)).unwrap();
+        }));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(b"abcdef").unwrap();
+    let (_, before) = wait_for(&rx, "timer", |e| matches!(e, Ev::Timer(_)));
+    assert!(
+        !before.iter().any(|e| matches!(e, Ev::Received(_))),
+        "{before:?}"
+    );
+    wait_for(&rx, "first frame", |e| *e == Ev::Received(b"abc".to_vec()));
+    wait_for(&rx, "second frame", |e| *e == Ev::Received(b"def".to_vec()));
+}
+
+/// Bytes held for an incomplete frame are delivered as soon as the framing changes
+/// so that they can be (here: to streaming, from a timer), not when more arrive.
+#[test]
+fn changing_buffer_until_delivers_held_bytes_at_once() {
+    let (_rt, mut c, rx) = hooked(|p| {
+        p.on_connected = Some(Box::new(|c, ()| {
+            c.buffer_until(Some(10)).unwrap();
+            c.set_timer(Duration::from_millis(200)).unwrap();
+        }));
+        p.on_timer = Some(Box::new(|c, _| {
+            c.buffer_until(None).unwrap();
+        }));
+    });
+    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(b"abcdef").unwrap();
+    let (_, before) = wait_for(&rx, "timer", |e| matches!(e, Ev::Timer(_)));
+    assert!(
+        !before.iter().any(|e| matches!(e, Ev::Received(_))),
+        "{before:?}"
+    );
+    wait_for(&rx, "held bytes", |e| {
+        *e == Ev::Received(b"abcdef".to_vec())
+    });
+}
+
+/// A free loopback port (nothing listens on it once this returns).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Bound to the port it dials, with nothing listening there, a socket connects to
+/// itself (TCP simultaneous open). With a fixed local port no fresh socket can help:
+/// the dial fails with the blocking dialer's self-connect error (`EADDRINUSE`), not a
+/// refusal. Each dialer gets a port of its own (the first's is left in TIME_WAIT).
+#[test]
+fn self_connect_from_a_fixed_port_fails_as_dialer_fails() {
+    let rt = rt(1);
+    let mut shapes = Vec::new();
+    for event in [false, true] {
+        let port = free_port();
+        let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let err = if event {
+            let opts = ConnectOptions {
+                local_addr: Some(local),
+                connection_timeout: Some(WAIT),
+                ..ConnectOptions::default()
+            };
+            event_failure(&rt, "127.0.0.1", port, opts)
+        } else {
+            reseau::resolve::Dialer {
+                local_addr: Some(local),
+                timeout: Some(WAIT),
+                ..reseau::resolve::Dialer::default()
+            }
+            .dial("tcp", &local.to_string())
+            .map(drop)
+            .expect_err("a self-connected conn came back")
+        };
+        let reseau::Error::Op(op) = &err else {
+            panic!("not an Op error: {err:?}");
+        };
+        assert_eq!(op.attempts().len(), 1, "{err:?}");
+        let e = &op.attempts()[0];
+        assert!(
+            matches!(e, reseau::Error::Sys { op: "connect", .. })
+                && e.raw_os_error() == Some(libc::EADDRINUSE),
+            "event {event}: {e:?}"
+        );
+        let (text, attempts) = failure_shape(&err);
+        shapes.push((text.replace(&port.to_string(), "PORT"), attempts));
+    }
+    assert_eq!(shapes[0], shapes[1], "blocking vs event");
+}
+
+// ---------------------------------------------------------------------------------------
+// Self-connects, in a network namespace of our own (as tests/dial.rs)
+
+/// Set to a case name in the child processes of [`self_connect_fails_as_dialer_fails`].
+const NETNS_CASE: &str = "RESEAU_EVENT_NETNS_CASE";
+
+/// Makes 40000 the namespace's only ephemeral port and brings loopback up: a connect
+/// to port 40000 with nothing listening connects the socket to itself (TCP simultaneous
+/// open); a fresh socket then finds no free local port (the one 4-tuple is in TIME_WAIT).
+const NETNS_SETUP: &str =
+    "echo '40000 40000' > /proc/sys/net/ipv4/ip_local_port_range && ip link set lo up";
+
+/// In a child: the failure of one dial to a self-connecting target, by the blocking
+/// `Dialer` or the event client, printed for the parent to compare.
+fn self_connect_case(case: &str) {
+    let (dialer, target) = case.split_once('/').expect("dialer/target");
+    let resolver = answers("self.test", &["127.0.0.1", "::1"]);
+    let err = match dialer {
+        "blocking" => reseau::resolve::Dialer {
+            timeout: Some(WAIT),
+            fallback_delay: Some(Duration::ZERO),
+            resolver,
+            ..reseau::resolve::Dialer::default()
+        }
+        .dial("tcp", &format!("{target}:40000"))
+        .map(drop)
+        .expect_err("a self-connected conn came back"),
+        "event" => {
+            let opts = ConnectOptions {
+                connection_timeout: Some(WAIT),
+                attempt_delay: Duration::ZERO,
+                resolver,
+                ..ConnectOptions::default()
+            };
+            event_failure(&rt(1), target, 40000, opts)
+        }
+        other => panic!("unknown dialer {other}"),
+    };
+    let reseau::Error::Op(op) = &err else {
+        panic!("not an Op error: {err:?}");
+    };
+    // Rejected, not refused: a refusal would mean no self-connect happened (or that
+    // one was reported as a refusal).
+    for e in op.attempts() {
+        assert!(
+            matches!(e, reseau::Error::Sys { op: "connect", .. })
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE)
+                ),
+            "{case}: {e:?}"
+        );
+    }
+    println!("RESULT {:?}", failure_shape(&err));
+}
+
+/// A self-connect (the target port in the ephemeral range, nothing listening) is
+/// dropped and retried with a fresh socket by the event client as by the blocking
+/// dialer, and the dial fails with the blocking dialer's error: one literal address,
+/// and a name racing IPv4 and IPv6. Each dial runs in a fresh network namespace
+/// (`unshare -rn`), skipped where that is not allowed.
+#[test]
+fn self_connect_fails_as_dialer_fails() {
+    if let Ok(case) = std::env::var(NETNS_CASE) {
+        return self_connect_case(&case);
+    }
+    let can = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c", NETNS_SETUP])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !can.is_ok_and(|s| s.success()) {
+        println!("skipped: cannot make a network namespace here (unshare -rn, ip)");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for target in ["127.0.0.1", "self.test"] {
+        let mut results = Vec::new();
+        for dialer in ["blocking", "event"] {
+            let case = format!("{dialer}/{target}");
+            let script = format!(
+                "{NETNS_SETUP} && exec \"$0\" --exact self_connect_fails_as_dialer_fails --nocapture --test-threads=1"
+            );
+            let mut child = std::process::Command::new("unshare")
+                .args(["-rn", "sh", "-c", &script])
+                .arg(&exe)
+                .env(NETNS_CASE, &case)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let limit = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > limit {
+                    let _ = child.kill();
+                    panic!("case {case}: child still running after 30 s; killed");
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "case {case}: {}\n{text}", out.status);
+            let result = text
+                .lines()
+                .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+                .unwrap_or_else(|| panic!("case {case}: no result:\n{text}"))
+                .to_string();
+            results.push(result);
+        }
+        assert_eq!(results[0], results[1], "{target}: blocking vs event");
+    }
 }

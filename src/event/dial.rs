@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,8 +12,8 @@ use mio::net::TcpStream;
 use super::ConnectOptions;
 use super::reactor::{Cmd, Shared};
 use crate::Error;
-use crate::resolve::Resolver;
 use crate::resolve::pool::{self, Cancel, Task};
+use crate::resolve::{Net, Resolver};
 
 /// Most connect attempts in flight at once (token space: 4 bits per slot).
 pub(crate) const MAX_ATTEMPTS: usize = 15;
@@ -27,21 +27,28 @@ pub(crate) struct Dialing {
     /// Addresses not tried yet, in attempt order.
     pub(crate) pending: VecDeque<SocketAddr>,
     /// In-flight attempts by sub-token (index + 1).
-    pub(crate) attempts: [Option<(TcpStream, SocketAddr)>; MAX_ATTEMPTS],
+    pub(crate) attempts: [Option<Attempt>; MAX_ATTEMPTS],
+    /// Every started attempt's error.
     pub(crate) errors: Vec<Error>,
+    /// Why there was nothing to attempt (resolution, no usable address): reported
+    /// alone, as `Dialer` does, not as an attempt.
+    pub(crate) setup: Option<Error>,
     /// Bumped whenever the stagger timer is superseded.
     pub(crate) seq: u64,
     pub(crate) resolved: bool,
-    /// The zone of an IPv6 literal host (`fe80::1%eth0`), 0 otherwise.
-    pub(crate) scope: u32,
+    /// What the host stands for when it needs no resolution ([`literal`]), until the
+    /// loop takes it: `None` for a name.
+    pub(crate) literal: Option<crate::Result<(IpAddr, u32)>>,
     /// The TLS client context, when the connection is TLS.
     pub(crate) tls: Option<super::tls::Prepared>,
 }
 
 impl Dialing {
+    /// A dial of `host` at `port`; `literal` is what [`literal`] read `host` as.
     pub(crate) fn new(
         host: String,
         port: u16,
+        literal: crate::Result<Option<(IpAddr, u32)>>,
         opts: ConnectOptions,
         tls: Option<super::tls::Prepared>,
     ) -> Dialing {
@@ -52,9 +59,10 @@ impl Dialing {
             pending: VecDeque::new(),
             attempts: Default::default(),
             errors: Vec::new(),
+            setup: None,
             seq: 0,
             resolved: false,
-            scope: 0,
+            literal: literal.transpose(),
             tls,
         }
     }
@@ -66,31 +74,75 @@ impl Dialing {
     /// Deregisters and closes every attempt still in flight.
     pub(crate) fn drop_attempts(&mut self, registry: &mio::Registry) {
         for a in self.attempts.iter_mut() {
-            if let Some((mut s, _)) = a.take() {
-                let _ = registry.deregister(&mut s);
+            if let Some(mut a) = a.take() {
+                let _ = registry.deregister(&mut a.stream);
             }
         }
     }
 
-    /// Orders the resolver's answer for attempts (policy, then family interleave).
+    /// Starts a connect to `addr` in a free attempt slot, registered for writability
+    /// under `token(sub)`; `tries` sockets may be used for it in all.
+    ///
+    /// # Errors
+    /// As [`start_connect`]; `Sys` `connect` when the socket cannot be registered.
+    pub(crate) fn launch(
+        &mut self,
+        registry: &mio::Registry,
+        addr: SocketAddr,
+        tries: usize,
+        token: impl FnOnce(usize) -> mio::Token,
+    ) -> crate::Result<()> {
+        let mut stream = start_connect(addr, self.opts.local_addr)?;
+        let sub = self
+            .attempts
+            .iter()
+            .position(Option::is_none)
+            .expect("room");
+        registry
+            .register(&mut stream, token(sub + 1), mio::Interest::WRITABLE)
+            .map_err(|e| Error::sys("connect", e))?;
+        self.attempts[sub] = Some(Attempt {
+            stream,
+            addr,
+            tries,
+        });
+        Ok(())
+    }
+
+    /// The attempt order for a literal host: that one address (no policy applies to
+    /// literals, as in `Dialer`).
+    pub(crate) fn set_literal(&mut self, ip: IpAddr, scope: u32) {
+        self.pending = VecDeque::from([self.socket_addr(ip, scope)]);
+        self.resolved = true;
+    }
+
+    /// Orders the resolver's answer for attempts as `Dialer` does: the policy, the
+    /// addresses of the local address's family, then family interleave.
     pub(crate) fn set_addrs(&mut self, ips: Vec<IpAddr>) -> crate::Result<()> {
         let ips = self.opts.policy.apply(&self.host, ips)?;
-        let ips = crate::resolve::interleave(&ips);
-        self.pending = ips
+        let ips = crate::resolve::usable(Net::Tcp, self.opts.local_addr, &self.host, ips)?;
+        self.pending = crate::resolve::interleave(&ips)
             .into_iter()
-            .map(|ip| match ip {
-                IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, self.port, 0, self.scope)),
-                ip => SocketAddr::new(ip, self.port),
-            })
+            .map(|ip| self.socket_addr(ip, 0))
             .collect();
         self.resolved = true;
         Ok(())
+    }
+
+    fn socket_addr(&self, ip: IpAddr, scope: u32) -> SocketAddr {
+        match ip {
+            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, self.port, 0, scope)),
+            ip => SocketAddr::new(ip, self.port),
+        }
     }
 
     /// The error a failed dial reports: the first attempt's, wrapped with every attempt.
     pub(crate) fn failure(&mut self, timeout: bool) -> Error {
         let addr = crate::resolve::join_host_port(&self.host, self.port);
         let local = self.opts.local_addr;
+        if let Some(e) = self.setup.take() {
+            return crate::resolve::wrap("dial", "tcp", local, &addr, e);
+        }
         let errors = std::mem::take(&mut self.errors);
         let first = if timeout {
             Error::DialTimeout("i/o timeout".to_string())
@@ -109,25 +161,29 @@ impl Dialing {
     }
 }
 
-/// A host that answers itself, as `Dialer` reads it: an IP literal (with its IPv6
-/// zone), and an empty host or an unspecified address standing for this machine's
-/// loopback (Go's `:port`). `Ok(None)`: a name to resolve.
+/// What `host` stands for when it needs no resolution, read by the blocking
+/// dialer's own code ([`literal_target`](crate::resolve::literal_target)): an IP
+/// literal with its zone, or this machine's loopback for an empty or unspecified
+/// host. `Ok(None)`: a name to resolve.
 ///
 /// # Errors
-/// [`Error::Address`] for an unusable zone (see [`parse_literal`](crate::resolve::parse_literal)).
-pub(crate) fn literal(host: &str) -> crate::Result<Option<(IpAddr, u32)>> {
-    if host.is_empty() {
-        return Ok(Some((IpAddr::V4(Ipv4Addr::LOCALHOST), 0)));
-    }
-    let Some((ip, scope)) = crate::resolve::parse_literal(host)? else {
-        return Ok(None);
-    };
-    let ip = match ip.to_canonical() {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    Ok(Some((ip, scope)))
+/// [`Error::InvalidArgument`] when `local` is of the other family than the literal
+/// (found before any I/O); [`Error::Address`] for an unusable zone.
+pub(crate) fn literal(
+    host: &str,
+    local: Option<SocketAddr>,
+) -> crate::Result<Option<(IpAddr, u32)>> {
+    crate::resolve::literal_target(Net::Tcp, host, local)
+}
+
+/// One connect attempt in flight.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    pub(crate) stream: TcpStream,
+    pub(crate) addr: SocketAddr,
+    /// Sockets this address may still use, this one included: a self-connect is
+    /// retried with a fresh one ([`tcp::connect_tries`](crate::tcp::connect_tries)).
+    pub(crate) tries: usize,
 }
 
 /// Starts one non-blocking connect on a socket from [`tcp::connect_socket`] (as the
@@ -149,17 +205,31 @@ pub(crate) fn start_connect(
     Ok(TcpStream::from_std(fd.into()))
 }
 
-/// Whether an attempt the loop saw as ready has connected: `Ok(true)` connected,
-/// `Ok(false)` still in progress (a spurious event).
-pub(crate) fn check_connected(s: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = s.take_error()? {
-        return Err(e);
+/// How an attempt the loop saw as ready stands.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Connected,
+    /// Still in progress (a spurious event).
+    Pending,
+    /// Connected to itself: a loopback connect to a free port in the ephemeral range
+    /// (TCP simultaneous open). Not a connection; the blocking dialer retries it.
+    SelfConnected,
+    Failed(io::Error),
+}
+
+/// Whether an attempt the loop saw as ready has connected.
+pub(crate) fn check_connected(s: &TcpStream) -> Outcome {
+    match s.take_error() {
+        Ok(None) => {}
+        Ok(Some(e)) | Err(e) => return Outcome::Failed(e),
     }
     match s.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
-        Err(e) => Err(e),
+        // As `tcp::Conn::connected`: an unknown local address is no self-connect.
+        Ok(peer) if s.local_addr().is_ok_and(|l| l == peer) => Outcome::SelfConnected,
+        Ok(_) => Outcome::Connected,
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Outcome::Pending,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Outcome::Pending,
+        Err(e) => Outcome::Failed(e),
     }
 }
 

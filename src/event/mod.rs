@@ -74,6 +74,10 @@ pub const DEFAULT_READ_BUFFER: usize = 256 * 1024;
 /// Largest read buffer [`Builder::read_buffer_size`] accepts (1 GiB): each loop
 /// allocates one up front.
 pub const MAX_READ_BUFFER: usize = 1 << 30;
+/// Largest frame [`Conn::buffer_until`] accepts (1 GiB, the largest read buffer): a
+/// connection holds at most one frame less a byte of undelivered data. lori bounds
+/// its frames by its read buffer in the same way.
+pub const MAX_FRAME: usize = MAX_READ_BUFFER;
 
 /// Lifecycle callbacks of one connection, run on the connection's loop thread.
 ///
@@ -240,17 +244,28 @@ impl Conn<'_> {
     }
 
     /// Delivers [`received`](Handler::received) in chunks of exactly `n` bytes
-    /// (`Some(n)`), or whatever arrives (`None`, the default).
+    /// (`Some(n)`), or whatever arrives (`None`, the default). Bytes of a frame are
+    /// held until it is complete, so `n` is bounded by [`MAX_FRAME`]; nothing of its
+    /// size is allocated up front.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for `Some(0)`.
+    /// [`Error::InvalidArgument`] for `Some(0)` or more than [`MAX_FRAME`] bytes (the
+    /// framing is unchanged).
     pub fn buffer_until(&mut self, n: Option<usize>) -> Result<()> {
         match n {
             Some(0) => Err(Error::InvalidArgument(
                 "buffer_until needs at least 1 byte".to_string(),
             )),
+            Some(n) if n > MAX_FRAME => Err(Error::InvalidArgument(format!(
+                "buffer_until of {n} bytes above the maximum frame of {MAX_FRAME}"
+            ))),
             n => {
                 self.st.frame = n.unwrap_or(0);
+                if !self.st.held.is_empty() {
+                    // Held bytes may make whole frames now: deliver them without
+                    // waiting for more to arrive.
+                    self.st.kick = true;
+                }
                 Ok(())
             }
         }
@@ -547,9 +562,12 @@ pub struct ConnectOptions {
     /// [`Error::DialTimeout`] inside the `Op` error. `None`, or a duration too long
     /// to represent: no limit.
     pub connection_timeout: Option<Duration>,
-    /// Binds the local end first (families must match the remote address).
+    /// Binds the local end first. As with [`Dialer`](crate::resolve::Dialer), only
+    /// a name's addresses of its family are tried, and an IP literal host of the
+    /// other family is refused by [`Runtime::connect`].
     pub local_addr: Option<SocketAddr>,
-    /// Address families allowed and preferred.
+    /// Address families allowed and preferred for a name's addresses (an IP literal
+    /// host is dialed as given, as by [`Dialer`](crate::resolve::Dialer)).
     pub policy: Policy,
     /// RFC 8305 connection-attempt delay (`ZERO` = every attempt at once).
     pub attempt_delay: Duration,
@@ -840,9 +858,10 @@ impl Runtime {
     ///
     /// # Errors
     /// Found before any I/O: [`Error::InvalidArgument`] (a policy allowing no family,
-    /// a host containing NUL), [`Error::TlsConfig`] (an invalid [`ConnectOptions::tls`]);
-    /// [`Error::Closed`] when the runtime stopped. Everything else arrives through
-    /// `connect_failed`.
+    /// a host containing NUL, an IP literal host of the other family than
+    /// [`ConnectOptions::local_addr`], as [`Dialer`](crate::resolve::Dialer) refuses
+    /// it), [`Error::TlsConfig`] (an invalid [`ConnectOptions::tls`]); [`Error::Closed`]
+    /// when the runtime stopped. Everything else arrives through `connect_failed`.
     pub fn connect<H: Handler>(
         &self,
         host: &str,
@@ -853,13 +872,18 @@ impl Runtime {
         opts.policy.validate()?;
         crate::resolve::check_host(host)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        let literal = dial::literal(host, opts.local_addr);
+        if let Err(Error::InvalidArgument(e)) = literal {
+            return Err(Error::InvalidArgument(e));
+        }
         let tls = opts
             .tls
             .as_ref()
             .map(|c| Prepared::new(c, false, Some(host)))
             .transpose()?;
         let cell = Arc::new(AtomicU64::new(reactor::UNSET));
-        let cmd = reactor::connect_cmd(host, port, opts, tls, Box::new(handler), cell.clone());
+        let handler = Box::new(handler);
+        let cmd = reactor::connect_cmd(host, port, literal, opts, tls, handler, cell.clone());
         let shared = self.rt.next_loop().clone();
         if shared.push(cmd) {
             Ok(Handle {

@@ -1079,9 +1079,14 @@ impl Loop {
     // ---------------------------------------------------------------------------------
     // clients
 
-    fn connect(&mut self, dialing: Box<Dialing>, handler: Box<dyn Handler>, cell: Arc<AtomicU64>) {
+    fn connect(
+        &mut self,
+        mut dialing: Box<Dialing>,
+        handler: Box<dyn Handler>,
+        cell: Arc<AtomicU64>,
+    ) {
         let timeout = dialing.opts.connection_timeout;
-        let literal = dial::literal(&dialing.host);
+        let literal = dialing.literal.take();
         let idx = self.alloc(Phase::Connecting(dialing), handler);
         let epoch = self.slots[idx as usize].epoch;
         cell.store(((idx as u64) << 32) | epoch as u64, Ordering::Release);
@@ -1096,14 +1101,14 @@ impl Loop {
             self.timers.push(at, conn);
         }
         match literal {
-            Ok(Some((ip, scope))) => {
+            Some(Ok((ip, scope))) => {
                 if let Some(d) = self.dialing(idx) {
-                    d.scope = scope;
+                    d.set_literal(ip, scope);
                 }
-                self.resolved(idx, epoch, Ok(vec![ip]));
+                self.dial_next(idx);
             }
-            Err(e) => self.resolved(idx, epoch, Err(e)),
-            Ok(None) => {
+            Some(Err(e)) => self.resolved(idx, epoch, Err(e)),
+            None => {
                 let Some(Phase::Connecting(d)) = self.slot(idx).map(|s| &s.st.phase) else {
                     return;
                 };
@@ -1143,7 +1148,7 @@ impl Loop {
             Err(e) => {
                 let timeout = e.is_timeout();
                 if !timeout {
-                    d.errors.push(e);
+                    d.setup = Some(e);
                 }
                 self.fail_dial(idx, timeout);
             }
@@ -1164,19 +1169,12 @@ impl Loop {
             return;
         };
         let delay = d.opts.attempt_delay;
+        let tries = crate::tcp::connect_tries(d.opts.local_addr);
         while d.in_flight() < dial::MAX_ATTEMPTS {
             let Some(addr) = d.pending.pop_front() else {
                 break;
             };
-            let started = dial::start_connect(addr, d.opts.local_addr).and_then(|mut s| {
-                let sub = d.attempts.iter().position(Option::is_none).expect("room");
-                poll.registry()
-                    .register(&mut s, token(idx, sub + 1), Interest::WRITABLE)
-                    .map_err(|e| Error::sys("connect", e))?;
-                d.attempts[sub] = Some((s, addr));
-                Ok(())
-            });
-            match started {
+            match d.launch(poll.registry(), addr, tries, |sub| token(idx, sub)) {
                 Ok(()) => {
                     if !d.pending.is_empty() && !delay.is_zero() {
                         d.seq += 1;
@@ -1202,32 +1200,36 @@ impl Loop {
         let Some(Phase::Connecting(d)) = slot_mut(slots, idx).map(|s| &mut s.st.phase) else {
             return;
         };
-        let Some((s, _)) = d.attempts.get(sub - 1).and_then(Option::as_ref) else {
+        let Some(a) = d.attempts.get(sub - 1).and_then(Option::as_ref) else {
             return;
         };
-        let mut res = dial::check_connected(s);
-        if let Ok(true) = res {
-            // A loopback connect to a free ephemeral port can connect to itself.
-            if s.local_addr().ok() == s.peer_addr().ok() {
-                res = Err(io::Error::from_raw_os_error(libc::ECONNREFUSED));
-            }
-        }
-        match res {
-            Ok(false) => {}
-            Ok(true) => self.won(idx, sub),
-            Err(e) => {
-                if let Some((mut s, _)) = d.attempts[sub - 1].take() {
-                    let _ = poll.registry().deregister(&mut s);
+        let failed = match dial::check_connected(&a.stream) {
+            dial::Outcome::Pending => return,
+            dial::Outcome::Connected => return self.won(idx, sub),
+            dial::Outcome::Failed(e) => Error::sys("connect", e),
+            dial::Outcome::SelfConnected => {
+                // As the blocking dialer: the socket is closed and, while tries are
+                // left, a fresh one connects to the same address.
+                let mut a = d.attempts[sub - 1].take().expect("attempt");
+                let _ = poll.registry().deregister(&mut a.stream);
+                drop(a.stream);
+                if a.tries > 1 {
+                    match d.launch(poll.registry(), a.addr, a.tries - 1, |sub| token(idx, sub)) {
+                        Ok(()) => return,
+                        Err(e) => e,
+                    }
+                } else {
+                    crate::tcp::self_connect_error()
                 }
-                d.errors.push(Error::Sys {
-                    op: "connect",
-                    source: e,
-                });
-                // The next attempt starts now, not at the stagger timer.
-                d.seq += 1;
-                self.dial_next(idx);
             }
+        };
+        if let Some(mut a) = d.attempts[sub - 1].take() {
+            let _ = poll.registry().deregister(&mut a.stream);
         }
+        d.errors.push(failed);
+        // The next attempt starts now, not at the stagger timer.
+        d.seq += 1;
+        self.dial_next(idx);
     }
 
     fn won(&mut self, idx: u32, sub: usize) {
@@ -1244,7 +1246,11 @@ impl Loop {
         let Phase::Connecting(d) = &mut slot.st.phase else {
             return;
         };
-        let (mut stream, peer) = d.attempts[sub - 1].take().expect("attempt");
+        let dial::Attempt {
+            mut stream,
+            addr: peer,
+            ..
+        } = d.attempts[sub - 1].take().expect("attempt");
         d.drop_attempts(poll.registry());
         let _ = stream.set_nodelay(true);
         let tls = d.tls.take();
@@ -1403,17 +1409,18 @@ impl std::fmt::Debug for Loop {
     }
 }
 
-/// Builds a connect request for a loop.
+/// Builds a connect request for a loop (`literal`: what [`dial::literal`] read `host` as).
 pub(crate) fn connect_cmd(
     host: &str,
     port: u16,
+    literal: crate::Result<Option<(std::net::IpAddr, u32)>>,
     opts: ConnectOptions,
     tls: Option<Prepared>,
     handler: Box<dyn Handler>,
     cell: Arc<AtomicU64>,
 ) -> Cmd {
     Cmd::Connect {
-        dialing: Box::new(Dialing::new(host.to_string(), port, opts, tls)),
+        dialing: Box::new(Dialing::new(host.to_string(), port, literal, opts, tls)),
         handler,
         cell,
     }

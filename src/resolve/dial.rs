@@ -85,6 +85,67 @@ fn timeout_error() -> Error {
     Error::DialTimeout("i/o timeout".to_string())
 }
 
+/// The address a host that answers itself stands for when dialing (shared by
+/// [`Dialer`] and the event client): an IP literal (`::ffff:a.b.c.d` read as IPv4)
+/// with its IPv6 zone, and an empty host or an unspecified address standing for this
+/// machine's loopback (Go's `:port`). `Ok(None)`: a name to resolve.
+///
+/// # Errors
+/// [`Error::Address`] for an unusable zone; [`Error::InvalidArgument`] when `local`
+/// is of the other family (nothing could be dialed).
+pub(crate) fn literal_target(
+    net: Net,
+    host: &str,
+    local: Option<SocketAddr>,
+) -> Result<Option<(IpAddr, u32)>> {
+    let literal = if host.is_empty() {
+        Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+    } else {
+        parse_literal(host)?
+    };
+    let Some((ip, scope)) = literal else {
+        return Ok(None);
+    };
+    let ip = match ip.to_canonical() {
+        IpAddr::V4(v4) if v4.is_unspecified() && net == Net::Tcp6 => {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        }
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    if let Some(l) = local.filter(|l| l.is_ipv4() != ip.is_ipv4()) {
+        return Err(Error::InvalidArgument(format!(
+            "local address {l} does not match the family of {ip}"
+        )));
+    }
+    Ok(Some((ip, scope)))
+}
+
+/// The addresses of `ips` (for `host`) that `net` and the family of `local` allow,
+/// in their order (shared by [`Dialer`] and the event client).
+///
+/// # Errors
+/// [`Error::Address`] `no suitable address found` when none is left.
+pub(crate) fn usable(
+    net: Net,
+    local: Option<SocketAddr>,
+    host: &str,
+    ips: Vec<IpAddr>,
+) -> Result<Vec<IpAddr>> {
+    let usable: Vec<IpAddr> = ips
+        .into_iter()
+        .filter(|ip| net.allows(ip) && local.is_none_or(|l| l.is_ipv4() == ip.is_ipv4()))
+        .collect();
+    if usable.is_empty() {
+        return Err(Error::Address {
+            msg: "no suitable address found".to_string(),
+            addr: host.to_string(),
+        });
+    }
+    Ok(usable)
+}
+
 /// Dials TCP by `host:port` string: resolution, then every address raced with RFC 8305
 /// Happy Eyeballs, all under one time budget (Go's `net.Dialer`).
 ///
@@ -224,29 +285,8 @@ impl Dialer {
         port: u16,
         budget: Option<Instant>,
     ) -> Result<Vec<SocketAddr>> {
-        let literal = if host.is_empty() {
-            Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
-        } else {
-            parse_literal(host)?
-        };
-        let (ips, scope) = match literal {
-            Some((ip, scope)) => {
-                // `::ffff:a.b.c.d` is an IPv4 address in Go's eyes (and the kernel's).
-                let ip = match ip.to_canonical() {
-                    IpAddr::V4(v4) if v4.is_unspecified() && net == Net::Tcp6 => {
-                        IpAddr::V6(Ipv6Addr::LOCALHOST)
-                    }
-                    IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                    ip => ip,
-                };
-                if let Some(l) = self.local_addr.filter(|l| l.is_ipv4() != ip.is_ipv4()) {
-                    return Err(Error::InvalidArgument(format!(
-                        "local address {l} does not match the family of {ip}"
-                    )));
-                }
-                (vec![ip], scope)
-            }
+        let (ips, scope) = match literal_target(net, host, self.local_addr)? {
+            Some((ip, scope)) => (vec![ip], scope),
             None => {
                 if budget.is_some_and(|b| Instant::now() >= b) {
                     return Err(timeout_error());
@@ -262,18 +302,7 @@ impl Dialer {
                 (self.policy.apply(host, found)?, 0)
             }
         };
-        let usable: Vec<IpAddr> = ips
-            .into_iter()
-            .filter(|ip| {
-                net.allows(ip) && self.local_addr.is_none_or(|l| l.is_ipv4() == ip.is_ipv4())
-            })
-            .collect();
-        if usable.is_empty() {
-            return Err(Error::Address {
-                msg: "no suitable address found".to_string(),
-                addr: host.to_string(),
-            });
-        }
+        let usable = usable(net, self.local_addr, host, ips)?;
         let ordered = if self.serial {
             usable
         } else {

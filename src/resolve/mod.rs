@@ -38,8 +38,8 @@ pub(crate) mod pool;
 mod resolver;
 
 pub use cache::{CacheStats, CachingResolver};
-pub(crate) use dial::wrap;
 pub use dial::{DEFAULT_ATTEMPT_DELAY, Dialer, ListenConfig};
+pub(crate) use dial::{Net, literal_target, usable, wrap};
 pub use hostport::{
     join_host_port, lookup_port, parse_literal, parse_port, scope_id, split_host_port,
 };
