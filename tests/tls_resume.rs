@@ -462,6 +462,171 @@ fn exported_keying_material_matches_on_both_sides() {
     assert!(!lazy.is_handshake_complete());
 }
 
+/// The labels RFC 5705 reserves for the TLS 1.2 PRF's own uses.
+const RESERVED: [&str; 4] = [
+    "client finished",
+    "server finished",
+    "master secret",
+    "key expansion",
+];
+
+#[test]
+fn tls12_exporter_refuses_reserved_labels_as_go_does() {
+    // Go's `ExportKeyingMaterial` refuses these labels on TLS 1.2 with "reserved
+    // ExportKeyingMaterial label"; the exported bytes would be the handshake's own PRF
+    // outputs (Finished, master secret, key block). OpenSSL's refusal used to reach the
+    // caller as its own text ("tls illegal exporter label"), as a TLS error.
+    if !enabled() {
+        return;
+    }
+    let (c, s) = pair(
+        with_version(server_cfg(), TlsVersion::Tls12),
+        with_version(client_cfg(None), TlsVersion::Tls12),
+    );
+    assert_eq!(c.connection_state().version, "TLSv1.2");
+    for conn in [&c, &s] {
+        for label in RESERVED {
+            for len in [32, 0] {
+                match conn.export_keying_material(label, None, len) {
+                    Err(reseau::Error::InvalidArgument(m)) => {
+                        assert!(m.contains("reserved ExportKeyingMaterial label"), "{m}");
+                        assert!(m.contains(label), "{m}");
+                    }
+                    other => panic!("{label:?}, len {len}: expected a refusal, got {other:?}"),
+                }
+            }
+        }
+    }
+    // A normal label still works, the same on both ends; the conn is unharmed.
+    let ours = c
+        .export_keying_material("EXPORTER-ok", Some(b"c"), 32)
+        .unwrap();
+    assert_eq!(
+        ours,
+        s.export_keying_material("EXPORTER-ok", Some(b"c"), 32)
+            .unwrap()
+    );
+    assert_eq!(ours.len(), 32);
+    // TLS 1.3 has no such reservation (its exporter is HKDF-based): unaffected.
+    let (c, s) = pair(server_cfg(), client_cfg(None));
+    assert_eq!(c.connection_state().version, "TLSv1.3");
+    for label in RESERVED {
+        let a = c.export_keying_material(label, None, 16).unwrap();
+        assert_eq!(a, s.export_keying_material(label, None, 16).unwrap());
+    }
+}
+
+/// An OpenSSL-crate TLS 1.2 peer that does (`ems`) or does not negotiate Extended
+/// Master Secret (RFC 7627), for one connection over `std::net`.
+fn openssl12_builder(server: bool, ems: bool) -> openssl::ssl::SslContextBuilder {
+    use openssl::ssl::{SslContext, SslFiletype, SslMethod, SslOptions, SslVerifyMode, SslVersion};
+    let mut b = SslContext::builder(SslMethod::tls()).unwrap();
+    b.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+    if !ems {
+        // SSL_OP_NO_EXTENDED_MASTER_SECRET (OpenSSL 3.0+), which the crate does not name.
+        b.set_options(SslOptions::from_bits_retain(1));
+    }
+    if server {
+        b.set_certificate_chain_file(cert("server.pem")).unwrap();
+        b.set_private_key_file(cert("server.key"), SslFiletype::PEM)
+            .unwrap();
+    } else {
+        b.set_verify(SslVerifyMode::NONE);
+    }
+    b
+}
+
+#[test]
+fn tls12_exporter_needs_extended_master_secret_as_go_does() {
+    // Go: "ExportKeyingMaterial is unavailable when neither TLS 1.3 nor Extended Master
+    // Secret are negotiated". Both roles: our client against a server that refuses EMS,
+    // our server against such a client; with EMS on the peer, the same code exports.
+    if !enabled() {
+        return;
+    }
+    use std::io::{Read, Write};
+    let no_ems = |r: reseau::Result<Vec<u8>>| match r {
+        Err(e @ reseau::Error::Tls(_)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(
+                    "ExportKeyingMaterial is unavailable when neither TLS 1.3 nor Extended \
+                     Master Secret are negotiated"
+                ),
+                "{text}"
+            );
+        }
+        other => panic!("expected the no-EMS refusal, got {other:?}"),
+    };
+    for ems in [false, true] {
+        // Our client, their server.
+        let ctx = openssl12_builder(true, ems).build();
+        let ln = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        let peer = thread::spawn(move || {
+            let (sock, _) = ln.accept().unwrap();
+            sock.set_read_timeout(Some(SAFETY)).unwrap();
+            let ssl = openssl::ssl::Ssl::new(&ctx).unwrap();
+            let mut t = ssl.accept(sock).unwrap();
+            let mut out = [0u8; 16];
+            let have = t.ssl().export_keying_material(&mut out, "EXPORTER-x", None);
+            let mut b = [0u8; 1];
+            let _ = t.read_exact(&mut b);
+            (t.ssl().extms_support(), have.ok().map(|()| out))
+        });
+        let c = tls::client(
+            tcp::connect(addr).unwrap(),
+            &with_version(client_cfg(None), TlsVersion::Tls12),
+        )
+        .unwrap();
+        c.set_deadline(soon()).unwrap();
+        c.handshake().unwrap();
+        let ours = c.export_keying_material("EXPORTER-x", None, 16);
+        c.write(b"x").unwrap();
+        let (their_ems, theirs) = peer.join().unwrap();
+        assert_eq!(their_ems, Some(ems));
+        if ems {
+            assert_eq!(ours.unwrap(), theirs.unwrap());
+        } else {
+            no_ems(ours);
+            // Also for a length of 0 and before the label is looked at, as in Go.
+            no_ems(c.export_keying_material("EXPORTER-x", None, 0));
+            no_ems(c.export_keying_material("master secret", None, 16));
+        }
+
+        // Our server, their client.
+        let ln = tls::listen(
+            tcp::loopback_addr(0),
+            with_version(server_cfg(), TlsVersion::Tls12),
+        )
+        .unwrap();
+        ln.set_deadline(soon()).unwrap();
+        let addr = ln.local_addr().unwrap();
+        let ctx = openssl12_builder(false, ems).build();
+        let peer = thread::spawn(move || {
+            let sock = std::net::TcpStream::connect(addr).unwrap();
+            sock.set_read_timeout(Some(SAFETY)).unwrap();
+            let ssl = openssl::ssl::Ssl::new(&ctx).unwrap();
+            let mut t = ssl.connect(sock).unwrap();
+            let mut out = [0u8; 16];
+            let have = t.ssl().export_keying_material(&mut out, "EXPORTER-y", None);
+            t.write_all(b"x").unwrap();
+            have.ok().map(|()| out)
+        });
+        let s = ln.accept().unwrap();
+        s.set_deadline(soon()).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(s.read_full(&mut b).unwrap(), 1);
+        let theirs = peer.join().unwrap();
+        let ours = s.export_keying_material("EXPORTER-y", None, 16);
+        if ems {
+            assert_eq!(ours.unwrap(), theirs.unwrap());
+        } else {
+            no_ems(ours);
+        }
+    }
+}
+
 #[test]
 fn key_update_requires_tls13() {
     if !enabled() {
