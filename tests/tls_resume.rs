@@ -20,6 +20,66 @@ use reseau::tls::{
 
 const SAFETY: Duration = Duration::from_secs(20);
 
+// ---------------------------------------------------------------------------------------
+// A counting allocator (as in `tests/alloc.rs`): it counts only the allocations a thread
+// makes while its own `MEASURING` flag is set, so parallel tests do not disturb it.
+
+struct Counting;
+
+thread_local! {
+    static MEASURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn note_alloc() {
+    // `try_with`: the allocator may run while thread-locals are being torn down.
+    let _ = MEASURING.try_with(|m| {
+        if m.get() {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        }
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting touches only
+// const-initialised thread-locals without destructors, which never allocate.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns its result with the heap allocations this thread made meanwhile
+/// (Rust's allocator only: OpenSSL's own `malloc`s are not seen).
+fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    ALLOCS.with(|a| a.set(0));
+    MEASURING.with(|m| m.set(true));
+    let r = f();
+    MEASURING.with(|m| m.set(false));
+    (r, ALLOCS.with(std::cell::Cell::get))
+}
+
 fn enabled() -> bool {
     let on = std::env::var("RESEAU_RUN_TLS_TESTS").is_ok_and(|v| {
         matches!(
@@ -996,4 +1056,53 @@ fn careless_calls_on_vectored_writes_key_updates_and_caches() {
         c.write_vectored(&[IoSlice::new(b"x")]),
         Err(reseau::Error::Closed)
     ));
+}
+
+#[test]
+fn wrapping_a_connection_does_not_copy_the_config() {
+    // Each `tls::client`/`tls::server` looks its shared `SSL_CTX` up by the config's
+    // paths, ALPN names, versions…; the lookup used to clone all of them into a key (a
+    // `PathBuf` per path, the ALPN `Vec` and each name) even when the context was
+    // cached. Now a hit borrows: a config with many paths and names costs a connection
+    // exactly as many allocations as a bare one. No handshake runs (wrapping is lazy).
+    let alpn: Vec<String> = (0..8).map(|i| format!("proto-{i}")).collect();
+    let small_client = client_cfg(None);
+    let big_client = Config {
+        alpn_protocols: alpn.clone(),
+        ..mtls_client(None)
+    };
+    let small_server = server_cfg();
+    let big_server = Config {
+        alpn_protocols: alpn,
+        ..mtls_server(ClientAuthMode::VerifyClientCertIfGiven)
+    };
+    let ln = tcp::listen(tcp::loopback_addr(0)).unwrap();
+    ln.set_deadline(soon()).unwrap();
+    let addr = ln.local_addr().unwrap();
+    let mut cost = |cfg: &Config, server: bool| {
+        let mut n = usize::MAX;
+        // The first round builds the context and warms this thread; the least of the
+        // rest is the steady state.
+        for _ in 0..3 {
+            let tcp = tcp::connect(addr).unwrap();
+            let _peer = ln.accept().unwrap();
+            let (conn, allocs) = count_allocs(|| {
+                if server {
+                    tls::server(tcp, cfg)
+                } else {
+                    tls::client(tcp, cfg)
+                }
+            });
+            drop(conn.unwrap());
+            n = n.min(allocs);
+        }
+        n
+    };
+    let (cs, cb) = (cost(&small_client, false), cost(&big_client, false));
+    let (ss, sb) = (cost(&small_server, true), cost(&big_server, true));
+    println!(
+        "allocations per wrap: client {cs} (bare) / {cb} (3 paths, 8 ALPN names); server {ss} / {sb}"
+    );
+    assert_eq!(cb, cs, "client: allocations grow with the config");
+    assert_eq!(sb, ss, "server: allocations grow with the config");
 }

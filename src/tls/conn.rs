@@ -298,7 +298,6 @@ pub(crate) fn new_ssl(
                 Err(_) => {
                     ssl.set_hostname(&name)
                         .map_err(|e| ossl("SSL_set_tlsext_host_name", e))?;
-                    sni = Some(name.clone());
                     if config.verify_peer {
                         // Go parity: a certificate without SANs does not match on its CN.
                         ssl.param_mut()
@@ -307,6 +306,7 @@ pub(crate) fn new_ssl(
                             .set_host(&name)
                             .map_err(|e| ossl("SSL_set1_host", e))?;
                     }
+                    sni = Some(name);
                 }
             }
         }
