@@ -1079,7 +1079,7 @@ fn wrapping_a_connection_does_not_copy_the_config() {
     let ln = tcp::listen(tcp::loopback_addr(0)).unwrap();
     ln.set_deadline(soon()).unwrap();
     let addr = ln.local_addr().unwrap();
-    let mut cost = |cfg: &Config, server: bool| {
+    let cost = |cfg: &Config, server: bool| {
         let mut n = usize::MAX;
         // The first round builds the context and warms this thread; the least of the
         // rest is the steady state.
