@@ -8,6 +8,8 @@
 //! Each handshake is a fresh TCP connection with a one-byte round trip (TLS 1.3 tickets
 //! arrive with the server's first bytes), sequential, client and server threads in this
 //! process; the modes are interleaved `R` times and each figure is the best round.
+//! Then the public-key operations of one handshake are timed, which bounds how far a
+//! resumed handshake (still X25519 on both ends: forward secrecy) can beat a full one.
 //!
 //! The baseline client resumes through `SslRef::set_session`, which the `openssl` crate
 //! marks `unsafe` (the session must come from the same context): this example holds the
@@ -161,6 +163,74 @@ impl StdClient {
         let _ = t.shutdown();
         reused
     }
+}
+
+/// Microseconds per call of `f` (after a warm-up of a tenth as many).
+fn micros(n: u32, mut f: impl FnMut()) -> f64 {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+}
+
+/// The public-key operations a handshake with the test certificates costs, both ends
+/// together, in microseconds: `(resumed, full)`. A resumed TLS 1.3 handshake keeps
+/// forward secrecy (psk_dhe_ke): each end generates an X25519 key and derives the shared
+/// secret. A full one adds the server's CertificateVerify signature (RSA-PSS with the
+/// test key), the client's check of it, and the client's check of the CA's signature on
+/// the leaf. Everything else (TCP, syscalls, wake-ups, key schedule, records) costs both
+/// kinds about the same, so `full / resumed` can at best reach this ratio.
+fn crypto_floor() -> (f64, f64) {
+    use openssl::derive::Deriver;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::{Id, PKey};
+    use openssl::sign::{Signer, Verifier};
+    use openssl::x509::X509;
+    let peer = PKey::generate_x25519().unwrap();
+    let peer_pub =
+        PKey::public_key_from_raw_bytes(&peer.raw_public_key().unwrap(), Id::X25519).unwrap();
+    let keygen = micros(3000, || drop(PKey::generate_x25519().unwrap()));
+    let derive = micros(3000, || {
+        let mut d = Deriver::new(&peer).unwrap();
+        d.set_peer(&peer_pub).unwrap();
+        d.derive_to_vec().unwrap();
+    });
+    let key = PKey::private_key_from_pem(&std::fs::read(cert("server.key")).unwrap()).unwrap();
+    let rsa = key.id() == Id::RSA;
+    // A TLS 1.3 CertificateVerify signs 130 bytes (64 spaces, context string, hash).
+    let msg = [0x20u8; 130];
+    let signer = || {
+        let mut s = Signer::new(MessageDigest::sha256(), &key).unwrap();
+        if rsa {
+            s.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS).unwrap();
+        }
+        s
+    };
+    let sig = signer().sign_oneshot_to_vec(&msg).unwrap();
+    let sign = micros(1000, || drop(signer().sign_oneshot_to_vec(&msg).unwrap()));
+    let verify = micros(3000, || {
+        let mut v = Verifier::new(MessageDigest::sha256(), &key).unwrap();
+        if rsa {
+            v.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS).unwrap();
+        }
+        assert!(v.verify_oneshot(&sig, &msg).unwrap());
+    });
+    let pem = |n: &str| X509::from_pem(&std::fs::read(cert(n)).unwrap()).unwrap();
+    let (ca, leaf) = (pem("ca.pem").public_key().unwrap(), pem("server.pem"));
+    let chain = micros(2000, || assert!(leaf.verify(&ca).unwrap()));
+    println!(
+        "| public-key operation (test certificates) | us |\n|---|---:|\n\
+         | X25519 keygen | {keygen:.1} |\n| X25519 derive | {derive:.1} |\n\
+         | server key sign ({}) | {sign:.1} |\n| server key verify | {verify:.1} |\n\
+         | CA signature on the leaf, verify | {chain:.1} |",
+        if rsa { "RSA-PSS" } else { "EC" }
+    );
+    let resumed = 2.0 * (keygen + derive);
+    (resumed, resumed + sign + verify + chain)
 }
 
 /// Sends `iters` x 8 x 64 bytes, per slice or vectored; MB/s of plaintext.
@@ -329,6 +399,22 @@ fn main() {
         rr / sr,
         cr / csr,
         rf / sf
+    );
+    println!();
+    let (floor_resumed, floor_full) = crypto_floor();
+    // full / resumed >= 3 means a resumed handshake costs at most half of what a full
+    // one adds to it.
+    println!(
+        "\npublic-key work per handshake, both ends: resumed {floor_resumed:.0} us, full \
+         {floor_full:.0} us (alone they would allow {:.2}x).\n3x (CPU) needs a resumed \
+         handshake to cost at most half of what a full one adds: ({cf:.0} - {cr:.0}) / 2 = \
+         {:.0} us; it costs {cr:.0} us, {floor_resumed:.0} of them public-key work, so the \
+         rest ({:.0} us: TCP connect/accept/close, syscalls, wake-ups, key schedule, \
+         tickets, records) would have to shrink to {:.0} us.",
+        floor_full / floor_resumed,
+        (cf - cr) / 2.0,
+        cr - floor_resumed,
+        (cf - cr) / 2.0 - floor_resumed,
     );
     println!();
     let iters = 20_000;

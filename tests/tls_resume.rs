@@ -20,6 +20,66 @@ use reseau::tls::{
 
 const SAFETY: Duration = Duration::from_secs(20);
 
+// ---------------------------------------------------------------------------------------
+// A counting allocator (as in `tests/alloc.rs`): it counts only the allocations a thread
+// makes while its own `MEASURING` flag is set, so parallel tests do not disturb it.
+
+struct Counting;
+
+thread_local! {
+    static MEASURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn note_alloc() {
+    // `try_with`: the allocator may run while thread-locals are being torn down.
+    let _ = MEASURING.try_with(|m| {
+        if m.get() {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        }
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting touches only
+// const-initialised thread-locals without destructors, which never allocate.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns its result with the heap allocations this thread made meanwhile
+/// (Rust's allocator only: OpenSSL's own `malloc`s are not seen).
+fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    ALLOCS.with(|a| a.set(0));
+    MEASURING.with(|m| m.set(true));
+    let r = f();
+    MEASURING.with(|m| m.set(false));
+    (r, ALLOCS.with(std::cell::Cell::get))
+}
+
 fn enabled() -> bool {
     let on = std::env::var("RESEAU_RUN_TLS_TESTS").is_ok_and(|v| {
         matches!(
@@ -462,6 +522,171 @@ fn exported_keying_material_matches_on_both_sides() {
     assert!(!lazy.is_handshake_complete());
 }
 
+/// The labels RFC 5705 reserves for the TLS 1.2 PRF's own uses.
+const RESERVED: [&str; 4] = [
+    "client finished",
+    "server finished",
+    "master secret",
+    "key expansion",
+];
+
+#[test]
+fn tls12_exporter_refuses_reserved_labels_as_go_does() {
+    // Go's `ExportKeyingMaterial` refuses these labels on TLS 1.2 with "reserved
+    // ExportKeyingMaterial label"; the exported bytes would be the handshake's own PRF
+    // outputs (Finished, master secret, key block). OpenSSL's refusal used to reach the
+    // caller as its own text ("tls illegal exporter label"), as a TLS error.
+    if !enabled() {
+        return;
+    }
+    let (c, s) = pair(
+        with_version(server_cfg(), TlsVersion::Tls12),
+        with_version(client_cfg(None), TlsVersion::Tls12),
+    );
+    assert_eq!(c.connection_state().version, "TLSv1.2");
+    for conn in [&c, &s] {
+        for label in RESERVED {
+            for len in [32, 0] {
+                match conn.export_keying_material(label, None, len) {
+                    Err(reseau::Error::InvalidArgument(m)) => {
+                        assert!(m.contains("reserved ExportKeyingMaterial label"), "{m}");
+                        assert!(m.contains(label), "{m}");
+                    }
+                    other => panic!("{label:?}, len {len}: expected a refusal, got {other:?}"),
+                }
+            }
+        }
+    }
+    // A normal label still works, the same on both ends; the conn is unharmed.
+    let ours = c
+        .export_keying_material("EXPORTER-ok", Some(b"c"), 32)
+        .unwrap();
+    assert_eq!(
+        ours,
+        s.export_keying_material("EXPORTER-ok", Some(b"c"), 32)
+            .unwrap()
+    );
+    assert_eq!(ours.len(), 32);
+    // TLS 1.3 has no such reservation (its exporter is HKDF-based): unaffected.
+    let (c, s) = pair(server_cfg(), client_cfg(None));
+    assert_eq!(c.connection_state().version, "TLSv1.3");
+    for label in RESERVED {
+        let a = c.export_keying_material(label, None, 16).unwrap();
+        assert_eq!(a, s.export_keying_material(label, None, 16).unwrap());
+    }
+}
+
+/// An OpenSSL-crate TLS 1.2 peer that does (`ems`) or does not negotiate Extended
+/// Master Secret (RFC 7627), for one connection over `std::net`.
+fn openssl12_builder(server: bool, ems: bool) -> openssl::ssl::SslContextBuilder {
+    use openssl::ssl::{SslContext, SslFiletype, SslMethod, SslOptions, SslVerifyMode, SslVersion};
+    let mut b = SslContext::builder(SslMethod::tls()).unwrap();
+    b.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+    if !ems {
+        // SSL_OP_NO_EXTENDED_MASTER_SECRET (OpenSSL 3.0+), which the crate does not name.
+        b.set_options(SslOptions::from_bits_retain(1));
+    }
+    if server {
+        b.set_certificate_chain_file(cert("server.pem")).unwrap();
+        b.set_private_key_file(cert("server.key"), SslFiletype::PEM)
+            .unwrap();
+    } else {
+        b.set_verify(SslVerifyMode::NONE);
+    }
+    b
+}
+
+#[test]
+fn tls12_exporter_needs_extended_master_secret_as_go_does() {
+    // Go: "ExportKeyingMaterial is unavailable when neither TLS 1.3 nor Extended Master
+    // Secret are negotiated". Both roles: our client against a server that refuses EMS,
+    // our server against such a client; with EMS on the peer, the same code exports.
+    if !enabled() {
+        return;
+    }
+    use std::io::{Read, Write};
+    let no_ems = |r: reseau::Result<Vec<u8>>| match r {
+        Err(e @ reseau::Error::Tls(_)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(
+                    "ExportKeyingMaterial is unavailable when neither TLS 1.3 nor Extended \
+                     Master Secret are negotiated"
+                ),
+                "{text}"
+            );
+        }
+        other => panic!("expected the no-EMS refusal, got {other:?}"),
+    };
+    for ems in [false, true] {
+        // Our client, their server.
+        let ctx = openssl12_builder(true, ems).build();
+        let ln = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = ln.local_addr().unwrap();
+        let peer = thread::spawn(move || {
+            let (sock, _) = ln.accept().unwrap();
+            sock.set_read_timeout(Some(SAFETY)).unwrap();
+            let ssl = openssl::ssl::Ssl::new(&ctx).unwrap();
+            let mut t = ssl.accept(sock).unwrap();
+            let mut out = [0u8; 16];
+            let have = t.ssl().export_keying_material(&mut out, "EXPORTER-x", None);
+            let mut b = [0u8; 1];
+            let _ = t.read_exact(&mut b);
+            (t.ssl().extms_support(), have.ok().map(|()| out))
+        });
+        let c = tls::client(
+            tcp::connect(addr).unwrap(),
+            &with_version(client_cfg(None), TlsVersion::Tls12),
+        )
+        .unwrap();
+        c.set_deadline(soon()).unwrap();
+        c.handshake().unwrap();
+        let ours = c.export_keying_material("EXPORTER-x", None, 16);
+        c.write(b"x").unwrap();
+        let (their_ems, theirs) = peer.join().unwrap();
+        assert_eq!(their_ems, Some(ems));
+        if ems {
+            assert_eq!(ours.unwrap(), theirs.unwrap());
+        } else {
+            no_ems(ours);
+            // Also for a length of 0 and before the label is looked at, as in Go.
+            no_ems(c.export_keying_material("EXPORTER-x", None, 0));
+            no_ems(c.export_keying_material("master secret", None, 16));
+        }
+
+        // Our server, their client.
+        let ln = tls::listen(
+            tcp::loopback_addr(0),
+            with_version(server_cfg(), TlsVersion::Tls12),
+        )
+        .unwrap();
+        ln.set_deadline(soon()).unwrap();
+        let addr = ln.local_addr().unwrap();
+        let ctx = openssl12_builder(false, ems).build();
+        let peer = thread::spawn(move || {
+            let sock = std::net::TcpStream::connect(addr).unwrap();
+            sock.set_read_timeout(Some(SAFETY)).unwrap();
+            let ssl = openssl::ssl::Ssl::new(&ctx).unwrap();
+            let mut t = ssl.connect(sock).unwrap();
+            let mut out = [0u8; 16];
+            let have = t.ssl().export_keying_material(&mut out, "EXPORTER-y", None);
+            t.write_all(b"x").unwrap();
+            have.ok().map(|()| out)
+        });
+        let s = ln.accept().unwrap();
+        s.set_deadline(soon()).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(s.read_full(&mut b).unwrap(), 1);
+        let theirs = peer.join().unwrap();
+        let ours = s.export_keying_material("EXPORTER-y", None, 16);
+        if ems {
+            assert_eq!(ours.unwrap(), theirs.unwrap());
+        } else {
+            no_ems(ours);
+        }
+    }
+}
+
 #[test]
 fn key_update_requires_tls13() {
     if !enabled() {
@@ -831,4 +1056,53 @@ fn careless_calls_on_vectored_writes_key_updates_and_caches() {
         c.write_vectored(&[IoSlice::new(b"x")]),
         Err(reseau::Error::Closed)
     ));
+}
+
+#[test]
+fn wrapping_a_connection_does_not_copy_the_config() {
+    // Each `tls::client`/`tls::server` looks its shared `SSL_CTX` up by the config's
+    // paths, ALPN names, versions…; the lookup used to clone all of them into a key (a
+    // `PathBuf` per path, the ALPN `Vec` and each name) even when the context was
+    // cached. Now a hit borrows: a config with many paths and names costs a connection
+    // exactly as many allocations as a bare one. No handshake runs (wrapping is lazy).
+    let alpn: Vec<String> = (0..8).map(|i| format!("proto-{i}")).collect();
+    let small_client = client_cfg(None);
+    let big_client = Config {
+        alpn_protocols: alpn.clone(),
+        ..mtls_client(None)
+    };
+    let small_server = server_cfg();
+    let big_server = Config {
+        alpn_protocols: alpn,
+        ..mtls_server(ClientAuthMode::VerifyClientCertIfGiven)
+    };
+    let ln = tcp::listen(tcp::loopback_addr(0)).unwrap();
+    ln.set_deadline(soon()).unwrap();
+    let addr = ln.local_addr().unwrap();
+    let cost = |cfg: &Config, server: bool| {
+        let mut n = usize::MAX;
+        // The first round builds the context and warms this thread; the least of the
+        // rest is the steady state.
+        for _ in 0..3 {
+            let tcp = tcp::connect(addr).unwrap();
+            let _peer = ln.accept().unwrap();
+            let (conn, allocs) = count_allocs(|| {
+                if server {
+                    tls::server(tcp, cfg)
+                } else {
+                    tls::client(tcp, cfg)
+                }
+            });
+            drop(conn.unwrap());
+            n = n.min(allocs);
+        }
+        n
+    };
+    let (cs, cb) = (cost(&small_client, false), cost(&big_client, false));
+    let (ss, sb) = (cost(&small_server, true), cost(&big_server, true));
+    println!(
+        "allocations per wrap: client {cs} (bare) / {cb} (3 paths, 8 ALPN names); server {ss} / {sb}"
+    );
+    assert_eq!(cb, cs, "client: allocations grow with the config");
+    assert_eq!(sb, ss, "server: allocations grow with the config");
 }

@@ -1,6 +1,7 @@
 //! [`Config`], its validation and the shared `SSL_CTX` cache.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -426,7 +427,7 @@ pub(crate) fn normalize_name(name: &str) -> String {
 
 impl Config {
     /// Checks everything that does not depend on the role; `stamps` are the files'
-    /// (see [`CtxKey::stamps`]).
+    /// (see [`KeyView::stamps`]).
     fn validate_common(&self, stamps: &Stamps) -> Result<()> {
         let [cert_stamp, key_stamp, ca_stamp, client_ca_stamp, ..] = stamps;
         match (&self.cert_file, &self.key_file) {
@@ -512,7 +513,8 @@ impl Config {
 
     /// [`context`](Self::context) as of `now` (the ticket key period's clock).
     fn context_at(&self, server: bool, now: SystemTime) -> Result<SslContext> {
-        let key = CtxKey::new(self, server);
+        let env = cert_env(self, server);
+        let key = KeyView::new(self, server, env.as_deref());
         // Stamped before the build: a file changed during it looks changed next time,
         // never the other way round. A server context is also rebuilt when the ticket
         // key period turns, which is how its ticket keys rotate. One `stat` per file per
@@ -527,22 +529,30 @@ impl Config {
             stamps,
             ticket_period: (server && !self.session_tickets_disabled).then(|| ticket_period(now)),
         };
-        if let Some((was, ctx)) = lock_cache().get(&key)
-            && *was == seen
+        let hash = key.hash64();
+        if let Some(e) = lock_cache().get(&hash)
+            && e.seen == seen
+            && e.key.view() == key
         {
-            return Ok(ctx.clone());
+            return Ok(e.ctx.clone());
         }
-        let ctx = self.build(server)?;
+        let ctx = self.build(server, hash)?;
         let mut cache = lock_cache();
-        if cache.len() >= CTX_CACHE_MAX && !cache.contains_key(&key) {
+        if cache.len() >= CTX_CACHE_MAX && !cache.contains_key(&hash) {
             // Bounded: configs built per request (distinct ALPN lists, say) must not leak.
             cache.clear();
         }
-        cache.insert(key, (seen, ctx.clone()));
+        let entry = Entry {
+            key: key.owned(),
+            seen,
+            ctx: ctx.clone(),
+        };
+        cache.insert(hash, entry);
         Ok(ctx)
     }
 
-    fn build(&self, server: bool) -> Result<SslContext> {
+    /// `key_hash`: the context's [`KeyView::hash64`].
+    fn build(&self, server: bool, key_hash: u64) -> Result<SslContext> {
         let ossl = |what: &str, e: openssl::error::ErrorStack| cfg_err(format!("{what}: {e}"));
         let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(|e| ossl("SSL_CTX_new", e))?;
         b.set_min_proto_version(Some(
@@ -569,11 +579,16 @@ impl Config {
         } else {
             self.build_client(&mut b)?;
         }
-        self.build_resumption(&mut b, server)?;
+        self.build_resumption(&mut b, server, key_hash)?;
         Ok(b.build())
     }
 
-    fn build_resumption(&self, b: &mut SslContextBuilder, server: bool) -> Result<()> {
+    fn build_resumption(
+        &self,
+        b: &mut SslContextBuilder,
+        server: bool,
+        key_hash: u64,
+    ) -> Result<()> {
         let ossl = |what: &str, e: openssl::error::ErrorStack| cfg_err(format!("{what}: {e}"));
         if self.session_tickets_disabled {
             b.set_options(SslOptions::NO_TICKET);
@@ -590,13 +605,7 @@ impl Config {
             crate::sys::ctx_set_session_timeout(b, SESSION_LIFETIME.as_secs() as u32);
             // A session only resumes under the configuration that made it (OpenSSL also
             // refuses to resume without one when it verifies client certificates).
-            let sid = {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                CtxKey::new(self, true).hash(&mut h);
-                h.finish().to_be_bytes()
-            };
-            b.set_session_id_context(&sid)
+            b.set_session_id_context(&key_hash.to_be_bytes())
                 .map_err(|e| ossl("session_id_context", e))?;
         } else {
             // Sessions go to the config's `ClientSessionCache` (found through the
@@ -710,8 +719,30 @@ fn select_alpn<'a>(server: &[u8], client: &'a [u8]) -> std::result::Result<&'a [
 }
 
 /// Everything that makes two contexts different (`server_name` does not: it is set per
-/// connection).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// connection), borrowed from the [`Config`]: every connection looks its context up, and
+/// a hit must not copy paths and ALPN names (see [`Cache`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct KeyView<'a> {
+    server: bool,
+    verify_peer: bool,
+    client_auth: ClientAuthMode,
+    cert_file: Option<&'a Path>,
+    key_file: Option<&'a Path>,
+    ca_file: Option<&'a Path>,
+    client_ca_file: Option<&'a Path>,
+    alpn: &'a [String],
+    min: Option<TlsVersion>,
+    max: Option<TlsVersion>,
+    tickets_disabled: bool,
+    /// The default trust store can change with the environment between calls. Only
+    /// set when the context loads it (a verifying client without `ca_file`): otherwise
+    /// it would cost an environment lookup and a `stat` per connection for nothing.
+    cert_env: Option<&'a OsStr>,
+}
+
+/// The owned form of a [`KeyView`], kept in the cache beside its context (made only
+/// when a context is built).
+#[derive(Debug)]
 struct CtxKey {
     server: bool,
     verify_peer: bool,
@@ -724,10 +755,7 @@ struct CtxKey {
     min: Option<TlsVersion>,
     max: Option<TlsVersion>,
     tickets_disabled: bool,
-    /// The default trust store can change with the environment between calls. Only
-    /// set when the context loads it (a verifying client without `ca_file`): otherwise
-    /// it would cost an environment lookup and a `stat` per connection for nothing.
-    cert_env: Option<std::ffi::OsString>,
+    cert_env: Option<OsString>,
 }
 
 /// A context's file stamps: `cert_file`, `key_file`, `ca_file`, `client_ca_file`, the
@@ -767,35 +795,87 @@ impl FileStamp {
     }
 }
 
-impl CtxKey {
+/// The `SSL_CERT_FILE` a context for `c` in this role loads, if it loads the default
+/// store (see [`KeyView::cert_env`]).
+fn cert_env(c: &Config, server: bool) -> Option<OsString> {
+    (!server && c.verify_peer && c.ca_file.is_none())
+        .then(|| std::env::var_os("SSL_CERT_FILE"))
+        .flatten()
+}
+
+impl<'a> KeyView<'a> {
+    /// `cert_env`: see [`cert_env`].
+    fn new(c: &'a Config, server: bool, cert_env: Option<&'a OsStr>) -> KeyView<'a> {
+        KeyView {
+            server,
+            verify_peer: c.verify_peer,
+            client_auth: c.client_auth,
+            cert_file: c.cert_file.as_deref(),
+            key_file: c.key_file.as_deref(),
+            ca_file: c.ca_file.as_deref(),
+            client_ca_file: c.client_ca_file.as_deref(),
+            alpn: &c.alpn_protocols,
+            min: c.min_version,
+            max: c.max_version,
+            tickets_disabled: c.session_tickets_disabled,
+            cert_env,
+        }
+    }
+
     /// The stamps of every file the context loads (see [`Stamps`]).
     fn stamps(&self) -> Stamps {
         let stamp = |p: Option<&Path>| p.and_then(FileStamp::of);
         [
-            stamp(self.cert_file.as_deref()),
-            stamp(self.key_file.as_deref()),
-            stamp(self.ca_file.as_deref()),
-            stamp(self.client_ca_file.as_deref()),
-            stamp(self.cert_env.as_deref().map(Path::new)),
+            stamp(self.cert_file),
+            stamp(self.key_file),
+            stamp(self.ca_file),
+            stamp(self.client_ca_file),
+            stamp(self.cert_env.map(Path::new)),
         ]
     }
 
-    fn new(c: &Config, server: bool) -> CtxKey {
+    /// The cache's key: this view's hash, with fixed SipHash keys (also the server's
+    /// session ID context, which must not change while a context lives).
+    fn hash64(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
+    fn owned(self) -> CtxKey {
         CtxKey {
-            server,
-            verify_peer: c.verify_peer,
-            client_auth: c.client_auth,
-            cert_file: c.cert_file.clone(),
-            key_file: c.key_file.clone(),
-            ca_file: c.ca_file.clone(),
-            client_ca_file: c.client_ca_file.clone(),
-            alpn: c.alpn_protocols.clone(),
-            min: c.min_version,
-            max: c.max_version,
-            tickets_disabled: c.session_tickets_disabled,
-            cert_env: (!server && c.verify_peer && c.ca_file.is_none())
-                .then(|| std::env::var_os("SSL_CERT_FILE"))
-                .flatten(),
+            server: self.server,
+            verify_peer: self.verify_peer,
+            client_auth: self.client_auth,
+            cert_file: self.cert_file.map(Path::to_path_buf),
+            key_file: self.key_file.map(Path::to_path_buf),
+            ca_file: self.ca_file.map(Path::to_path_buf),
+            client_ca_file: self.client_ca_file.map(Path::to_path_buf),
+            alpn: self.alpn.to_vec(),
+            min: self.min,
+            max: self.max,
+            tickets_disabled: self.tickets_disabled,
+            cert_env: self.cert_env.map(OsStr::to_os_string),
+        }
+    }
+}
+
+impl CtxKey {
+    fn view(&self) -> KeyView<'_> {
+        KeyView {
+            server: self.server,
+            verify_peer: self.verify_peer,
+            client_auth: self.client_auth,
+            cert_file: self.cert_file.as_deref(),
+            key_file: self.key_file.as_deref(),
+            ca_file: self.ca_file.as_deref(),
+            client_ca_file: self.client_ca_file.as_deref(),
+            alpn: &self.alpn,
+            min: self.min,
+            max: self.max,
+            tickets_disabled: self.tickets_disabled,
+            cert_env: self.cert_env.as_deref(),
         }
     }
 }
@@ -808,8 +888,18 @@ fn ticket_period(now: SystemTime) -> u64 {
     secs / TICKET_KEY_PERIOD.as_secs()
 }
 
-/// Each context with the stamps of its files when it was built.
-type Cache = HashMap<CtxKey, (Seen, SslContext)>;
+/// A cached context, with the key and the stamps it was built from.
+struct Entry {
+    key: CtxKey,
+    seen: Seen,
+    ctx: SslContext,
+}
+
+/// The contexts by [`KeyView::hash64`]: a lookup hashes the borrowed view and compares
+/// the entry's key field by field, so a hit allocates nothing. Two keys with one hash
+/// (never seen in practice) would take turns in the slot: each miss rebuilds, which is
+/// slower but still correct.
+type Cache = HashMap<u64, Entry>;
 
 fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
@@ -966,14 +1056,14 @@ mod tests {
             ca_file: Some("certs/ca.pem".into()),
             ..Config::default()
         };
-        assert_eq!(CtxKey::new(&with_ca, false).cert_env, None);
-        assert_eq!(CtxKey::new(&with_ca, true).cert_env, None);
+        assert_eq!(cert_env(&with_ca, false), None);
+        assert_eq!(cert_env(&with_ca, true), None);
         let unverified = Config {
             verify_peer: false,
             ..Config::default()
         };
-        assert_eq!(CtxKey::new(&unverified, false).cert_env, None);
-        assert_eq!(CtxKey::new(&Config::default(), false).cert_env, env);
+        assert_eq!(cert_env(&unverified, false), None);
+        assert_eq!(cert_env(&Config::default(), false), env);
     }
 
     #[test]

@@ -208,6 +208,18 @@ fn not_tls(e: &openssl::ssl::Error) -> bool {
     })
 }
 
+/// Go's text for an exporter on a TLS 1.2 session without Extended Master Secret.
+const NO_EMS: &str = "tls: ExportKeyingMaterial is unavailable when neither TLS 1.3 nor \
+                      Extended Master Secret are negotiated";
+
+/// The TLS 1.2 PRF labels RFC 5705 reserves (the handshake's own uses of the PRF).
+const RESERVED_LABELS: [&str; 4] = [
+    "client finished",
+    "server finished",
+    "master secret",
+    "key expansion",
+];
+
 /// The TLS error for a deadline that passed during `op`.
 fn timeout_err(op: &'static str) -> Error {
     tls_err(op, 0, TRANSPORT, Some(Error::DeadlineExceeded))
@@ -286,7 +298,6 @@ pub(crate) fn new_ssl(
                 Err(_) => {
                     ssl.set_hostname(&name)
                         .map_err(|e| ossl("SSL_set_tlsext_host_name", e))?;
-                    sni = Some(name.clone());
                     if config.verify_peer {
                         // Go parity: a certificate without SANs does not match on its CN.
                         ssl.param_mut()
@@ -295,6 +306,7 @@ pub(crate) fn new_ssl(
                             .set_host(&name)
                             .map_err(|e| ossl("SSL_set1_host", e))?;
                     }
+                    sni = Some(name);
                 }
             }
         }
@@ -775,11 +787,18 @@ impl Conn {
     /// `len` 0 gives an empty vector (as Go). At most 65535 bytes, and with TLS 1.3 at
     /// most 255 × the cipher suite's hash length (8160 or 12240): HKDF stops there.
     ///
+    /// With TLS 1.2 it needs Extended Master Secret (RFC 7627; OpenSSL peers negotiate
+    /// it by default), and the labels RFC 5705 reserves are refused, as in Go.
+    ///
     /// # Errors
-    /// `Error::Tls` before the handshake has completed (this never runs it) or when
-    /// OpenSSL refuses; [`Error::InvalidArgument`] for a `len` above the limit or, with
-    /// TLS 1.2, a `context` of 64 KiB or more (RFC 5705 sends its length in 16 bits);
-    /// [`Error::Closed`].
+    /// `Error::Tls` before the handshake has completed (this never runs it), on a TLS
+    /// 1.2 session without Extended Master Secret (`"tls: ExportKeyingMaterial is
+    /// unavailable when neither TLS 1.3 nor Extended Master Secret are negotiated"`), or
+    /// when OpenSSL refuses; [`Error::InvalidArgument`] for a `len` above the limit or,
+    /// with TLS 1.2, a reserved label (`"client finished"`, `"server finished"`,
+    /// `"master secret"`, `"key expansion"`: `"tls: reserved ExportKeyingMaterial
+    /// label: …"`) or a `context` of 64 KiB or more (RFC 5705 sends its length in 16
+    /// bits); [`Error::Closed`].
     pub fn export_keying_material(
         &self,
         label: &str,
@@ -795,14 +814,28 @@ impl Conn {
                 None,
             ));
         }
-        if len == 0 {
-            // OpenSSL's TLS 1.2 PRF refuses an empty output; TLS 1.3 and Go give one.
-            return Ok(Vec::new());
-        }
         const MAX: usize = u16::MAX as usize;
         let s = lock(&self.ssl);
         let ssl = s.ssl();
         let tls13 = ssl.version2() == Some(openssl::ssl::SslVersion::TLS1_3);
+        if !tls13 {
+            // Without EMS the TLS 1.2 master secret is not bound to the handshake
+            // transcript (RFC 7627: a triple-handshake attacker can share it with both
+            // ends), so neither is anything exported from it. Go refuses; so do we.
+            if ssl.extms_support() != Some(true) {
+                return Err(tls_err("export_keying_material", 0, NO_EMS, None));
+            }
+            // RFC 5705 §4: these would reproduce the handshake's own PRF outputs.
+            if RESERVED_LABELS.contains(&label) {
+                return Err(Error::InvalidArgument(format!(
+                    "tls: reserved ExportKeyingMaterial label: {label}"
+                )));
+            }
+        }
+        if len == 0 {
+            // OpenSSL's TLS 1.2 PRF refuses an empty output; TLS 1.3 and Go give one.
+            return Ok(Vec::new());
+        }
         let limit = ssl
             .current_cipher()
             .and_then(|c| c.handshake_digest())
