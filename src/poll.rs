@@ -247,8 +247,7 @@ struct WakeSender {
 }
 
 /// `[IPv4, IPv6]` wake senders, made on first use; `None` when the family's loopback
-/// cannot carry one (no `::1`, a firewall, out of descriptors): its sockets keep the
-/// `ppoll` path.
+/// did not deliver the probe (a firewall, say): its sockets keep the `ppoll` path.
 static WAKE_SENDERS: [OnceLock<Option<WakeSender>>; 2] = [OnceLock::new(), OnceLock::new()];
 
 fn loopback(v6: bool) -> IpAddr {
@@ -259,10 +258,16 @@ fn loopback(v6: bool) -> IpAddr {
     }
 }
 
+/// The family's wake sender. A failed syscall (out of descriptors, no `::1`) is not
+/// remembered, so a later bind tries again; a probe that did not arrive is.
 fn wake_sender(v6: bool) -> Option<&'static WakeSender> {
-    WAKE_SENDERS[usize::from(v6)]
-        .get_or_init(|| new_wake_sender(v6).ok().flatten())
-        .as_ref()
+    let cell = &WAKE_SENDERS[usize::from(v6)];
+    if let Some(s) = cell.get() {
+        return s.as_ref();
+    }
+    // Two first binds may both probe; the loser's socket is closed.
+    let made = new_wake_sender(v6).ok()?;
+    cell.get_or_init(|| made).as_ref()
 }
 
 /// Binds a wake sender to the family's loopback and proves that a datagram from it
