@@ -358,7 +358,11 @@ impl Half {
 
     /// Fails if the deadline has passed; otherwise the nanoseconds left (`None` = no deadline).
     fn remaining(&self) -> Result<Option<u64>> {
-        let d = self.deadline.load(Ordering::Acquire);
+        Self::left(self.deadline.load(Ordering::Acquire))
+    }
+
+    /// [`Half::remaining`] for a deadline word already loaded.
+    fn left(d: u64) -> Result<Option<u64>> {
         if d == NO_DEADLINE {
             return Ok(None);
         }
@@ -399,6 +403,10 @@ pub(crate) struct Fd {
     destroyed: Mutex<(bool, usize)>,
     destroyed_cv: Condvar,
 }
+
+/// What [`Fd::begin_left`] returns: the operation's reference, the direction's lock, and
+/// `(deadline word, time left)`.
+type BeganOp<'a> = (OpRef<'a>, MutexGuard<'a, ()>, (u64, Option<u64>));
 
 /// The buffer of a [`Fd::try_io`] call.
 #[derive(Debug)]
@@ -649,14 +657,21 @@ impl Fd {
 
     /// Takes a reference and the direction's lock, then checks the deadline.
     pub(crate) fn begin(&self, dir: Dir) -> Result<(OpRef<'_>, MutexGuard<'_, ()>)> {
+        self.begin_left(dir).map(|(r, g, _)| (r, g))
+    }
+
+    /// [`Fd::begin`], also returning the deadline word it checked and the time left
+    /// before it (`None`: no deadline), so a caller that needs them reads no clock again.
+    fn begin_left(&self, dir: Dir) -> Result<BeganOp<'_>> {
         let r = self.op()?;
         let g = lock(&self.half(dir).lock);
         // A close that came while we queued on the lock wins over the deadline.
         if !self.is_open() {
             return Err(Error::Closed);
         }
-        self.half(dir).remaining()?;
-        Ok((r, g))
+        let word = self.half(dir).deadline.load(Ordering::SeqCst);
+        let left = Half::left(word)?;
+        Ok((r, g, (word, left)))
     }
 
     /// Parks until the direction is ready, the deadline passes, or `close` runs. The
@@ -724,51 +739,26 @@ impl Fd {
         }
         let len = buf.len();
         // A short read drained the receive queue: the next read parks first.
-        self.receive(
-            &r,
-            "read",
-            |fd, _| sys::recv(fd, buf, 0),
-            |n, _| *n < len,
-            |_| false,
-        )
+        self.receive(&r, "read", |fd| sys::recv(fd, buf, 0), |n, _| *n < len)
     }
 
     /// The receive loop shared by stream reads and datagram receives: park first when
     /// `drained` says the queue is likely empty (spinning briefly if [`Fd::spin`]
     /// allows), try `f`, park on `EAGAIN`. After a success, `drained(&value, waited)`
-    /// sets the hint for the next call. `f(fd, block)` must not wait unless `block`.
-    /// A value `is_wake` says is a wake datagram is dropped. The caller holds the read
-    /// lock (from [`Fd::begin`]).
-    ///
-    /// In blocking mode (module docs) every attempt is one [`Fd::block_once`]: a
-    /// blocking `recvfrom` returns at once when a datagram is queued, so trying first
-    /// would only add a syscall when none is, and there is no spin: the kernel's wake-up
-    /// is then std's own, and spinning would trade CPU for latency (measured in the
-    /// in-process ping-pong: dozens of failed `recvfrom`s per round trip).
+    /// sets the hint for the next call. The caller holds the read lock (from
+    /// [`Fd::begin`]).
     fn receive<T>(
         &self,
         r: &OpRef<'_>,
         op: &'static str,
-        mut f: impl FnMut(BorrowedFd<'_>, bool) -> io::Result<T>,
+        mut f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
         drained: impl Fn(&T, bool) -> bool,
-        is_wake: impl Fn(&T) -> bool,
     ) -> Result<T> {
-        if self.dgram.get().is_some() {
-            loop {
-                // `None` or a wake: re-check close and the deadline, and wait again.
-                if let Some(v) = self.block_once(r, op, &mut f)?
-                    && !is_wake(&v)
-                {
-                    return Ok(v);
-                }
-            }
-        }
         let mut waited = self.drained.load(Ordering::Relaxed);
         let mut park = waited;
         loop {
             if park {
-                match self.spin(op, || f(r.fd(), false)) {
-                    Some(Ok(v)) if is_wake(&v) => continue,
+                match self.spin(op, || f(r.fd())) {
                     Some(Ok(v)) => {
                         self.drained.store(drained(&v, true), Ordering::Relaxed);
                         return Ok(v);
@@ -777,8 +767,7 @@ impl Fd {
                     None => self.timed_wait(Dir::Read)?,
                 }
             }
-            match f(r.fd(), false) {
-                Ok(v) if is_wake(&v) => {}
+            match f(r.fd()) {
                 Ok(v) => {
                     self.drained.store(drained(&v, waited), Ordering::Relaxed);
                     return Ok(v);
@@ -795,12 +784,14 @@ impl Fd {
     /// One park of a blocking-mode receive (module docs): `Some` = what `f` returned,
     /// `None` = the kernel timeout passed, a wake came, or the deadline moved; the
     /// caller re-checks and calls again. Closer than [`BLOCK_MIN_NS`] to the deadline
-    /// (or if `SO_RCVTIMEO` cannot be set) it parks in `ppoll` and tries once.
+    /// (or if `SO_RCVTIMEO` cannot be set) it parks in `ppoll` and tries once. `known`:
+    /// the deadline word and time left that [`Fd::begin_left`] just read, if any.
     fn block_once<T>(
         &self,
         r: &OpRef<'_>,
         op: &'static str,
         f: &mut impl FnMut(BorrowedFd<'_>, bool) -> io::Result<T>,
+        known: Option<(u64, Option<u64>)>,
     ) -> Result<Option<T>> {
         let one = |res: io::Result<T>| match res {
             Ok(v) => Ok(Some(v)),
@@ -814,11 +805,16 @@ impl Fd {
             }
             Err(e) => Err(Error::sys(op, e)),
         };
-        if !self.is_open() {
-            return Err(Error::Closed);
-        }
-        let word = self.read.deadline.load(Ordering::SeqCst);
-        let left = self.read.remaining()?;
+        let (word, left) = match known {
+            Some(k) => k,
+            None => {
+                if !self.is_open() {
+                    return Err(Error::Closed);
+                }
+                let word = self.read.deadline.load(Ordering::SeqCst);
+                (word, Half::left(word)?)
+            }
+        };
         let mut precise = left.is_some_and(|ns| ns < BLOCK_MIN_NS);
         if !precise && let Some(t) = kernel_timeout(self.rcvtimeo_ns.load(Ordering::Relaxed), left)
         {
@@ -831,6 +827,8 @@ impl Fd {
             self.timed_wait(Dir::Read)?;
             return one(f(r.fd(), false));
         }
+        // Re-checked after `blocked` is published: a setter that stored a new deadline
+        // before it either sees `blocked` (and sends a wake) or is seen here.
         self.blocked.store(true, Ordering::SeqCst);
         if self.read.deadline.load(Ordering::SeqCst) != word || !self.is_open() {
             self.blocked.store(false, Ordering::Relaxed);
@@ -1155,18 +1153,33 @@ impl Fd {
     /// when `block`, which is asked only in blocking mode, module docs), retried until it
     /// succeeds, fails, the deadline passes or `close` runs. `sender` names the value's
     /// source address, so wake datagrams (module docs) are dropped, never returned.
+    ///
+    /// In blocking mode every attempt is one [`Fd::block_once`]: a blocking `recvfrom`
+    /// returns at once when a datagram is queued, so trying first would only add a
+    /// syscall when none is, and there is no spin: the kernel's wake-up is then std's
+    /// own, and spinning would trade CPU for latency (measured in the in-process
+    /// ping-pong: dozens of failed `recvfrom`s per round trip).
     pub(crate) fn receive_datagram<T>(
         &self,
         op: &'static str,
-        f: impl FnMut(BorrowedFd<'_>, bool) -> io::Result<T>,
+        mut f: impl FnMut(BorrowedFd<'_>, bool) -> io::Result<T>,
         sender: impl Fn(&T) -> &socket2::SockAddr,
     ) -> Result<T> {
-        let (r, _g) = self.begin(Dir::Read)?;
-        let wake_from = self.dgram.get().map(|d| d.sender.addr);
-        let is_wake = |v: &T| wake_from.is_some_and(|w| sender(v).as_socket() == Some(w));
+        let (r, _g, began) = self.begin_left(Dir::Read)?;
+        if let Some(d) = self.dgram.get() {
+            let mut known = Some(began);
+            loop {
+                // `None` or a wake: re-check close and the deadline, and wait again.
+                if let Some(v) = self.block_once(&r, op, &mut f, known.take())?
+                    && sender(&v).as_socket() != Some(d.sender.addr)
+                {
+                    return Ok(v);
+                }
+            }
+        }
         // A receive that had to wait says the queue is likely empty again (the receiver
         // keeps up with its sender); one that did not turns the hint off (as `accept`).
-        self.receive(&r, op, f, |_, waited| waited, is_wake)
+        self.receive(&r, op, |fd| f(fd, false), |_, waited| waited)
     }
 
     /// Runs one non-blocking syscall of the write direction (a datagram send), parking
