@@ -39,7 +39,7 @@
 //! only re-installed when it no longer fits, so re-arming a deadline per receive costs
 //! no syscall; the last [`BLOCK_MIN_NS`] before a deadline wait in `ppoll`, to the
 //! nanosecond as before. The two wake-ups the kernel call cannot see:
-//! - `close` calls `shutdown(SHUT_RDWR)`, which on an unconnected Linux UDP socket fails
+//! - `close` calls `shutdown(SHUT_RD)`, which on an unconnected Linux UDP socket fails
 //!   with `ENOTCONN` but marks it shut and wakes the sleeper (and any later receive
 //!   returns at once), before waiting for operations to leave;
 //! - a read deadline set while a receive sleeps: the setter sends one empty datagram to

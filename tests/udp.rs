@@ -644,3 +644,36 @@ fn blocking_receives_leak_no_descriptors() {
     let now = open_fds();
     assert!(now <= base, "{now} open after, {base} before");
 }
+
+#[test]
+fn sends_racing_close_succeed_or_see_closed() {
+    // `close` wakes a receive asleep in the kernel with shutdown(2): that must not turn
+    // a send in flight into an OS error (SHUT_RDWR would make it EPIPE).
+    let (sink, port) = bound(LOCALHOST);
+    for round in 0..300 {
+        let (s, _) = bound(LOCALHOST);
+        let s = Arc::new(s);
+        let (s2, go) = (s.clone(), Arc::new(std::sync::Barrier::new(2)));
+        let go2 = go.clone();
+        let sender = thread::spawn(move || {
+            go2.wait();
+            let t = Instant::now();
+            loop {
+                match send(&s2, LOCALHOST, port, b"x") {
+                    Ok(()) if t.elapsed() < SAFETY => {}
+                    r => return r,
+                }
+            }
+        });
+        let s3 = s.clone();
+        let receiver = thread::spawn(move || recv(&s3));
+        go.wait();
+        thread::sleep(Duration::from_millis(2));
+        s.close().unwrap();
+        let r = sender.join().unwrap();
+        assert!(matches!(r, Err(Error::Closed)), "round {round}: {r:?}");
+        let r = receiver.join().unwrap();
+        assert!(matches!(r, Err(Error::Closed)), "round {round}: {r:?}");
+    }
+    drop(sink);
+}

@@ -24,7 +24,7 @@ pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 /// Datagram receives may block in the kernel (see [`crate::poll`]'s blocking receives):
 /// a UDP socket's description is made blocking, every call that must not wait passes
 /// `MSG_DONTWAIT` (recv(2), send(2)), `SO_RCVTIMEO` bounds the one that may (socket(7)),
-/// and shutdown(2) wakes it for `close` (Linux's `inet_shutdown` wakes sleepers of an
+/// and shutdown(2) (`SHUT_RD`) wakes it for `close` (Linux's `inet_shutdown` wakes sleepers of an
 /// unconnected UDP socket too, returning `ENOTCONN`).
 pub(crate) const BLOCKING_DGRAM_RECV: bool = true;
 

@@ -454,11 +454,13 @@ pub(crate) fn set_recv_timeout(fd: BorrowedFd<'_>, ns: u64) -> io::Result<()> {
     sock(&fd).set_read_timeout(Some(std::time::Duration::from_nanos(ns.max(1_000))))
 }
 
-/// `shutdown(SHUT_RDWR)`, errors ignored: on an unconnected Linux UDP socket it fails
-/// with `ENOTCONN` but still marks both directions shut and wakes a receiver blocked in
-/// the kernel, which then returns at once (what `close` needs of it).
+/// `shutdown(SHUT_RD)`, errors ignored: on an unconnected Linux UDP socket it fails
+/// with `ENOTCONN` but still marks the receive side shut and wakes a receiver blocked in
+/// the kernel, which then returns at once (what `close` needs of it). Not `SHUT_RDWR`:
+/// a send racing the close would fail with `EPIPE` instead of going out or seeing
+/// [`crate::Error::Closed`].
 pub(crate) fn shutdown_wake(fd: BorrowedFd<'_>) {
-    let _ = sock(&fd).shutdown(std::net::Shutdown::Both);
+    let _ = sock(&fd).shutdown(std::net::Shutdown::Read);
 }
 
 /// `SO_LINGER` with a zero timeout, so `close` sends RST instead of FIN.
