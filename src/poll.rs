@@ -27,6 +27,30 @@
 //! notes give the measurements (a central epoll thread costs two context switches per
 //! wait: 0.73× `std::net` at 32 connections in the prototypes).
 //!
+//! # Blocking datagram receives (Linux backend)
+//!
+//! A UDP socket bound to a loopback or unspecified address can have its receives wait in
+//! the kernel instead ([`Fd::enable_blocking_receives`]): its description is made
+//! blocking, every attempt that must not wait passes `MSG_DONTWAIT`, and a receive that
+//! would park makes one blocking `recvfrom` bounded by `SO_RCVTIMEO` (std's one syscall,
+//! where parking costs `ppoll` + `recvfrom` and the wake-descriptor bookkeeping). The
+//! kernel timeout is kept below the read deadline's remaining time (with room for the
+//! kernel's jiffy rounding and timer-wheel slack, and at most [`RCVTIMEO_CAP_NS`]), and
+//! only re-installed when it no longer fits, so re-arming a deadline per receive costs
+//! no syscall; the last [`BLOCK_MIN_NS`] before a deadline wait in `ppoll`, to the
+//! nanosecond as before. The two wake-ups the kernel call cannot see:
+//! - `close` calls `shutdown(SHUT_RD)`, which on an unconnected Linux UDP socket fails
+//!   with `ENOTCONN` but marks it shut and wakes the sleeper (and any later receive
+//!   returns at once), before waiting for operations to leave;
+//! - a read deadline set while a receive sleeps: the setter sends one empty datagram to
+//!   the socket's own address from a process-wide wake socket bound to loopback. The
+//!   receiver drops every datagram from that address (no other socket can send from it:
+//!   the wake socket holds its port without `SO_REUSEADDR`), re-reads its deadline and
+//!   goes on. Nothing is counted, so a lost wake datagram leaves no state behind; the
+//!   kernel timeout's cap bounds how late such a loss makes the deadline.
+//!
+//! Signals would wake the call too, but a library must not install handlers.
+//!
 //! # Descriptor lifetime
 //!
 //! Go's fdMutex idea: one atomic word holds a `closed` bit and a reference count. The
@@ -39,7 +63,8 @@
 //! file opened later (SPEC §2, I/O safety). Dropping an open value closes outright.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
@@ -185,6 +210,109 @@ impl Drop for Wake {
     }
 }
 
+/// A blocking datagram receive's kernel timeout (`SO_RCVTIMEO`) is at most this, so a
+/// lost wake datagram (see the module docs) delays a deadline change by at most ~2 s.
+const RCVTIMEO_CAP_NS: u64 = 2_000_000_000;
+/// The longest jiffy Linux has (`HZ` = 100): `SO_RCVTIMEO` is rounded up to jiffies.
+const JIFFY_NS: u64 = 10_000_000;
+/// Closer than this to its deadline, a blocking-mode receive waits in `ppoll` (exact to
+/// the nanosecond) instead of the jiffy-grained kernel timeout.
+const BLOCK_MIN_NS: u64 = 4 * JIFFY_NS;
+
+/// The `SO_RCVTIMEO` to install before a blocking receive, or `None` to keep
+/// `installed` (0 = none yet). The kernel may sleep up to a jiffy plus the timer wheel's
+/// slack (under 1/8 of the timeout) longer than asked, so a timeout fits `left` (the
+/// deadline's remaining time, at least [`BLOCK_MIN_NS`]; `None` = no deadline) when
+/// `t * 9/8 + JIFFY_NS <= left`. A fitting one is kept while it is at least half the
+/// largest fit, so a deadline re-armed before every receive costs no `setsockopt`; a
+/// new one is three quarters of the largest fit, in the middle of that range.
+fn kernel_timeout(installed: u64, left: Option<u64>) -> Option<u64> {
+    let fit = left.map_or(RCVTIMEO_CAP_NS, |ns| {
+        (ns.saturating_sub(JIFFY_NS) / 9 * 8).min(RCVTIMEO_CAP_NS)
+    });
+    if installed != 0 && installed <= fit && installed >= fit / 2 {
+        None
+    } else {
+        Some((fit / 4 * 3).max(1_000))
+    }
+}
+
+/// The process-wide socket that sends wake datagrams to one address family's
+/// blocking-mode receivers (see the module docs).
+#[derive(Debug)]
+struct WakeSender {
+    sock: OwnedFd,
+    /// Its address: datagrams from here are wakes, never data.
+    addr: SocketAddr,
+}
+
+/// `[IPv4, IPv6]` wake senders, made on first use; `None` when the family's loopback
+/// did not deliver the probe (a firewall, say): its sockets keep the `ppoll` path.
+static WAKE_SENDERS: [OnceLock<Option<WakeSender>>; 2] = [OnceLock::new(), OnceLock::new()];
+
+fn loopback(v6: bool) -> IpAddr {
+    if v6 {
+        Ipv6Addr::LOCALHOST.into()
+    } else {
+        Ipv4Addr::LOCALHOST.into()
+    }
+}
+
+/// The family's wake sender. A failed syscall (out of descriptors, no `::1`) is not
+/// remembered, so a later bind tries again; a probe that did not arrive is.
+fn wake_sender(v6: bool) -> Option<&'static WakeSender> {
+    let cell = &WAKE_SENDERS[usize::from(v6)];
+    if let Some(s) = cell.get() {
+        return s.as_ref();
+    }
+    // Two first binds may both probe; the loser's socket is closed.
+    let made = new_wake_sender(v6).ok()?;
+    cell.get_or_init(|| made).as_ref()
+}
+
+/// Binds a wake sender to the family's loopback and proves that a datagram from it
+/// arrives (one probe to a throwaway socket, waited for at most 500 ms, once per
+/// process): a family whose loopback drops it never gets blocking receives.
+fn new_wake_sender(v6: bool) -> io::Result<Option<WakeSender>> {
+    let domain = if v6 {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let lo = sys::ip_addr(SocketAddr::new(loopback(v6), 0));
+    let sock = sys::dgram_socket(domain)?;
+    let fd = sock.as_fd();
+    sys::sock(&fd).bind(&lo)?;
+    // It never reads: the smallest buffer bounds what stray datagrams to it can pin.
+    let _ = sys::sock(&fd).set_recv_buffer_size(1);
+    let Some(addr) = sys::sock(&fd).local_addr()?.as_socket() else {
+        return Ok(None);
+    };
+    let probe = sys::dgram_socket(domain)?;
+    let pfd = probe.as_fd();
+    sys::sock(&pfd).bind(&lo)?;
+    sys::send_to(fd, &[], &sys::sock(&pfd).local_addr()?)?;
+    if sys::wait(
+        std::os::fd::AsRawFd::as_raw_fd(&pfd),
+        sys::READABLE,
+        -1,
+        Some(500_000_000),
+    )? != Woken::Ready
+    {
+        return Ok(None);
+    }
+    let (n, _, from) = sys::recv_from(pfd, &mut [0u8; 1], false)?;
+    Ok((n == 0 && from.as_socket() == Some(addr)).then_some(WakeSender { sock, addr }))
+}
+
+/// What a blocking-mode [`Fd`] needs to be woken by a deadline setter.
+#[derive(Debug)]
+struct DgramWake {
+    /// The socket's own address, as wakes reach it (an unspecified one → loopback).
+    target: socket2::SockAddr,
+    sender: &'static WakeSender,
+}
+
 /// Idle wake descriptors kept open now (for tests of the descriptor budget).
 #[cfg(test)]
 pub(crate) fn idle_wakes() -> usize {
@@ -230,7 +358,11 @@ impl Half {
 
     /// Fails if the deadline has passed; otherwise the nanoseconds left (`None` = no deadline).
     fn remaining(&self) -> Result<Option<u64>> {
-        let d = self.deadline.load(Ordering::Acquire);
+        Self::left(self.deadline.load(Ordering::Acquire))
+    }
+
+    /// [`Half::remaining`] for a deadline word already loaded.
+    fn left(d: u64) -> Result<Option<u64>> {
         if d == NO_DEADLINE {
             return Ok(None);
         }
@@ -255,6 +387,14 @@ pub(crate) struct Fd {
     drained: AtomicBool,
     /// How long the last parked (or spun) read waited, in ns (`u64::MAX`: not yet).
     last_wait_ns: AtomicU64,
+    /// Set once receives may block in the kernel (see the module docs). Boxed: a
+    /// sockaddr is 128 bytes, and every stream's `Fd` would carry them.
+    dgram: OnceLock<Box<DgramWake>>,
+    /// A receive is (about to be) asleep in a blocking `recvfrom`: deadline setters
+    /// send a wake datagram.
+    blocked: AtomicBool,
+    /// The `SO_RCVTIMEO` installed, in ns (0: none yet).
+    rcvtimeo_ns: AtomicU64,
     /// The socket is closed but the number names the dead placeholder (see
     /// [`sys::retire`]): released when the `Fd` is dropped.
     retired: AtomicBool,
@@ -263,6 +403,10 @@ pub(crate) struct Fd {
     destroyed: Mutex<(bool, usize)>,
     destroyed_cv: Condvar,
 }
+
+/// What [`Fd::begin_left`] returns: the operation's reference, the direction's lock, and
+/// `(deadline word, time left)`.
+type BeganOp<'a> = (OpRef<'a>, MutexGuard<'a, ()>, (u64, Option<u64>));
 
 /// The buffer of a [`Fd::try_io`] call.
 #[derive(Debug)]
@@ -308,6 +452,9 @@ impl Fd {
             write: Half::default(),
             drained: AtomicBool::new(false),
             last_wait_ns: AtomicU64::new(u64::MAX),
+            dgram: OnceLock::new(),
+            blocked: AtomicBool::new(false),
+            rcvtimeo_ns: AtomicU64::new(0),
             retired: AtomicBool::new(false),
             destroyed: Mutex::new((false, 0)),
             destroyed_cv: Condvar::new(),
@@ -391,6 +538,11 @@ impl Fd {
         if first {
             self.read.wake();
             self.write.wake();
+            if self.dgram.get().is_some() {
+                // SAFETY: the owner's reference, released just below, keeps the socket
+                // open for the call.
+                sys::shutdown_wake(unsafe { sys::borrow(self.raw) });
+            }
             self.release();
         }
         let mut d = lock(&self.destroyed);
@@ -405,7 +557,8 @@ impl Fd {
     }
 
     /// Hands the descriptor to the caller without closing it: same number; the socket
-    /// (still non-blocking) while open, the dead placeholder `close` put there after it.
+    /// (still non-blocking: only datagram sockets, which are never handed over, are made
+    /// blocking) while open, the dead placeholder `close` put there after it.
     /// Deadlines and waiters die with `self` (none can be blocked: an operation borrows
     /// the `Fd`).
     ///
@@ -432,6 +585,9 @@ impl Fd {
     pub(crate) fn set_deadline(&self, dir: Dir, at: Option<Instant>) -> Result<()> {
         let _r = self.op()?;
         self.half(dir).set_deadline(deadline_word(at));
+        if dir == Dir::Read {
+            self.read_deadline_changed();
+        }
         Ok(())
     }
 
@@ -440,20 +596,82 @@ impl Fd {
         let _r = self.op()?;
         let w = deadline_word(at);
         self.read.set_deadline(w);
+        self.read_deadline_changed();
         self.write.set_deadline(w);
         Ok(())
     }
 
+    /// Makes datagram receives wait in the kernel (module docs), for a UDP socket bound
+    /// to `local` (its real port). Only where the backend can
+    /// ([`sys::BLOCKING_DGRAM_RECV`]) and where a wake datagram cannot leave the machine
+    /// or miss: `local` is a loopback address or unspecified (multicast, broadcast and
+    /// other addresses keep `ppoll`), and the family's loopback carries one (probed
+    /// once). The caller vouches that no other socket shares the port (`SO_REUSEADDR`
+    /// or `SO_REUSEPORT` could hand the wake to it). Idempotent; false = `ppoll` stays.
+    pub(crate) fn enable_blocking_receives(&self, local: SocketAddr) -> bool {
+        if !sys::BLOCKING_DGRAM_RECV || local.port() == 0 {
+            return false;
+        }
+        let v6 = local.is_ipv6();
+        let ip = match local.ip() {
+            ip if ip.is_unspecified() => loopback(v6),
+            ip if ip.is_loopback() => ip,
+            _ => return false,
+        };
+        let Some(sender) = wake_sender(v6) else {
+            return false;
+        };
+        if self.dgram.get().is_some() {
+            return true;
+        }
+        if self
+            .control("fcntl", |fd| sys::set_blocking(fd, true))
+            .is_err()
+        {
+            return false;
+        }
+        let _ = self.dgram.set(Box::new(DgramWake {
+            target: sys::ip_addr(SocketAddr::new(ip, local.port())),
+            sender,
+        }));
+        true
+    }
+
+    /// Whether receives may block in the kernel (for tests).
+    #[cfg(test)]
+    pub(crate) fn receives_block(&self) -> bool {
+        self.dgram.get().is_some()
+    }
+
+    /// Wakes a receive asleep in the kernel so it re-reads its deadline. Called after
+    /// the read deadline is stored (`SeqCst`); the receiver publishes `blocked` before
+    /// it re-reads the deadline, so one of the two sees the other.
+    fn read_deadline_changed(&self) {
+        if let Some(d) = self.dgram.get()
+            && self.blocked.load(Ordering::SeqCst)
+        {
+            // A failed send (`ENOBUFS`) is bounded by the kernel timeout's cap.
+            let _ = sys::send_to(d.sender.sock.as_fd(), &[], &d.target);
+        }
+    }
+
     /// Takes a reference and the direction's lock, then checks the deadline.
     pub(crate) fn begin(&self, dir: Dir) -> Result<(OpRef<'_>, MutexGuard<'_, ()>)> {
+        self.begin_left(dir).map(|(r, g, _)| (r, g))
+    }
+
+    /// [`Fd::begin`], also returning the deadline word it checked and the time left
+    /// before it (`None`: no deadline), so a caller that needs them reads no clock again.
+    fn begin_left(&self, dir: Dir) -> Result<BeganOp<'_>> {
         let r = self.op()?;
         let g = lock(&self.half(dir).lock);
         // A close that came while we queued on the lock wins over the deadline.
         if !self.is_open() {
             return Err(Error::Closed);
         }
-        self.half(dir).remaining()?;
-        Ok((r, g))
+        let word = self.half(dir).deadline.load(Ordering::SeqCst);
+        let left = Half::left(word)?;
+        Ok((r, g, (word, left)))
     }
 
     /// Parks until the direction is ready, the deadline passes, or `close` runs. The
@@ -561,6 +779,72 @@ impl Fd {
                 Err(e) => return Err(Error::sys(op, e)),
             }
         }
+    }
+
+    /// One park of a blocking-mode receive (module docs): `Some` = what `f` returned,
+    /// `None` = the kernel timeout passed, a wake came, or the deadline moved; the
+    /// caller re-checks and calls again. Closer than [`BLOCK_MIN_NS`] to the deadline
+    /// (or if `SO_RCVTIMEO` cannot be set) it parks in `ppoll` and tries once. `known`:
+    /// the deadline word and time left that [`Fd::begin_left`] just read, if any.
+    fn block_once<T>(
+        &self,
+        r: &OpRef<'_>,
+        op: &'static str,
+        f: &mut impl FnMut(BorrowedFd<'_>, bool) -> io::Result<T>,
+        known: Option<(u64, Option<u64>)>,
+    ) -> Result<Option<T>> {
+        let one = |res: io::Result<T>| match res {
+            Ok(v) => Ok(Some(v)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::sys(op, e)),
+        };
+        let (word, left) = match known {
+            Some(k) => k,
+            None => {
+                if !self.is_open() {
+                    return Err(Error::Closed);
+                }
+                let word = self.read.deadline.load(Ordering::SeqCst);
+                (word, Half::left(word)?)
+            }
+        };
+        let mut precise = left.is_some_and(|ns| ns < BLOCK_MIN_NS);
+        if !precise && let Some(t) = kernel_timeout(self.rcvtimeo_ns.load(Ordering::Relaxed), left)
+        {
+            match sys::set_recv_timeout(r.fd(), t) {
+                Ok(()) => self.rcvtimeo_ns.store(t, Ordering::Relaxed),
+                Err(_) => precise = true,
+            }
+        }
+        if precise {
+            self.timed_wait(Dir::Read)?;
+            return one(f(r.fd(), false));
+        }
+        // Re-checked after `blocked` is published: a setter that stored a new deadline
+        // before it either sees `blocked` (and sends a wake) or is seen here.
+        self.blocked.store(true, Ordering::SeqCst);
+        if self.read.deadline.load(Ordering::SeqCst) != word || !self.is_open() {
+            self.blocked.store(false, Ordering::Relaxed);
+            return Ok(None);
+        }
+        // Counted as parked, for other sockets' spin rule; not timed: this socket never
+        // spins.
+        PARKED.fetch_add(1, Ordering::Relaxed);
+        let res = f(r.fd(), true);
+        PARKED.fetch_sub(1, Ordering::Relaxed);
+        self.blocked.store(false, Ordering::Relaxed);
+        // After `close`'s shutdown the call returns at once (0 bytes, no sender).
+        if !self.is_open() {
+            return Err(Error::Closed);
+        }
+        one(res)
     }
 
     /// Bounded adaptive spinning before a read parks (README, "One-connection latency"):
@@ -679,6 +963,9 @@ impl Fd {
                 {
                     Ok(_) => {
                         half.wake();
+                        if std::ptr::eq(half, &self.read) {
+                            self.read_deadline_changed();
+                        }
                         return Some((cur, w));
                     }
                     Err(now) => cur = now,
@@ -700,6 +987,9 @@ impl Fd {
                     .is_ok()
             {
                 half.wake();
+                if std::ptr::eq(half, &self.read) {
+                    self.read_deadline_changed();
+                }
             }
         }
     }
@@ -859,43 +1149,51 @@ impl Fd {
         }
     }
 
-    /// Runs one non-blocking syscall of the read direction (a datagram receive, say),
-    /// parking on `EAGAIN` until it succeeds, fails, the deadline passes or `close`
-    /// runs. The generic form of [`Fd::read`] for calls that are not byte streams.
-    pub(crate) fn read_with<T>(
+    /// Receives one datagram: `f(fd, block)` is one receive (waiting in the kernel only
+    /// when `block`, which is asked only in blocking mode, module docs), retried until it
+    /// succeeds, fails, the deadline passes or `close` runs. `sender` names the value's
+    /// source address, so wake datagrams (module docs) are dropped, never returned.
+    ///
+    /// In blocking mode every attempt is one [`Fd::block_once`]: a blocking `recvfrom`
+    /// returns at once when a datagram is queued, so trying first would only add a
+    /// syscall when none is, and there is no spin: the kernel's wake-up is then std's
+    /// own, and spinning would trade CPU for latency (measured in the in-process
+    /// ping-pong: dozens of failed `recvfrom`s per round trip).
+    pub(crate) fn receive_datagram<T>(
         &self,
         op: &'static str,
-        f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
+        mut f: impl FnMut(BorrowedFd<'_>, bool) -> io::Result<T>,
+        sender: impl Fn(&T) -> &socket2::SockAddr,
     ) -> Result<T> {
-        self.io_with(Dir::Read, op, f)
+        let (r, _g, began) = self.begin_left(Dir::Read)?;
+        if let Some(d) = self.dgram.get() {
+            let mut known = Some(began);
+            loop {
+                // `None` or a wake: re-check close and the deadline, and wait again.
+                if let Some(v) = self.block_once(&r, op, &mut f, known.take())?
+                    && sender(&v).as_socket() != Some(d.sender.addr)
+                {
+                    return Ok(v);
+                }
+            }
+        }
+        // A receive that had to wait says the queue is likely empty again (the receiver
+        // keeps up with its sender); one that did not turns the hint off (as `accept`).
+        self.receive(&r, op, |fd| f(fd, false), |_, waited| waited)
     }
 
-    /// As [`Fd::read_with`], for the write direction (a datagram send).
+    /// Runs one non-blocking syscall of the write direction (a datagram send), parking
+    /// on `EAGAIN` until it succeeds, fails, the deadline passes or `close` runs.
     pub(crate) fn write_with<T>(
         &self,
         op: &'static str,
-        f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
-    ) -> Result<T> {
-        self.io_with(Dir::Write, op, f)
-    }
-
-    fn io_with<T>(
-        &self,
-        dir: Dir,
-        op: &'static str,
         mut f: impl FnMut(BorrowedFd<'_>) -> io::Result<T>,
     ) -> Result<T> {
-        let (r, _g) = self.begin(dir)?;
-        if dir == Dir::Read {
-            // Datagrams: a receive that had to wait says the queue is likely empty
-            // again (the receiver keeps up with its sender); one that did not turns the
-            // hint off (as `accept`).
-            return self.receive(&r, op, f, |_, waited| waited);
-        }
+        let (r, _g) = self.begin(Dir::Write)?;
         loop {
             match f(r.fd()) {
                 Ok(v) => return Ok(v),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.counted_wait(dir)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.counted_wait(Dir::Write)?,
                 Err(e) => return Err(Error::sys(op, e)),
             }
         }
@@ -1025,6 +1323,105 @@ mod tests {
             fd.close();
             assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
         });
+    }
+
+    #[test]
+    fn kernel_timeouts_fit_the_deadline_and_are_kept_while_they_do() {
+        let ms = 1_000_000;
+        for left in [BLOCK_MIN_NS, 50 * ms, 200 * ms, 5_000 * ms, u64::MAX / 2] {
+            let t = kernel_timeout(0, Some(left)).unwrap();
+            // Jiffy rounding and the timer wheel's slack (< 1/8) still end before it.
+            assert!(t + t / 8 + JIFFY_NS <= left, "{t} for {left}");
+            assert!((1_000..=RCVTIMEO_CAP_NS).contains(&t));
+            // Re-armed a little later (per-receive deadlines): no new setsockopt.
+            assert_eq!(kernel_timeout(t, Some(left - ms.min(left / 100))), None);
+            assert_eq!(kernel_timeout(t, Some(left + ms)), None);
+            // Closer than it fits: replaced by one that does.
+            let closer = (t + t / 8 + JIFFY_NS) - 1;
+            if closer >= BLOCK_MIN_NS {
+                let n = kernel_timeout(t, Some(closer)).unwrap();
+                assert!(n + n / 8 + JIFFY_NS <= closer);
+            }
+        }
+        let t = kernel_timeout(0, None).unwrap();
+        assert!((RCVTIMEO_CAP_NS / 2..=RCVTIMEO_CAP_NS).contains(&t));
+        assert_eq!(kernel_timeout(t, None), None);
+        // A far deadline after "none": the cap still holds.
+        assert_eq!(kernel_timeout(t, Some(u64::MAX / 2)), None);
+    }
+
+    #[test]
+    fn blocking_receives_only_where_a_wake_stays_on_the_machine() {
+        let fd = || Fd::new(sys::dgram_socket(socket2::Domain::IPV4).unwrap());
+        for addr in [
+            "224.0.0.1:5000",
+            "255.255.255.255:5000",
+            "10.1.2.3:5000",
+            "127.0.0.1:0",
+        ] {
+            let f = fd();
+            assert!(!f.enable_blocking_receives(addr.parse().unwrap()), "{addr}");
+            assert!(!f.receives_block());
+        }
+        for addr in ["127.0.0.1:5000", "0.0.0.0:5000", "127.0.0.7:5000"] {
+            let f = fd();
+            assert_eq!(
+                f.enable_blocking_receives(addr.parse().unwrap()),
+                sys::BLOCKING_DGRAM_RECV,
+                "{addr}"
+            );
+            assert_eq!(f.receives_block(), sys::BLOCKING_DGRAM_RECV);
+        }
+    }
+
+    #[test]
+    fn a_datagram_send_on_a_blocking_description_waits_in_poll() {
+        if !sys::BLOCKING_DGRAM_RECV {
+            return; // this backend never makes a description blocking
+        }
+        // Sends pass MSG_DONTWAIT, so a full queue parks the sender in `ppoll` as on a
+        // non-blocking description: the write deadline and a later drain both work.
+        let path = std::env::temp_dir().join(format!("reseau-poll-dgram-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let rx = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let to = sys::unix_addr(&path).unwrap();
+        let fd = std::sync::Arc::new(Fd::new(sys::dgram_socket(socket2::Domain::UNIX).unwrap()));
+        fd.control("fcntl", |f| sys::set_blocking(f, true)).unwrap();
+        fd.set_deadline(
+            Dir::Write,
+            Some(Instant::now() + Duration::from_millis(200)),
+        )
+        .unwrap();
+        let send = move |fd: &Fd| fd.write_with("send", |f| sys::send_to(f, &[1u8; 512], &to));
+        // In a thread, so a send that sleeps in the kernel fails the test, not hangs it.
+        let (done, res) = std::sync::mpsc::channel();
+        let (fd2, send2) = (fd.clone(), send.clone());
+        std::thread::spawn(move || {
+            let full = loop {
+                if let Err(e) = send2(&fd2) {
+                    break e;
+                }
+            };
+            let _ = done.send(full);
+        });
+        let full = res
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a send slept on the full queue");
+        assert!(matches!(full, Error::DeadlineExceeded), "{full:?}");
+        fd.set_deadline(Dir::Write, Some(Instant::now() + Duration::from_secs(20)))
+            .unwrap();
+        let (done, res) = std::sync::mpsc::channel();
+        let fd2 = fd.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(send(&fd2));
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(res.try_recv().is_err(), "a send went through a full queue");
+        let mut b = [0u8; 512];
+        rx.recv(&mut b).unwrap();
+        let sent = res.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(sent.unwrap(), 512);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -388,3 +388,292 @@ fn careless_calls_get_clear_answers() {
         "{r:?}"
     );
 }
+
+/// Sockets a receive can block on in each way the crate binds them: to loopback, to the
+/// unspecified address (wakes then go to loopback), and by a first `send`; IPv6 ones
+/// too where `::1` exists.
+fn receivers() -> Vec<(&'static str, UdpSocket)> {
+    let mut v = Vec::new();
+    for (name, host) in [
+        ("127.0.0.1", ip!("127.0.0.1")),
+        ("0.0.0.0", ip!("0.0.0.0")),
+        ("::1", ip!("::1")),
+        ("::", ip!("::")),
+    ] {
+        let mut s = UdpSocket::new();
+        if bind(&mut s, host, 0).unwrap_or(false) {
+            v.push((name, s));
+        }
+    }
+    let s = UdpSocket::new();
+    let (sink, port) = bound(LOCALHOST);
+    send(&s, LOCALHOST, port, b"bind me").unwrap();
+    assert_eq!(recv(&sink).unwrap(), b"bind me");
+    v.push(("bound by send", s));
+    v
+}
+
+/// Where a datagram to `s` itself goes: its address, loopback for an unspecified one.
+fn self_address(s: &UdpSocket) -> (sockets::IPAddr, u16) {
+    let (ip, port) = getsockname(s).unwrap();
+    let to = if ip == ip!("0.0.0.0") {
+        ip!("127.0.0.1")
+    } else if ip == ip!("::") {
+        ip!("::1")
+    } else {
+        ip
+    };
+    (to, port)
+}
+
+#[test]
+fn close_wakes_a_deadline_free_blocked_recv_and_later_receives_fail() {
+    for (name, s) in receivers() {
+        let s = Arc::new(s);
+        let (tx, rx) = mpsc::channel();
+        let s2 = s.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            let _ = tx.send(s2.recv_into(&mut buf));
+        });
+        thread::sleep(Duration::from_millis(50));
+        assert!(
+            rx.try_recv().is_err(),
+            "{name}: recv returned with nothing sent"
+        );
+        let t = Instant::now();
+        s.close().unwrap();
+        let r = rx.recv_timeout(SAFETY).unwrap();
+        assert!(matches!(r, Err(Error::Closed)), "{name}: {r:?}");
+        // A receive that missed the wake-up would sleep on to its kernel timeout (up
+        // to 1.5 s): this bound fails then.
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{name}: {:?}",
+            t.elapsed()
+        );
+        assert!(matches!(recv(&s), Err(Error::Closed)), "{name}");
+        assert!(
+            matches!(s.recv_into(&mut [0u8; 4]), Err(Error::Closed)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_deadline_set_from_another_thread_wakes_a_deadline_free_recv_on_time() {
+    for (name, s) in receivers() {
+        s.set_read_deadline(None).unwrap();
+        let s = Arc::new(s);
+        let (tx, rx) = mpsc::channel();
+        let s2 = s.clone();
+        thread::spawn(move || {
+            let _ = tx.send(recv(&s2));
+        });
+        // Long enough for the receive to be asleep in the kernel.
+        thread::sleep(Duration::from_millis(150));
+        assert!(
+            rx.try_recv().is_err(),
+            "{name}: recv returned with nothing sent"
+        );
+        let set = Instant::now();
+        s.set_read_deadline(Some(set + Duration::from_millis(50)))
+            .unwrap();
+        let r = rx.recv_timeout(SAFETY).unwrap();
+        let took = set.elapsed();
+        assert!(matches!(r, Err(Error::DeadlineExceeded)), "{name}: {r:?}");
+        assert!(took >= Duration::from_millis(50), "{name}: early, {took:?}");
+        // A receive that missed the change would sleep on to its own kernel timeout
+        // (up to 1.5 s): this bound fails then.
+        assert!(took < Duration::from_secs(1), "{name}: late, {took:?}");
+        // A deadline in the past, set while blocked: at once.
+        s.set_read_deadline(None).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let s2 = s.clone();
+        thread::spawn(move || {
+            let _ = tx.send(recv(&s2));
+        });
+        thread::sleep(Duration::from_millis(150));
+        let set = Instant::now();
+        s.set_read_deadline(Some(set - Duration::from_millis(1)))
+            .unwrap();
+        let r = rx.recv_timeout(SAFETY).unwrap();
+        assert!(matches!(r, Err(Error::DeadlineExceeded)), "{name}: {r:?}");
+        assert!(
+            set.elapsed() < Duration::from_secs(1),
+            "{name}: {:?}",
+            set.elapsed()
+        );
+        // The socket still receives after all that.
+        s.set_read_deadline(after(SAFETY)).unwrap();
+        let (to, port) = self_address(&s);
+        send(&s, to, port, b"still here").unwrap();
+        assert_eq!(recv(&s).unwrap(), b"still here", "{name}");
+    }
+}
+
+#[test]
+fn a_sockets_own_empty_datagrams_are_delivered_once_each() {
+    for (name, s) in receivers() {
+        let (to, port) = self_address(&s);
+        s.set_read_deadline(None).unwrap();
+        let s = Arc::new(s);
+        // Wake the blocked receive with deadline changes first, so wake datagrams and
+        // the socket's own empty datagrams cross.
+        let (tx, rx) = mpsc::channel();
+        let s2 = s.clone();
+        thread::spawn(move || {
+            let _ = tx.send(recvfrom(&s2));
+        });
+        thread::sleep(Duration::from_millis(100));
+        for _ in 0..3 {
+            s.set_read_deadline(after(SAFETY)).unwrap();
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "{name}: a wake was returned as a datagram"
+        );
+        send(&s, to, port, b"").unwrap();
+        let (from, data) = rx.recv_timeout(SAFETY).unwrap().unwrap();
+        assert_eq!(data, b"", "{name}");
+        assert_eq!((from.host, from.port), (to, port), "{name}");
+        // Two more, and exactly two arrive.
+        send(&s, to, port, b"").unwrap();
+        s.set_read_deadline(after(SAFETY)).unwrap();
+        send(&s, to, port, b"").unwrap();
+        assert_eq!(recv(&s).unwrap(), b"", "{name}");
+        assert_eq!(recv(&s).unwrap(), b"", "{name}");
+        s.set_read_deadline(after(Duration::from_millis(100)))
+            .unwrap();
+        let r = recv(&s);
+        assert!(matches!(r, Err(Error::DeadlineExceeded)), "{name}: {r:?}");
+    }
+}
+
+#[test]
+fn sends_from_a_socket_whose_receive_is_blocked_do_not_wait() {
+    // The description may be blocking (receives sleep in the kernel): a send made while
+    // a receive sleeps must neither block nor be held up by it.
+    let (a, port) = bound(LOCALHOST);
+    let (b, bport) = bound(LOCALHOST);
+    a.set_read_deadline(None).unwrap();
+    let a = Arc::new(a);
+    let a2 = a.clone();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(recv(&a2));
+    });
+    thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    for i in 0..1000u32 {
+        send(&a, LOCALHOST, bport, &i.to_le_bytes()).unwrap();
+    }
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(recv(&b).unwrap(), 0u32.to_le_bytes());
+    // A write deadline in the past still fails a send at once.
+    a.set_write_deadline(Some(Instant::now() - Duration::from_millis(1)))
+        .unwrap();
+    assert!(matches!(
+        send(&a, LOCALHOST, bport, b"x"),
+        Err(Error::DeadlineExceeded)
+    ));
+    send(&b, LOCALHOST, port, b"done").unwrap();
+    assert_eq!(rx.recv_timeout(SAFETY).unwrap().unwrap(), b"done");
+}
+
+const CHILD_ENV: &str = "RESEAU_UDP_TEST_CHILD";
+
+/// Runs `test` alone in a child process (descriptor counts must not see other tests'
+/// sockets); true in the child.
+fn in_child(test: &str) -> bool {
+    if std::env::var(CHILD_ENV).as_deref() == Ok(test) {
+        return true;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, test)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("child {test} still running after 60 s; killed");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child {test}: {}\n{text}", out.status);
+    assert!(text.contains("1 passed"), "child ran no test:\n{text}");
+    false
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn blocking_receives_leak_no_descriptors() {
+    if !in_child("blocking_receives_leak_no_descriptors") {
+        return;
+    }
+    let round = || {
+        for (name, s) in receivers() {
+            s.set_read_deadline(None).unwrap();
+            let s = Arc::new(s);
+            let s2 = s.clone();
+            let h = thread::spawn(move || recv(&s2));
+            thread::sleep(Duration::from_millis(20));
+            s.set_read_deadline(after(SAFETY)).unwrap();
+            s.close().unwrap();
+            let r = h.join().unwrap();
+            assert!(matches!(r, Err(Error::Closed)), "{name}: {r:?}");
+        }
+    };
+    // The first round may open the process-wide wake sockets, the placeholder and wake
+    // descriptors.
+    round();
+    let base = open_fds();
+    for _ in 0..5 {
+        round();
+    }
+    let now = open_fds();
+    assert!(now <= base, "{now} open after, {base} before");
+}
+
+#[test]
+fn sends_racing_close_succeed_or_see_closed() {
+    // `close` wakes a receive asleep in the kernel with shutdown(2): that must not turn
+    // a send in flight into an OS error (SHUT_RDWR would make it EPIPE).
+    let (sink, port) = bound(LOCALHOST);
+    for round in 0..300 {
+        let (s, _) = bound(LOCALHOST);
+        let s = Arc::new(s);
+        let (s2, go) = (s.clone(), Arc::new(std::sync::Barrier::new(2)));
+        let go2 = go.clone();
+        let sender = thread::spawn(move || {
+            go2.wait();
+            let t = Instant::now();
+            loop {
+                match send(&s2, LOCALHOST, port, b"x") {
+                    Ok(()) if t.elapsed() < SAFETY => {}
+                    r => return r,
+                }
+            }
+        });
+        let s3 = s.clone();
+        let receiver = thread::spawn(move || recv(&s3));
+        go.wait();
+        thread::sleep(Duration::from_millis(2));
+        s.close().unwrap();
+        let r = sender.join().unwrap();
+        assert!(matches!(r, Err(Error::Closed)), "round {round}: {r:?}");
+        let r = receiver.join().unwrap();
+        assert!(matches!(r, Err(Error::Closed)), "round {round}: {r:?}");
+    }
+    drop(sink);
+}

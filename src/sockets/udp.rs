@@ -170,6 +170,10 @@ impl UdpSocket {
         })?;
         match fd.control("bind", |fd| sys::sock(&fd).bind(&sys::ip_addr(addr))) {
             Ok(()) => {
+                // A shared port could hand a wake datagram to another socket.
+                if !opts.reuseaddr {
+                    enable_blocking_receives(fd);
+                }
                 self.bound.store(true, Ordering::Release);
                 Ok(true)
             }
@@ -208,6 +212,11 @@ impl UdpSocket {
         };
         let addr = SockAddr::from(to);
         fd.write_with("send", |fd| sys::send_to(fd, data, &addr))?;
+        // The first send bound the socket (no `bind`, so no `reuseaddr`): receives
+        // may block from now on. Concurrent first sends both try; that is idempotent.
+        if !self.bound.load(Ordering::Acquire) {
+            enable_blocking_receives(fd);
+        }
         self.bound.store(true, Ordering::Release);
         Ok(())
     }
@@ -227,7 +236,11 @@ impl UdpSocket {
     /// [`Error::DeadlineExceeded`].
     pub fn recvfrom_into(&self, buf: &mut [u8]) -> Result<(usize, InetAddr)> {
         let fd = self.receiver()?;
-        let (n, cut, from) = fd.read_with("recv", |fd| sys::recv_from(fd, buf))?;
+        let (n, cut, from) = fd.receive_datagram(
+            "recv",
+            |fd, block| sys::recv_from(fd, buf, block),
+            |(_, _, from)| from,
+        )?;
         if cut {
             return Err(truncated());
         }
@@ -249,7 +262,8 @@ impl UdpSocket {
     /// As [`recvfrom_into`](Self::recvfrom_into).
     pub fn recvfrom(&self) -> Result<(InetAddr, Vec<u8>)> {
         let fd = self.receiver()?;
-        let (data, cut, from) = fd.read_with("recv", sys::recv_datagram)?;
+        let (data, cut, from) =
+            fd.receive_datagram("recv", sys::recv_datagram, |(_, _, from)| from)?;
         if cut {
             return Err(truncated());
         }
@@ -449,6 +463,16 @@ impl UdpSocket {
     }
 }
 
+/// Lets a freshly bound socket's receives wait in the kernel where that is safe (see
+/// [`Fd::enable_blocking_receives`]); any failure leaves them on the `ppoll` path.
+fn enable_blocking_receives(fd: &Fd) {
+    if let Ok(local) = fd.control("getsockname", |fd| sys::sock(&fd).local_addr())
+        && let Some(local) = local.as_socket()
+    {
+        fd.enable_blocking_receives(local);
+    }
+}
+
 /// The index of the interface that has IPv6 address `a`.
 fn interface_index(a: Ipv6Addr) -> Result<u32> {
     let ifaces = if_addrs::get_if_addrs().map_err(|e| Error::sys("getifaddrs", e))?;
@@ -586,6 +610,18 @@ pub fn setopt(sock: &UdpSocket, opts: &UdpOptions) -> Result<()> {
 /// closed; every I/O call on it fails), and `as_raw_fd` returns -1 (Julia's `fd` of an
 /// uninitialised socket is invalid too). After `close` the number stays reserved until
 /// drop, as for every socket of this crate.
+///
+/// On Linux a socket bound (by `bind` without `reuseaddr`, or by its first `send`) to a
+/// loopback or unspecified address has a **blocking** file description, so that a
+/// receive can wait in one `recvfrom` as `std::net` does: the crate passes
+/// `MSG_DONTWAIT` on every call that must not wait, and sets `SO_RCVTIMEO` itself. Code
+/// that uses the descriptor directly should do the same (or wait with `poll` first), and
+/// should not change `SO_RCVTIMEO`, connect the socket, bind it to a device or attach a
+/// filter: a read deadline set while a receive waits is delivered as an empty datagram
+/// from a loopback socket of the crate's, which such settings could stop (the receive
+/// then notices the deadline up to two seconds late). Those datagrams are never returned by
+/// this type's receives. Sockets bound to other addresses, and on the portable backend,
+/// stay non-blocking.
 impl std::os::fd::AsFd for UdpSocket {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self.fd.get() {

@@ -21,6 +21,16 @@ pub(crate) const ABSTRACT_NAMES: bool = true;
 /// send(2): `MSG_NOSIGNAL` turns `SIGPIPE` into `EPIPE` per call.
 pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 
+/// Datagram receives may block in the kernel (see [`crate::poll`]'s blocking receives):
+/// a UDP socket's description is made blocking, every call that must not wait passes
+/// `MSG_DONTWAIT` (recv(2), send(2)), `SO_RCVTIMEO` bounds the one that may (socket(7)),
+/// and shutdown(2) (`SHUT_RD`) wakes it for `close` (Linux's `inet_shutdown` wakes sleepers of an
+/// unconnected UDP socket too, returning `ENOTCONN`).
+pub(crate) const BLOCKING_DGRAM_RECV: bool = true;
+
+/// recv(2)/send(2): "this call does not wait", whatever the description's mode.
+pub(crate) const DONTWAIT: libc::c_int = libc::MSG_DONTWAIT;
+
 /// A non-blocking, close-on-exec socket in one call.
 pub(crate) fn socket(domain: Domain, ty: Type) -> io::Result<OwnedFd> {
     Ok(socket2::Socket::new(domain, ty.nonblocking().cloexec(), None)?.into())
@@ -146,7 +156,10 @@ pub(crate) fn set_quickack(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 
 /// One datagram with recvfrom(2) and `MSG_TRUNC`, which on Linux (udp(7), recv(2))
 /// returns the datagram's real length even when it was cut: one syscall, no msghdr.
-/// Returns `(bytes stored, was cut, sender)`.
+/// Returns `(bytes stored, was cut, sender)`. `block`: without `MSG_DONTWAIT`, so on a
+/// blocking description it sleeps up to `SO_RCVTIMEO` (then `EAGAIN`); `EINTR` is then
+/// returned, not retried, so the caller re-checks its deadline (a retry would restart
+/// the kernel's timeout). Without `block` it never waits and retries `EINTR`.
 ///
 /// # Safety
 /// `ptr` must be valid for writes of `len` bytes for the whole call.
@@ -154,20 +167,25 @@ pub(crate) unsafe fn recv_dgram(
     fd: BorrowedFd<'_>,
     ptr: *mut u8,
     len: usize,
+    block: bool,
 ) -> io::Result<(usize, bool, SockAddr)> {
+    let flags = libc::MSG_TRUNC | if block { 0 } else { libc::MSG_DONTWAIT };
     // SAFETY: the caller vouches for `ptr`/`len`; socket2 hands a zeroed, writable
     // address buffer and its length, which recvfrom fills and updates as `try_init`
     // requires.
     let (n, addr) = unsafe {
         SockAddr::try_init(|storage, alen| {
-            syscall!(libc::recvfrom(
-                fd.as_raw_fd(),
-                ptr.cast(),
-                len,
-                libc::MSG_TRUNC,
-                storage.cast(),
-                alen
-            ))
+            loop {
+                let r =
+                    libc::recvfrom(fd.as_raw_fd(), ptr.cast(), len, flags, storage.cast(), alen);
+                if r >= 0 {
+                    break Ok(r);
+                }
+                let e = io::Error::last_os_error();
+                if block || e.raw_os_error() != Some(libc::EINTR) {
+                    break Err(e);
+                }
+            }
         })
     }?;
     let n = n as usize;

@@ -55,7 +55,8 @@ mod backend;
 mod backend;
 
 pub(crate) use backend::{
-    ABSTRACT_NAMES, ACCEPT_INHERITS_TCP_OPTIONS, BACKEND, WakeFd, accept, set_quickack,
+    ABSTRACT_NAMES, ACCEPT_INHERITS_TCP_OPTIONS, BACKEND, BLOCKING_DGRAM_RECV, WakeFd, accept,
+    set_quickack,
 };
 
 /// Opens a non-blocking, close-on-exec stream socket.
@@ -70,25 +71,35 @@ pub(crate) fn dgram_socket(domain: Domain) -> io::Result<OwnedFd> {
 
 /// One datagram into `buf`: how many bytes were stored, whether the datagram was longer
 /// than `buf` (the rest is lost), and the sender (`backend::recv_dgram`: `recvfrom` with
-/// `MSG_TRUNC` on Linux, `recvmsg`'s `msg_flags` elsewhere).
-pub(crate) fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, bool, SockAddr)> {
+/// `MSG_TRUNC` on Linux, `recvmsg`'s `msg_flags` elsewhere). Never waits unless `block`
+/// (only where [`BLOCKING_DGRAM_RECV`], on a description made blocking: it then sleeps
+/// up to `SO_RCVTIMEO` and returns `EINTR` instead of retrying it).
+pub(crate) fn recv_from(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    block: bool,
+) -> io::Result<(usize, bool, SockAddr)> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
-    unsafe { backend::recv_dgram(fd, buf.as_mut_ptr(), buf.len()) }
+    unsafe { backend::recv_dgram(fd, buf.as_mut_ptr(), buf.len(), block) }
 }
 
 /// One whole datagram (up to 64 KiB) as a new `Vec` of exactly its length, whether it
-/// was longer (cut), and the sender.
-pub(crate) fn recv_datagram(fd: BorrowedFd<'_>) -> io::Result<(Vec<u8>, bool, SockAddr)> {
+/// was longer (cut), and the sender; `block` as for [`recv_from`].
+pub(crate) fn recv_datagram(
+    fd: BorrowedFd<'_>,
+    block: bool,
+) -> io::Result<(Vec<u8>, bool, SockAddr)> {
     const MAX: usize = 65_536;
     let mut buf = [mem::MaybeUninit::<u8>::uninit(); MAX];
     // SAFETY: `buf` is valid for writes of MAX bytes for the whole call.
-    let (n, cut, addr) = unsafe { backend::recv_dgram(fd, buf.as_mut_ptr().cast(), MAX) }?;
+    let (n, cut, addr) = unsafe { backend::recv_dgram(fd, buf.as_mut_ptr().cast(), MAX, block) }?;
     // SAFETY: the receive initialised the first `n` bytes (`n <= MAX`).
     let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) }.to_vec();
     Ok((data, cut, addr))
 }
 
-/// `sendto(2)` of one datagram to `addr`.
+/// `sendto(2)` of one datagram to `addr`; never waits, even on a description made
+/// blocking for receives (`MSG_DONTWAIT`).
 pub(crate) fn send_to(fd: BorrowedFd<'_>, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `addr` owns a sockaddr of
     // `addr.len()` bytes, both for the whole call.
@@ -97,7 +108,7 @@ pub(crate) fn send_to(fd: BorrowedFd<'_>, buf: &[u8], addr: &SockAddr) -> io::Re
             fd.as_raw_fd(),
             buf.as_ptr().cast(),
             buf.len(),
-            backend::SEND_FLAGS,
+            backend::SEND_FLAGS | backend::DONTWAIT,
             addr.as_ptr().cast(),
             addr.len()
         ))
@@ -416,6 +427,42 @@ pub(crate) unsafe fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
+/// Makes the file description blocking (`on`) or non-blocking again (`fcntl(2)`
+/// `O_NONBLOCK`). Every other holder of the description sees the change.
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL only read and set the status flags of `raw`, which is
+    // borrowed, so open for the call.
+    unsafe {
+        let fl = syscall!(libc::fcntl(raw, libc::F_GETFL))?;
+        let want = if on {
+            fl & !libc::O_NONBLOCK
+        } else {
+            fl | libc::O_NONBLOCK
+        };
+        if want != fl {
+            syscall!(libc::fcntl(raw, libc::F_SETFL, want))?;
+        }
+    }
+    Ok(())
+}
+
+/// `SO_RCVTIMEO` (socket(7)): how long a blocking receive sleeps before `EAGAIN`. The
+/// kernel counts it in jiffies, rounded up; `ns` is at least 1 µs here, because 0 would
+/// mean "forever".
+pub(crate) fn set_recv_timeout(fd: BorrowedFd<'_>, ns: u64) -> io::Result<()> {
+    sock(&fd).set_read_timeout(Some(std::time::Duration::from_nanos(ns.max(1_000))))
+}
+
+/// `shutdown(SHUT_RD)`, errors ignored: on an unconnected Linux UDP socket it fails
+/// with `ENOTCONN` but still marks the receive side shut and wakes a receiver blocked in
+/// the kernel, which then returns at once (what `close` needs of it). Not `SHUT_RDWR`:
+/// a send racing the close would fail with `EPIPE` instead of going out or seeing
+/// [`crate::Error::Closed`].
+pub(crate) fn shutdown_wake(fd: BorrowedFd<'_>) {
+    let _ = sock(&fd).shutdown(std::net::Shutdown::Read);
+}
+
 /// `SO_LINGER` with a zero timeout, so `close` sends RST instead of FIN.
 pub(crate) fn set_linger_zero(fd: BorrowedFd<'_>) -> io::Result<()> {
     sock(&fd).set_linger(Some(std::time::Duration::ZERO))
@@ -668,6 +715,42 @@ mod tests {
             wait(a.as_raw_fd(), READABLE, e.poll_fd(), Some(1_000_000)).unwrap(),
             Woken::TimedOut
         );
+    }
+
+    #[test]
+    fn datagram_sends_never_wait_even_on_a_blocking_description() {
+        if !BLOCKING_DGRAM_RECV {
+            return; // this backend never makes a description blocking
+        }
+        // A unix datagram receiver's queue fills (UDP on loopback never does): a send on
+        // a blocking description must still answer EAGAIN, not sleep.
+        let dir = std::env::temp_dir().join(format!("reseau-sys-dontwait-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let rx = std::os::unix::net::UnixDatagram::bind(&dir).unwrap();
+        let addr = unix_addr(&dir).unwrap();
+        let tx = dgram_socket(Domain::UNIX).unwrap();
+        set_blocking(tx.as_fd(), true).unwrap();
+        assert!(!fd_flags(tx.as_raw_fd()).1, "the description is blocking");
+        let (done, res) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            let r = loop {
+                match send_to(tx.as_fd(), &[0u8; 512], &addr) {
+                    Ok(_) => sent += 1,
+                    Err(e) => break e,
+                }
+                if sent > 100_000 {
+                    panic!("the receiver's queue never filled");
+                }
+            };
+            let _ = done.send(r.kind());
+        });
+        let kind = res
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("send_to slept on a full queue");
+        assert_eq!(kind, io::ErrorKind::WouldBlock);
+        drop(rx);
+        let _ = std::fs::remove_file(&dir);
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub(crate) const SEND_FLAGS: libc::c_int = 0;
 #[cfg(not(target_vendor = "apple"))]
 pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 
+/// Datagram receives always wait in `poll` here: whether shutdown(2) wakes a receiver
+/// blocked on an unconnected UDP socket is not portable (it is a Linux quirk), so
+/// descriptions stay non-blocking.
+pub(crate) const BLOCKING_DGRAM_RECV: bool = false;
+
+/// Nothing to add: every description of this backend is non-blocking.
+pub(crate) const DONTWAIT: libc::c_int = 0;
+
 /// fcntl(2): `O_NONBLOCK` on the file, `FD_CLOEXEC` on the descriptor.
 fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL/F_GETFD/F_SETFD only read and set flags of `fd`, which the
@@ -203,7 +211,9 @@ pub(crate) unsafe fn recv_dgram(
     fd: BorrowedFd<'_>,
     ptr: *mut u8,
     len: usize,
+    block: bool,
 ) -> io::Result<(usize, bool, SockAddr)> {
+    debug_assert!(!block, "the portable backend never blocks a receive");
     let mut iov = libc::iovec {
         iov_base: ptr.cast(),
         iov_len: len,
