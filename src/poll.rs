@@ -43,11 +43,13 @@
 //!   with `ENOTCONN` but marks it shut and wakes the sleeper (and any later receive
 //!   returns at once), before waiting for operations to leave;
 //! - a read deadline set while a receive sleeps: the setter sends one empty datagram to
-//!   the socket's own address from a process-wide wake socket bound to loopback. The
-//!   receiver drops every datagram from that address (no other socket can send from it:
-//!   the wake socket holds its port without `SO_REUSEADDR`), re-reads its deadline and
-//!   goes on. Nothing is counted, so a lost wake datagram leaves no state behind; the
-//!   kernel timeout's cap bounds how late such a loss makes the deadline.
+//!   the socket's own address from a process-wide wake socket bound to loopback (one
+//!   per family, in the network namespace of the first bind: a socket of another
+//!   namespace keeps `ppoll`, since the wake could not reach it). The receiver drops
+//!   every datagram from that address (no other socket can send from it: the wake
+//!   socket holds its port without `SO_REUSEADDR`), re-reads its deadline and goes on.
+//!   Nothing is counted, so a lost wake datagram leaves no state behind; the kernel
+//!   timeout's cap bounds how late such a loss makes the deadline.
 //!
 //! Signals would wake the call too, but a library must not install handlers.
 //!
@@ -244,6 +246,8 @@ struct WakeSender {
     sock: OwnedFd,
     /// Its address: datagrams from here are wakes, never data.
     addr: SocketAddr,
+    /// Its network namespace: its wakes reach only sockets of the same one.
+    netns: sys::NetNs,
 }
 
 /// `[IPv4, IPv6]` wake senders, made on first use; `None` when the family's loopback
@@ -285,7 +289,8 @@ fn new_wake_sender(v6: bool) -> io::Result<Option<WakeSender>> {
     sys::sock(&fd).bind(&lo)?;
     // It never reads: the smallest buffer bounds what stray datagrams to it can pin.
     let _ = sys::sock(&fd).set_recv_buffer_size(1);
-    let Some(addr) = sys::sock(&fd).local_addr()?.as_socket() else {
+    let (Some(addr), Some(netns)) = (sys::sock(&fd).local_addr()?.as_socket(), sys::netns(fd))
+    else {
         return Ok(None);
     };
     let probe = sys::dgram_socket(domain)?;
@@ -302,7 +307,7 @@ fn new_wake_sender(v6: bool) -> io::Result<Option<WakeSender>> {
         return Ok(None);
     }
     let (n, _, from) = sys::recv_from(pfd, &mut [0u8; 1], false)?;
-    Ok((n == 0 && from.as_socket() == Some(addr)).then_some(WakeSender { sock, addr }))
+    Ok((n == 0 && from.as_socket() == Some(addr)).then_some(WakeSender { sock, addr, netns }))
 }
 
 /// What a blocking-mode [`Fd`] needs to be woken by a deadline setter.
@@ -605,9 +610,11 @@ impl Fd {
     /// to `local` (its real port). Only where the backend can
     /// ([`sys::BLOCKING_DGRAM_RECV`]) and where a wake datagram cannot leave the machine
     /// or miss: `local` is a loopback address or unspecified (multicast, broadcast and
-    /// other addresses keep `ppoll`), and the family's loopback carries one (probed
-    /// once). The caller vouches that no other socket shares the port (`SO_REUSEADDR`
-    /// or `SO_REUSEPORT` could hand the wake to it). Idempotent; false = `ppoll` stays.
+    /// other addresses keep `ppoll`), the family's loopback carries one (probed once),
+    /// and the socket is in the wake sender's network namespace (that of the process's
+    /// first such bind; sockets of other namespaces keep `ppoll`). The caller vouches
+    /// that no other socket shares the port (`SO_REUSEADDR` or `SO_REUSEPORT` could hand
+    /// the wake to it). Idempotent; false = `ppoll` stays.
     pub(crate) fn enable_blocking_receives(&self, local: SocketAddr) -> bool {
         if !sys::BLOCKING_DGRAM_RECV || local.port() == 0 {
             return false;
@@ -624,9 +631,14 @@ impl Fd {
         if self.dgram.get().is_some() {
             return true;
         }
-        if self
-            .control("fcntl", |fd| sys::set_blocking(fd, true))
-            .is_err()
+        // A socket made in another network namespace (a thread that unshared or
+        // setns'ed) has its own loopback: the wake would miss it and could reach a
+        // stranger holding the same port in the sender's.
+        let same_ns = |fd: BorrowedFd<'_>| Ok(sys::netns(fd) == Some(sender.netns));
+        if !matches!(self.control("getsockopt", same_ns), Ok(true))
+            || self
+                .control("fcntl", |fd| sys::set_blocking(fd, true))
+                .is_err()
         {
             return false;
         }

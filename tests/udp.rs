@@ -677,3 +677,57 @@ fn sends_racing_close_succeed_or_see_closed() {
     }
     drop(sink);
 }
+
+#[test]
+fn a_socket_in_another_network_namespace_is_woken_and_wakes_nobody_else() {
+    // A process may make sockets in several network namespaces (a thread that
+    // unshares or setns'es). The first bind here makes the process's wake sockets in
+    // this namespace; a socket made in another one must still see a deadline change
+    // at once, and no socket of this namespace that holds the same port may get a
+    // datagram meant for it.
+    let _here = bound(LOCALHOST);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        // SAFETY: unshare(CLONE_NEWNET) only moves this thread (which ends after making
+        // the socket) to a new network namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            let _ = tx.send(None);
+            return;
+        }
+        // `lo` is down there: the unspecified address still binds.
+        let mut s = UdpSocket::new();
+        assert!(bind(&mut s, ip!("0.0.0.0"), 0).unwrap());
+        let _ = tx.send(Some(s));
+    });
+    let Some(s) = rx.recv_timeout(SAFETY).unwrap() else {
+        eprintln!("skipped: cannot unshare a network namespace here");
+        return;
+    };
+    let port = getsockname(&s).unwrap().1;
+    // Same port on this namespace's loopback (skipped if taken here).
+    let foreign = std::net::UdpSocket::bind(("127.0.0.1", port)).ok();
+    s.set_read_deadline(None).unwrap();
+    let s = Arc::new(s);
+    let s2 = s.clone();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(recv(&s2));
+    });
+    thread::sleep(Duration::from_millis(150));
+    assert!(rx.try_recv().is_err(), "recv returned with nothing sent");
+    let set = Instant::now();
+    s.set_read_deadline(Some(set + Duration::from_millis(50)))
+        .unwrap();
+    let r = rx.recv_timeout(SAFETY).unwrap();
+    let took = set.elapsed();
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert!(took >= Duration::from_millis(50), "early, {took:?}");
+    assert!(took < Duration::from_secs(1), "late, {took:?}");
+    if let Some(f) = foreign {
+        f.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let r = f.recv_from(&mut [0u8; 16]);
+        assert!(r.is_err(), "a socket of another namespace got {r:?}");
+    }
+    s.close().unwrap();
+}
