@@ -42,10 +42,11 @@
 //! - `close` calls `shutdown(SHUT_RD)`, which on an unconnected Linux UDP socket fails
 //!   with `ENOTCONN` but marks it shut and wakes the sleeper (and any later receive
 //!   returns at once), before waiting for operations to leave;
-//! - a read deadline set while a receive sleeps: the setter sends one empty datagram to
-//!   the socket's own address from a process-wide wake socket bound to loopback (one
-//!   per family, in the network namespace of the first bind: a socket of another
-//!   namespace keeps `ppoll`, since the wake could not reach it). The receiver drops
+//! - a read deadline set while a receive sleeps: the first setter of that sleep sends
+//!   one empty datagram to the socket's own address from a process-wide wake socket
+//!   bound to loopback (one per family, in the network namespace of the first bind: a
+//!   socket of another namespace keeps `ppoll`, since the wake could not reach it).
+//!   The receiver drops
 //!   every datagram from that address (no other socket can send from it: the wake
 //!   socket holds its port without `SO_REUSEADDR`), re-reads its deadline and goes on.
 //!   Nothing is counted, so a lost wake datagram leaves no state behind; the kernel
@@ -395,8 +396,8 @@ pub(crate) struct Fd {
     /// Set once receives may block in the kernel (see the module docs). Boxed: a
     /// sockaddr is 128 bytes, and every stream's `Fd` would carry them.
     dgram: OnceLock<Box<DgramWake>>,
-    /// A receive is (about to be) asleep in a blocking `recvfrom`: deadline setters
-    /// send a wake datagram.
+    /// A receive is (about to be) asleep in a blocking `recvfrom`: the deadline setter
+    /// that clears it sends a wake datagram.
     blocked: AtomicBool,
     /// The `SO_RCVTIMEO` installed, in ns (0: none yet).
     rcvtimeo_ns: AtomicU64,
@@ -657,10 +658,15 @@ impl Fd {
 
     /// Wakes a receive asleep in the kernel so it re-reads its deadline. Called after
     /// the read deadline is stored (`SeqCst`); the receiver publishes `blocked` before
-    /// it re-reads the deadline, so one of the two sees the other.
+    /// it re-reads the deadline, so one of the two sees the other. The setter that
+    /// takes `blocked` sends the one wake of that sleep: a later setter that finds it
+    /// taken is seen by the receiver, which re-reads the deadline after that wake and
+    /// re-checks it after publishing `blocked` again. One wake per sleep, however many
+    /// setters: more would only fill the receive buffer and crowd out data.
     fn read_deadline_changed(&self) {
         if let Some(d) = self.dgram.get()
             && self.blocked.load(Ordering::SeqCst)
+            && self.blocked.swap(false, Ordering::SeqCst)
         {
             // A failed send (`ENOBUFS`) is bounded by the kernel timeout's cap.
             let _ = sys::send_to(d.sender.sock.as_fd(), &[], &d.target);
@@ -1384,6 +1390,44 @@ mod tests {
             );
             assert_eq!(f.receives_block(), sys::BLOCKING_DGRAM_RECV);
         }
+    }
+
+    #[test]
+    fn a_burst_of_deadline_changes_sends_one_wake_per_sleep() {
+        if !sys::BLOCKING_DGRAM_RECV {
+            return; // no blocking receives, no wakes
+        }
+        // A receive asleep in the kernel (`blocked`, as `block_once` sets it; no thread
+        // needed) and a thread that re-arms the deadline in a loop: one wake wakes it,
+        // more would only fill its receive buffer and crowd out data.
+        let fd = Fd::new(sys::dgram_socket(socket2::Domain::IPV4).unwrap());
+        let lo = sys::ip_addr("127.0.0.1:0".parse().unwrap());
+        fd.control("bind", |f| sys::sock(&f).bind(&lo)).unwrap();
+        fd.control("setsockopt", |f| sys::sock(&f).set_recv_buffer_size(1))
+            .unwrap();
+        let local = fd
+            .control("getsockname", |f| sys::sock(&f).local_addr())
+            .unwrap();
+        assert!(fd.enable_blocking_receives(local.as_socket().unwrap()));
+        fd.blocked.store(true, Ordering::SeqCst);
+        for i in 0..200 {
+            let at = Instant::now() + Duration::from_secs(20 + i);
+            fd.set_deadline(Dir::Read, Some(at)).unwrap();
+        }
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"data", local.as_socket().unwrap()).unwrap();
+        let wake = fd.dgram.get().unwrap().sender.addr;
+        let (mut wakes, mut data) = (0, 0);
+        let mut buf = [0u8; 8];
+        while let Ok((n, _, from)) = fd.control("recv", |f| sys::recv_from(f, &mut buf, false)) {
+            if from.as_socket() == Some(wake) {
+                wakes += 1;
+            } else {
+                assert_eq!(&buf[..n], b"data");
+                data += 1;
+            }
+        }
+        assert_eq!((wakes, data), (1, 1));
     }
 
     #[test]
