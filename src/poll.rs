@@ -668,8 +668,11 @@ impl Fd {
             && self.blocked.load(Ordering::SeqCst)
             && self.blocked.swap(false, Ordering::SeqCst)
         {
-            // A failed send (`ENOBUFS`) is bounded by the kernel timeout's cap.
-            let _ = sys::send_to(d.sender.sock.as_fd(), &[], &d.target);
+            // A failed send (`ENOBUFS`) is bounded by the kernel timeout's cap; the flag
+            // goes back so the next setter tries again (at worst one stale wake).
+            if sys::send_to(d.sender.sock.as_fd(), &[], &d.target).is_err() {
+                self.blocked.store(true, Ordering::SeqCst);
+            }
         }
     }
 
