@@ -63,6 +63,10 @@ pub(crate) use backend::{
 /// this process: by `SO_NETNS_COOKIE`, or (older kernels) by the `(device, inode)` of a
 /// thread's `/proc/thread-self/ns/net`. One process uses one kind throughout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(all(target_os = "linux", not(reseau_portable))),
+    allow(dead_code, reason = "only the Linux backend tells namespaces apart")
+)]
 pub(crate) enum NetNs {
     /// The kernel's cookie for the namespace.
     Cookie(u64),
