@@ -42,12 +42,15 @@
 //! - `close` calls `shutdown(SHUT_RD)`, which on an unconnected Linux UDP socket fails
 //!   with `ENOTCONN` but marks it shut and wakes the sleeper (and any later receive
 //!   returns at once), before waiting for operations to leave;
-//! - a read deadline set while a receive sleeps: the setter sends one empty datagram to
-//!   the socket's own address from a process-wide wake socket bound to loopback. The
-//!   receiver drops every datagram from that address (no other socket can send from it:
-//!   the wake socket holds its port without `SO_REUSEADDR`), re-reads its deadline and
-//!   goes on. Nothing is counted, so a lost wake datagram leaves no state behind; the
-//!   kernel timeout's cap bounds how late such a loss makes the deadline.
+//! - a read deadline set while a receive sleeps: the first setter of that sleep sends
+//!   one empty datagram to the socket's own address from a process-wide wake socket
+//!   bound to loopback (one per family, in the network namespace of the first bind: a
+//!   socket of another namespace keeps `ppoll`, since the wake could not reach it).
+//!   The receiver drops
+//!   every datagram from that address (no other socket can send from it: the wake
+//!   socket holds its port without `SO_REUSEADDR`), re-reads its deadline and goes on.
+//!   Nothing is counted, so a lost wake datagram leaves no state behind; the kernel
+//!   timeout's cap bounds how late such a loss makes the deadline.
 //!
 //! Signals would wake the call too, but a library must not install handlers.
 //!
@@ -244,6 +247,8 @@ struct WakeSender {
     sock: OwnedFd,
     /// Its address: datagrams from here are wakes, never data.
     addr: SocketAddr,
+    /// Its network namespace: its wakes reach only sockets of the same one.
+    netns: sys::NetNs,
 }
 
 /// `[IPv4, IPv6]` wake senders, made on first use; `None` when the family's loopback
@@ -285,7 +290,8 @@ fn new_wake_sender(v6: bool) -> io::Result<Option<WakeSender>> {
     sys::sock(&fd).bind(&lo)?;
     // It never reads: the smallest buffer bounds what stray datagrams to it can pin.
     let _ = sys::sock(&fd).set_recv_buffer_size(1);
-    let Some(addr) = sys::sock(&fd).local_addr()?.as_socket() else {
+    let (Some(addr), Some(netns)) = (sys::sock(&fd).local_addr()?.as_socket(), sys::netns(fd))
+    else {
         return Ok(None);
     };
     let probe = sys::dgram_socket(domain)?;
@@ -302,7 +308,7 @@ fn new_wake_sender(v6: bool) -> io::Result<Option<WakeSender>> {
         return Ok(None);
     }
     let (n, _, from) = sys::recv_from(pfd, &mut [0u8; 1], false)?;
-    Ok((n == 0 && from.as_socket() == Some(addr)).then_some(WakeSender { sock, addr }))
+    Ok((n == 0 && from.as_socket() == Some(addr)).then_some(WakeSender { sock, addr, netns }))
 }
 
 /// What a blocking-mode [`Fd`] needs to be woken by a deadline setter.
@@ -390,8 +396,8 @@ pub(crate) struct Fd {
     /// Set once receives may block in the kernel (see the module docs). Boxed: a
     /// sockaddr is 128 bytes, and every stream's `Fd` would carry them.
     dgram: OnceLock<Box<DgramWake>>,
-    /// A receive is (about to be) asleep in a blocking `recvfrom`: deadline setters
-    /// send a wake datagram.
+    /// A receive is (about to be) asleep in a blocking `recvfrom`: the deadline setter
+    /// that clears it sends a wake datagram.
     blocked: AtomicBool,
     /// The `SO_RCVTIMEO` installed, in ns (0: none yet).
     rcvtimeo_ns: AtomicU64,
@@ -605,9 +611,11 @@ impl Fd {
     /// to `local` (its real port). Only where the backend can
     /// ([`sys::BLOCKING_DGRAM_RECV`]) and where a wake datagram cannot leave the machine
     /// or miss: `local` is a loopback address or unspecified (multicast, broadcast and
-    /// other addresses keep `ppoll`), and the family's loopback carries one (probed
-    /// once). The caller vouches that no other socket shares the port (`SO_REUSEADDR`
-    /// or `SO_REUSEPORT` could hand the wake to it). Idempotent; false = `ppoll` stays.
+    /// other addresses keep `ppoll`), the family's loopback carries one (probed once),
+    /// and the socket is in the wake sender's network namespace (that of the process's
+    /// first such bind; sockets of other namespaces keep `ppoll`). The caller vouches
+    /// that no other socket shares the port (`SO_REUSEADDR` or `SO_REUSEPORT` could hand
+    /// the wake to it). Idempotent; false = `ppoll` stays.
     pub(crate) fn enable_blocking_receives(&self, local: SocketAddr) -> bool {
         if !sys::BLOCKING_DGRAM_RECV || local.port() == 0 {
             return false;
@@ -624,9 +632,14 @@ impl Fd {
         if self.dgram.get().is_some() {
             return true;
         }
-        if self
-            .control("fcntl", |fd| sys::set_blocking(fd, true))
-            .is_err()
+        // A socket made in another network namespace (a thread that unshared or
+        // setns'ed) has its own loopback: the wake would miss it and could reach a
+        // stranger holding the same port in the sender's.
+        let same_ns = |fd: BorrowedFd<'_>| Ok(sys::netns(fd) == Some(sender.netns));
+        if !matches!(self.control("getsockopt", same_ns), Ok(true))
+            || self
+                .control("fcntl", |fd| sys::set_blocking(fd, true))
+                .is_err()
         {
             return false;
         }
@@ -645,13 +658,21 @@ impl Fd {
 
     /// Wakes a receive asleep in the kernel so it re-reads its deadline. Called after
     /// the read deadline is stored (`SeqCst`); the receiver publishes `blocked` before
-    /// it re-reads the deadline, so one of the two sees the other.
+    /// it re-reads the deadline, so one of the two sees the other. The setter that
+    /// takes `blocked` sends the one wake of that sleep: a later setter that finds it
+    /// taken is seen by the receiver, which re-reads the deadline after that wake and
+    /// re-checks it after publishing `blocked` again. One wake per sleep, however many
+    /// setters: more would only fill the receive buffer and crowd out data.
     fn read_deadline_changed(&self) {
         if let Some(d) = self.dgram.get()
             && self.blocked.load(Ordering::SeqCst)
+            && self.blocked.swap(false, Ordering::SeqCst)
         {
-            // A failed send (`ENOBUFS`) is bounded by the kernel timeout's cap.
-            let _ = sys::send_to(d.sender.sock.as_fd(), &[], &d.target);
+            // A failed send (`ENOBUFS`) is bounded by the kernel timeout's cap; the flag
+            // goes back so the next setter tries again (at worst one stale wake).
+            if sys::send_to(d.sender.sock.as_fd(), &[], &d.target).is_err() {
+                self.blocked.store(true, Ordering::SeqCst);
+            }
         }
     }
 
@@ -1372,6 +1393,44 @@ mod tests {
             );
             assert_eq!(f.receives_block(), sys::BLOCKING_DGRAM_RECV);
         }
+    }
+
+    #[test]
+    fn a_burst_of_deadline_changes_sends_one_wake_per_sleep() {
+        if !sys::BLOCKING_DGRAM_RECV {
+            return; // no blocking receives, no wakes
+        }
+        // A receive asleep in the kernel (`blocked`, as `block_once` sets it; no thread
+        // needed) and a thread that re-arms the deadline in a loop: one wake wakes it,
+        // more would only fill its receive buffer and crowd out data.
+        let fd = Fd::new(sys::dgram_socket(socket2::Domain::IPV4).unwrap());
+        let lo = sys::ip_addr("127.0.0.1:0".parse().unwrap());
+        fd.control("bind", |f| sys::sock(&f).bind(&lo)).unwrap();
+        fd.control("setsockopt", |f| sys::sock(&f).set_recv_buffer_size(1))
+            .unwrap();
+        let local = fd
+            .control("getsockname", |f| sys::sock(&f).local_addr())
+            .unwrap();
+        assert!(fd.enable_blocking_receives(local.as_socket().unwrap()));
+        fd.blocked.store(true, Ordering::SeqCst);
+        for i in 0..200 {
+            let at = Instant::now() + Duration::from_secs(20 + i);
+            fd.set_deadline(Dir::Read, Some(at)).unwrap();
+        }
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"data", local.as_socket().unwrap()).unwrap();
+        let wake = fd.dgram.get().unwrap().sender.addr;
+        let (mut wakes, mut data) = (0, 0);
+        let mut buf = [0u8; 8];
+        while let Ok((n, _, from)) = fd.control("recv", |f| sys::recv_from(f, &mut buf, false)) {
+            if from.as_socket() == Some(wake) {
+                wakes += 1;
+            } else {
+                assert_eq!(&buf[..n], b"data");
+                data += 1;
+            }
+        }
+        assert_eq!((wakes, data), (1, 1));
     }
 
     #[test]

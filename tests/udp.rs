@@ -677,3 +677,168 @@ fn sends_racing_close_succeed_or_see_closed() {
     }
     drop(sink);
 }
+
+#[test]
+fn a_socket_in_another_network_namespace_is_woken_and_wakes_nobody_else() {
+    // A process may make sockets in several network namespaces (a thread that
+    // unshares or setns'es). The first bind here makes the process's wake sockets in
+    // this namespace; a socket made in another one must still see a deadline change
+    // at once, and no socket of this namespace that holds the same port may get a
+    // datagram meant for it.
+    let _here = bound(LOCALHOST);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        // SAFETY: unshare(CLONE_NEWNET) only moves this thread (which ends after making
+        // the socket) to a new network namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            let _ = tx.send(None);
+            return;
+        }
+        // `lo` is down there: the unspecified address still binds.
+        let mut s = UdpSocket::new();
+        assert!(bind(&mut s, ip!("0.0.0.0"), 0).unwrap());
+        let _ = tx.send(Some(s));
+    });
+    let Some(s) = rx.recv_timeout(SAFETY).unwrap() else {
+        eprintln!("skipped: cannot unshare a network namespace here");
+        return;
+    };
+    let port = getsockname(&s).unwrap().1;
+    // Same port on this namespace's loopback (skipped if taken here).
+    let foreign = std::net::UdpSocket::bind(("127.0.0.1", port)).ok();
+    s.set_read_deadline(None).unwrap();
+    let s = Arc::new(s);
+    let s2 = s.clone();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(recv(&s2));
+    });
+    thread::sleep(Duration::from_millis(150));
+    assert!(rx.try_recv().is_err(), "recv returned with nothing sent");
+    let set = Instant::now();
+    s.set_read_deadline(Some(set + Duration::from_millis(50)))
+        .unwrap();
+    let r = rx.recv_timeout(SAFETY).unwrap();
+    let took = set.elapsed();
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert!(took >= Duration::from_millis(50), "early, {took:?}");
+    assert!(took < Duration::from_secs(1), "late, {took:?}");
+    if let Some(f) = foreign {
+        f.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let r = f.recv_from(&mut [0u8; 16]);
+        assert!(r.is_err(), "a socket of another namespace got {r:?}");
+    }
+    s.close().unwrap();
+}
+
+#[test]
+fn a_blocked_receive_never_fails_before_its_deadline() {
+    // Deadlines long enough that the wait is mostly kernel timeouts (SO_RCVTIMEO), then
+    // `ppoll` for the last stretch: DeadlineExceeded only once the deadline has passed.
+    for (name, s) in receivers() {
+        for ms in [45, 300] {
+            let at = Instant::now() + Duration::from_millis(ms);
+            s.set_read_deadline(Some(at)).unwrap();
+            let r = recv(&s);
+            let now = Instant::now();
+            assert!(matches!(r, Err(Error::DeadlineExceeded)), "{name}: {r:?}");
+            assert!(
+                now >= at,
+                "{name}: {ms} ms deadline fired {:?} early",
+                at - now
+            );
+            // A wait that slept to the kernel timeout's cap (1.5 s) fails this.
+            assert!(
+                now - at < Duration::from_secs(1),
+                "{name}: {:?} late",
+                now - at
+            );
+        }
+    }
+}
+
+#[test]
+fn a_blocked_receive_gets_what_arrives_while_it_sleeps() {
+    // The datagram comes after the receive is asleep in the kernel: a too-long one is
+    // still EMSGSIZE (never silently cut), an empty one from another socket is data.
+    for (name, s) in receivers() {
+        s.set_read_deadline(after(SAFETY)).unwrap();
+        let (to, port) = self_address(&s);
+        let s = Arc::new(s);
+        let mut senders = vec![UdpSocket::new()];
+        // A dual-stack socket also takes IPv4 senders (as ::ffff:127.0.0.1).
+        if name == "::" {
+            senders.push(UdpSocket::new());
+        }
+        for (i, peer) in senders.iter().enumerate() {
+            let to = if i == 1 { ip!("127.0.0.1") } else { to };
+            for (data, want) in [(&b"0123456789"[..], None), (&b""[..], Some(0))] {
+                let s2 = s.clone();
+                let (tx, rx) = mpsc::channel();
+                thread::spawn(move || {
+                    let mut small = [0u8; 4];
+                    let _ = tx.send(s2.recvfrom_into(&mut small));
+                });
+                thread::sleep(Duration::from_millis(60));
+                assert!(rx.try_recv().is_err(), "{name}: recv returned early");
+                send(peer, to, port, data).unwrap();
+                let r = rx.recv_timeout(SAFETY).unwrap();
+                match want {
+                    None => {
+                        let e = r.unwrap_err();
+                        assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{name}: {e}");
+                    }
+                    Some(n) => {
+                        let (got, from) = r.unwrap();
+                        assert_eq!(got, n, "{name}");
+                        assert_eq!(from.port, getsockname(peer).unwrap().1, "{name}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_receivers_on_one_socket_both_see_a_deadline_change_and_close() {
+    for (name, s) in receivers() {
+        s.set_read_deadline(None).unwrap();
+        let s = Arc::new(s);
+        let spawn = |s: &Arc<UdpSocket>| {
+            let (s2, (tx, rx)) = (s.clone(), mpsc::channel());
+            thread::spawn(move || {
+                let _ = tx.send(recv(&s2));
+            });
+            rx
+        };
+        let (a, b) = (spawn(&s), spawn(&s));
+        thread::sleep(Duration::from_millis(150));
+        let set = Instant::now();
+        s.set_read_deadline(Some(set + Duration::from_millis(50)))
+            .unwrap();
+        for rx in [a, b] {
+            let r = rx.recv_timeout(SAFETY).unwrap();
+            assert!(matches!(r, Err(Error::DeadlineExceeded)), "{name}: {r:?}");
+        }
+        assert!(
+            set.elapsed() < Duration::from_secs(1),
+            "{name}: {:?}",
+            set.elapsed()
+        );
+        s.set_read_deadline(None).unwrap();
+        let (a, b) = (spawn(&s), spawn(&s));
+        thread::sleep(Duration::from_millis(150));
+        let t = Instant::now();
+        s.close().unwrap();
+        for rx in [a, b] {
+            let r = rx.recv_timeout(SAFETY).unwrap();
+            assert!(matches!(r, Err(Error::Closed)), "{name}: {r:?}");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{name}: {:?}",
+            t.elapsed()
+        );
+    }
+}

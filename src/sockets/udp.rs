@@ -616,12 +616,14 @@ pub fn setopt(sock: &UdpSocket, opts: &UdpOptions) -> Result<()> {
 /// receive can wait in one `recvfrom` as `std::net` does: the crate passes
 /// `MSG_DONTWAIT` on every call that must not wait, and sets `SO_RCVTIMEO` itself. Code
 /// that uses the descriptor directly should do the same (or wait with `poll` first), and
-/// should not change `SO_RCVTIMEO`, connect the socket, bind it to a device or attach a
-/// filter: a read deadline set while a receive waits is delivered as an empty datagram
+/// should not change `SO_RCVTIMEO`, connect the socket, bind it to a device, attach a
+/// filter or set `SO_REUSEADDR`/`SO_REUSEPORT` (a socket sharing the port could take
+/// them): a read deadline set while a receive waits is delivered as an empty datagram
 /// from a loopback socket of the crate's, which such settings could stop (the receive
-/// then notices the deadline up to two seconds late). Those datagrams are never returned by
-/// this type's receives. Sockets bound to other addresses, and on the portable backend,
-/// stay non-blocking.
+/// then notices the deadline up to two seconds late). Those datagrams are never returned
+/// by this type's receives, but a direct read may see them. Sockets bound to other
+/// addresses or made in another network namespace than the process's first, and all on
+/// the portable backend, stay non-blocking.
 impl std::os::fd::AsFd for UdpSocket {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self.fd.get() {

@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, SockAddr, Type};
 
+use super::NetNs;
+
 /// This backend's name, for docs and test output.
 pub(crate) const BACKEND: &str = "linux";
 
@@ -30,6 +32,40 @@ pub(crate) const BLOCKING_DGRAM_RECV: bool = true;
 
 /// recv(2)/send(2): "this call does not wait", whatever the description's mode.
 pub(crate) const DONTWAIT: libc::c_int = libc::MSG_DONTWAIT;
+
+/// socket(7) `SO_NETNS_COOKIE` (Linux 5.14; the asm-generic number, which libc does not
+/// name yet; sparc numbers it otherwise and takes the fallback below).
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_NETNS_COOKIE: Option<libc::c_int> = Some(71);
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_NETNS_COOKIE: Option<libc::c_int> = None;
+
+/// The network namespace the socket `fd` lives in: its `SO_NETNS_COOKIE`, or on a
+/// kernel without it the calling thread's namespace (`/proc/thread-self/ns/net`, the
+/// socket's when this thread made it and has not moved since). `None`: neither is known.
+pub(crate) fn netns(fd: BorrowedFd<'_>) -> Option<NetNs> {
+    if let Some(opt) = SO_NETNS_COOKIE {
+        let mut cookie = 0u64;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into the live u64 `cookie` and
+        // updates `len`; `fd` is borrowed, so open for the call.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&raw mut cookie).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 && len as usize == std::mem::size_of::<u64>() {
+            return Some(NetNs::Cookie(cookie));
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/thread-self/ns/net").ok()?;
+    Some(NetNs::Inode(m.dev(), m.ino()))
+}
 
 /// A non-blocking, close-on-exec socket in one call.
 pub(crate) fn socket(domain: Domain, ty: Type) -> io::Result<OwnedFd> {

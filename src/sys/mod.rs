@@ -56,8 +56,23 @@ mod backend;
 
 pub(crate) use backend::{
     ABSTRACT_NAMES, ACCEPT_INHERITS_TCP_OPTIONS, BACKEND, BLOCKING_DGRAM_RECV, WakeFd, accept,
-    set_quickack,
+    netns, set_quickack,
 };
+
+/// Which network namespace a socket lives in ([`netns`]), comparable between sockets of
+/// this process: by `SO_NETNS_COOKIE`, or (older kernels) by the `(device, inode)` of a
+/// thread's `/proc/thread-self/ns/net`. One process uses one kind throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(all(target_os = "linux", not(reseau_portable))),
+    allow(dead_code, reason = "only the Linux backend tells namespaces apart")
+)]
+pub(crate) enum NetNs {
+    /// The kernel's cookie for the namespace.
+    Cookie(u64),
+    /// The namespace file's device and inode.
+    Inode(u64, u64),
+}
 
 /// Opens a non-blocking, close-on-exec stream socket.
 pub(crate) fn stream_socket(domain: Domain) -> io::Result<OwnedFd> {

@@ -14,6 +14,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, SockAddr, Type};
 
+use super::NetNs;
+
 /// This backend's name, for docs and test output.
 pub(crate) const BACKEND: &str = "portable";
 
@@ -40,6 +42,11 @@ pub(crate) const BLOCKING_DGRAM_RECV: bool = false;
 
 /// Nothing to add: every description of this backend is non-blocking.
 pub(crate) const DONTWAIT: libc::c_int = 0;
+
+/// Not needed here (no blocking receives, so no wake datagrams to keep in a namespace).
+pub(crate) fn netns(_fd: BorrowedFd<'_>) -> Option<NetNs> {
+    None
+}
 
 /// fcntl(2): `O_NONBLOCK` on the file, `FD_CLOEXEC` on the descriptor.
 fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
