@@ -223,15 +223,15 @@ const JIFFY_NS: u64 = 10_000_000;
 const BLOCK_MIN_NS: u64 = 4 * JIFFY_NS;
 
 /// The `SO_RCVTIMEO` to install before a blocking receive, or `None` to keep
-/// `installed` (0 = none yet). The kernel may sleep up to a jiffy plus the timer wheel's
-/// slack (under 1/8 of the timeout) longer than asked, so a timeout fits `left` (the
+/// `installed` (0 = none yet). The kernel rounds the timeout up to a jiffy and the timer
+/// wheel adds its slack (under 1/8) to the rounded value, so a timeout fits `left` (the
 /// deadline's remaining time, at least [`BLOCK_MIN_NS`]; `None` = no deadline) when
-/// `t * 9/8 + JIFFY_NS <= left`. A fitting one is kept while it is at least half the
+/// `(t + JIFFY_NS) * 9/8 <= left`. A fitting one is kept while it is at least half the
 /// largest fit, so a deadline re-armed before every receive costs no `setsockopt`; a
 /// new one is three quarters of the largest fit, in the middle of that range.
 fn kernel_timeout(installed: u64, left: Option<u64>) -> Option<u64> {
     let fit = left.map_or(RCVTIMEO_CAP_NS, |ns| {
-        (ns.saturating_sub(JIFFY_NS) / 9 * 8).min(RCVTIMEO_CAP_NS)
+        (ns / 9 * 8).saturating_sub(JIFFY_NS).min(RCVTIMEO_CAP_NS)
     });
     if installed != 0 && installed <= fit && installed >= fit / 2 {
         None
@@ -1351,17 +1351,29 @@ mod tests {
         let ms = 1_000_000;
         for left in [BLOCK_MIN_NS, 50 * ms, 200 * ms, 5_000 * ms, u64::MAX / 2] {
             let t = kernel_timeout(0, Some(left)).unwrap();
-            // Jiffy rounding and the timer wheel's slack (< 1/8) still end before it.
-            assert!(t + t / 8 + JIFFY_NS <= left, "{t} for {left}");
+            // Jiffy rounding, then the timer wheel's slack (< 1/8) on the rounded
+            // value, still end before it.
+            assert!(
+                (t + JIFFY_NS) + (t + JIFFY_NS) / 8 <= left,
+                "{t} for {left}"
+            );
             assert!((1_000..=RCVTIMEO_CAP_NS).contains(&t));
+            // Every timeout kept for this deadline fits it too.
+            for i in 0..=200u64 {
+                let kept = t / 2 + (t / 100) * i;
+                if kernel_timeout(kept, Some(left)).is_none() {
+                    let end = (kept + JIFFY_NS) + (kept + JIFFY_NS) / 8;
+                    assert!(end <= left, "kept {kept} for {left}");
+                }
+            }
             // Re-armed a little later (per-receive deadlines): no new setsockopt.
             assert_eq!(kernel_timeout(t, Some(left - ms.min(left / 100))), None);
             assert_eq!(kernel_timeout(t, Some(left + ms)), None);
             // Closer than it fits: replaced by one that does.
-            let closer = (t + t / 8 + JIFFY_NS) - 1;
+            let closer = (t + JIFFY_NS) + (t + JIFFY_NS) / 8 - 1;
             if closer >= BLOCK_MIN_NS {
                 let n = kernel_timeout(t, Some(closer)).unwrap();
-                assert!(n + n / 8 + JIFFY_NS <= closer);
+                assert!((n + JIFFY_NS) + (n + JIFFY_NS) / 8 <= closer);
             }
         }
         let t = kernel_timeout(0, None).unwrap();
