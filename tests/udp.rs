@@ -426,6 +426,37 @@ fn self_address(s: &UdpSocket) -> (sockets::IPAddr, u16) {
     (to, port)
 }
 
+/// A `recv` on its own thread; its result arrives on the returned channel.
+fn spawn_recv(s: &Arc<UdpSocket>) -> mpsc::Receiver<reseau::Result<Vec<u8>>> {
+    let (s2, (tx, rx)) = (s.clone(), mpsc::channel());
+    thread::spawn(move || {
+        let _ = tx.send(recv(&s2));
+    });
+    rx
+}
+
+/// Blocks a deadline-free `recv` on `s` (long enough to be asleep in the kernel), then
+/// sets a deadline 50 ms ahead from this thread: the receive must fail with
+/// `DeadlineExceeded`, not before the deadline and well before the kernel timeout it
+/// would sleep to if it missed the change (up to 1.5 s).
+fn assert_deadline_set_while_blocked_wakes(s: &Arc<UdpSocket>, name: &str) {
+    s.set_read_deadline(None).unwrap();
+    let rx = spawn_recv(s);
+    thread::sleep(Duration::from_millis(150));
+    assert!(
+        rx.try_recv().is_err(),
+        "{name}: recv returned with nothing sent"
+    );
+    let set = Instant::now();
+    s.set_read_deadline(Some(set + Duration::from_millis(50)))
+        .unwrap();
+    let r = rx.recv_timeout(SAFETY).unwrap();
+    let took = set.elapsed();
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{name}: {r:?}");
+    assert!(took >= Duration::from_millis(50), "{name}: early, {took:?}");
+    assert!(took < Duration::from_secs(1), "{name}: late, {took:?}");
+}
+
 #[test]
 fn close_wakes_a_deadline_free_blocked_recv_and_later_receives_fail() {
     for (name, s) in receivers() {
@@ -463,36 +494,11 @@ fn close_wakes_a_deadline_free_blocked_recv_and_later_receives_fail() {
 #[test]
 fn a_deadline_set_from_another_thread_wakes_a_deadline_free_recv_on_time() {
     for (name, s) in receivers() {
-        s.set_read_deadline(None).unwrap();
         let s = Arc::new(s);
-        let (tx, rx) = mpsc::channel();
-        let s2 = s.clone();
-        thread::spawn(move || {
-            let _ = tx.send(recv(&s2));
-        });
-        // Long enough for the receive to be asleep in the kernel.
-        thread::sleep(Duration::from_millis(150));
-        assert!(
-            rx.try_recv().is_err(),
-            "{name}: recv returned with nothing sent"
-        );
-        let set = Instant::now();
-        s.set_read_deadline(Some(set + Duration::from_millis(50)))
-            .unwrap();
-        let r = rx.recv_timeout(SAFETY).unwrap();
-        let took = set.elapsed();
-        assert!(matches!(r, Err(Error::DeadlineExceeded)), "{name}: {r:?}");
-        assert!(took >= Duration::from_millis(50), "{name}: early, {took:?}");
-        // A receive that missed the change would sleep on to its own kernel timeout
-        // (up to 1.5 s): this bound fails then.
-        assert!(took < Duration::from_secs(1), "{name}: late, {took:?}");
+        assert_deadline_set_while_blocked_wakes(&s, name);
         // A deadline in the past, set while blocked: at once.
         s.set_read_deadline(None).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let s2 = s.clone();
-        thread::spawn(move || {
-            let _ = tx.send(recv(&s2));
-        });
+        let rx = spawn_recv(&s);
         thread::sleep(Duration::from_millis(150));
         let set = Instant::now();
         s.set_read_deadline(Some(set - Duration::from_millis(1)))
@@ -706,23 +712,8 @@ fn a_socket_in_another_network_namespace_is_woken_and_wakes_nobody_else() {
     let port = getsockname(&s).unwrap().1;
     // Same port on this namespace's loopback (skipped if taken here).
     let foreign = std::net::UdpSocket::bind(("127.0.0.1", port)).ok();
-    s.set_read_deadline(None).unwrap();
     let s = Arc::new(s);
-    let s2 = s.clone();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(recv(&s2));
-    });
-    thread::sleep(Duration::from_millis(150));
-    assert!(rx.try_recv().is_err(), "recv returned with nothing sent");
-    let set = Instant::now();
-    s.set_read_deadline(Some(set + Duration::from_millis(50)))
-        .unwrap();
-    let r = rx.recv_timeout(SAFETY).unwrap();
-    let took = set.elapsed();
-    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
-    assert!(took >= Duration::from_millis(50), "early, {took:?}");
-    assert!(took < Duration::from_secs(1), "late, {took:?}");
+    assert_deadline_set_while_blocked_wakes(&s, "other namespace");
     if let Some(f) = foreign {
         f.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -805,14 +796,7 @@ fn two_receivers_on_one_socket_both_see_a_deadline_change_and_close() {
     for (name, s) in receivers() {
         s.set_read_deadline(None).unwrap();
         let s = Arc::new(s);
-        let spawn = |s: &Arc<UdpSocket>| {
-            let (s2, (tx, rx)) = (s.clone(), mpsc::channel());
-            thread::spawn(move || {
-                let _ = tx.send(recv(&s2));
-            });
-            rx
-        };
-        let (a, b) = (spawn(&s), spawn(&s));
+        let (a, b) = (spawn_recv(&s), spawn_recv(&s));
         thread::sleep(Duration::from_millis(150));
         let set = Instant::now();
         s.set_read_deadline(Some(set + Duration::from_millis(50)))
@@ -827,7 +811,7 @@ fn two_receivers_on_one_socket_both_see_a_deadline_change_and_close() {
             set.elapsed()
         );
         s.set_read_deadline(None).unwrap();
-        let (a, b) = (spawn(&s), spawn(&s));
+        let (a, b) = (spawn_recv(&s), spawn_recv(&s));
         thread::sleep(Duration::from_millis(150));
         let t = Instant::now();
         s.close().unwrap();
