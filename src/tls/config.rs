@@ -538,6 +538,16 @@ impl Config {
         }
         let ctx = self.build(server, hash)?;
         let mut cache = lock_cache();
+        // Built outside the lock, so another thread may have stored the same context
+        // meanwhile: the first one stored is the one everybody gets. A client session
+        // only resumes on the context that made it, so two contexts handed out for one
+        // config would lose the sessions cached through the one that is not kept.
+        if let Some(e) = cache.get(&hash)
+            && e.seen == seen
+            && e.key.view() == key
+        {
+            return Ok(e.ctx.clone());
+        }
         if cache.len() >= CTX_CACHE_MAX && !cache.contains_key(&hash) {
             // Bounded: configs built per request (distinct ALPN lists, say) must not leak.
             cache.clear();
