@@ -1155,3 +1155,64 @@ fn connections_racing_to_build_a_context_all_resume() {
     }
     drain.join().unwrap();
 }
+
+#[test]
+fn connect_and_dial_do_not_copy_the_config() {
+    // `tls::connect` and `Dialer::dial_tls` infer the server name from the address; they
+    // used to clone the whole config per connection to set it (every path, ALPN name,
+    // the cache handle…). The name now goes down beside the config, so a config with
+    // many paths and names costs a connection exactly as many allocations as a bare one.
+    if !enabled() {
+        return;
+    }
+    let alpn: Vec<String> = (0..8).map(|i| format!("proto-{i}")).collect();
+    // No server_name: both paths infer "127.0.0.1" (checked against the IP SAN).
+    let small = Config {
+        server_name: None,
+        ..client_cfg(None)
+    };
+    let big = Config {
+        server_name: None,
+        alpn_protocols: alpn,
+        ..mtls_client(None)
+    };
+    const ROUNDS: usize = 3;
+    let (addr, served) = serve(server_cfg(), 4 * ROUNDS);
+    let drain = thread::spawn(move || {
+        for _ in 0..4 * ROUNDS {
+            if served.recv_timeout(SAFETY).is_err() {
+                return;
+            }
+        }
+    });
+    let address = addr.to_string();
+    let dialer = reseau::resolve::Dialer::default();
+    let cost = |cfg: &Config, dial: bool| {
+        let mut n = usize::MAX;
+        // The first round builds the context and warms this thread; the least of the
+        // rest is the steady state.
+        for _ in 0..ROUNDS {
+            let (conn, allocs) = count_allocs(|| {
+                if dial {
+                    dialer.dial_tls("tcp", &address, cfg)
+                } else {
+                    tls::connect(addr, cfg)
+                }
+            });
+            let conn = conn.unwrap();
+            assert!(conn.connection_state().handshake_complete);
+            drop(conn);
+            n = n.min(allocs);
+        }
+        n
+    };
+    let (cs, cb) = (cost(&small, false), cost(&big, false));
+    let (ds, db) = (cost(&small, true), cost(&big, true));
+    println!(
+        "allocations per connection: connect {cs} (bare) / {cb} (3 paths, 8 ALPN names); \
+         dial_tls {ds} / {db}"
+    );
+    assert_eq!(cb, cs, "connect: allocations grow with the config");
+    assert_eq!(db, ds, "dial_tls: allocations grow with the config");
+    drain.join().unwrap();
+}
