@@ -634,6 +634,50 @@ fn dial_ipv6_literal_verifies_ip_san() {
 }
 
 #[test]
+fn explicit_server_name_overrides_the_dialed_host() {
+    // The name inferred from the address is only a default: an explicit `server_name`
+    // is what SNI carries and what the certificate is verified against, whichever way
+    // the peer was named (connect and dial pass the inferred name beside the config).
+    if !enabled() {
+        return;
+    }
+    let sni_of = |dial: &dyn Fn(SocketAddr) -> reseau::Result<tls::Conn>| {
+        let (addr, srv) = serve_one(server_cfg(), |c| {
+            c.handshake().map(|()| c.connection_state().server_name)
+        });
+        let conn = dial(addr).expect("handshake");
+        let client_side = conn.connection_state().server_name;
+        conn.close().unwrap();
+        let server_side = wait(&srv, SAFETY, "server").expect("server handshake");
+        assert_eq!(client_side, server_side);
+        server_side
+    };
+    // By IP, named "localhost": SNI and DNS-name verification.
+    let named = localhost_cfg();
+    let got = sni_of(&|a| tls::dial("tcp", &a.to_string(), &named));
+    assert_eq!(got.as_deref(), Some("localhost"), "dial by IP");
+    let got = sni_of(&|a| tls::connect(a, &named));
+    assert_eq!(got.as_deref(), Some("localhost"), "connect");
+    // By host name, named by IP: no SNI, verified against the IP SAN.
+    let by_ip = Config {
+        server_name: Some("127.0.0.1".into()),
+        ..client_cfg()
+    };
+    let got = sni_of(&|a| tls::dial("tcp", &format!("localhost:{}", a.port()), &by_ip));
+    assert_eq!(got, None, "dial by name, verified by IP");
+    // A wrong explicit name fails even though the dialed host would have matched.
+    let (addr, srv) = serve_one(server_cfg(), |c| c.handshake());
+    let wrong = Config {
+        server_name: Some("example.com".into()),
+        ..client_cfg()
+    };
+    let err = tls::dial("tcp", &format!("localhost:{}", addr.port()), &wrong)
+        .expect_err("example.com is not in the certificate");
+    assert_eq!(tls_error(&err).op, "handshake", "{err:?}");
+    assert!(wait(&srv, SAFETY, "server").is_err());
+}
+
+#[test]
 fn listen_on_and_dial_tls_with_dialer() {
     // Reseau `listen(network, address, config)` + resolver-kw connect.
     if !enabled() {

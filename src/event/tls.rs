@@ -129,7 +129,7 @@ impl Prepared {
     /// # Errors
     /// [`Error::Tls`] when OpenSSL cannot create the session.
     pub(crate) fn session(&self, remote: Option<SocketAddr>) -> Result<Session> {
-        let (ssl, _sni) = tls::new_ssl(&self.ctx, &self.config, self.server, remote)?;
+        let (ssl, _sni) = tls::new_ssl(&self.ctx, &self.config, self.server, remote, None)?;
         let ssl = SslStream::new(ssl, MemIo::default())
             .map_err(|e| tls::tls_err("SSL_set_bio", 0, &e.to_string(), None))?;
         Ok(Session {

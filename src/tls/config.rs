@@ -414,6 +414,11 @@ fn pem_err(input: &str, setting: &str, path: &Path, e: &openssl::error::ErrorSta
 /// Strips brackets, an IPv6 zone and trailing dots: `"[fe80::1%lo]"` → `"fe80::1"`,
 /// `"example.com."` → `"example.com"` (case kept).
 pub(crate) fn normalize_name(name: &str) -> String {
+    trim_name(name).to_string()
+}
+
+/// [`normalize_name`] without copying.
+pub(crate) fn trim_name(name: &str) -> &str {
     let n = name
         .strip_prefix('[')
         .and_then(|n| n.strip_suffix(']'))
@@ -422,7 +427,7 @@ pub(crate) fn normalize_name(name: &str) -> String {
         Some((ip, _)) if ip.parse::<IpAddr>().is_ok() => ip,
         _ => n,
     };
-    n.trim_end_matches('.').to_string()
+    n.trim_end_matches('.')
 }
 
 impl Config {
@@ -465,10 +470,11 @@ impl Config {
         Ok(())
     }
 
-    /// Validates for a client (after `server_name` inference).
-    fn validate_client(&self, stamps: &Stamps) -> Result<()> {
+    /// Validates for a client; `inferred` is the name used when `server_name` is unset.
+    fn validate_client(&self, stamps: &Stamps, inferred: Option<&str>) -> Result<()> {
         self.validate_common(stamps)?;
-        if self.verify_peer && self.server_name.as_deref().is_none_or(str::is_empty) {
+        let name = self.server_name.as_deref().or(inferred);
+        if self.verify_peer && name.is_none_or(str::is_empty) {
             return Err(cfg_err(
                 "client TLS with `verify_peer = true` requires `server_name`",
             ));
@@ -508,11 +514,23 @@ impl Config {
     /// The shared `SSL_CTX` for this config and role (built on first use, and again
     /// when one of its files has changed since).
     pub(crate) fn context(&self, server: bool) -> Result<SslContext> {
-        self.context_at(server, SystemTime::now())
+        self.context_at(server, None, SystemTime::now())
+    }
+
+    /// A client's [`context`](Self::context) for connections that use `inferred` (already
+    /// normalized) as the server name when `server_name` is unset: it takes part in
+    /// validation only, so one config serves every host without a copy per connection.
+    pub(crate) fn client_context(&self, inferred: Option<&str>) -> Result<SslContext> {
+        self.context_at(false, inferred, SystemTime::now())
     }
 
     /// [`context`](Self::context) as of `now` (the ticket key period's clock).
-    fn context_at(&self, server: bool, now: SystemTime) -> Result<SslContext> {
+    fn context_at(
+        &self,
+        server: bool,
+        inferred: Option<&str>,
+        now: SystemTime,
+    ) -> Result<SslContext> {
         let env = cert_env(self, server);
         let key = KeyView::new(self, server, env.as_deref());
         // Stamped before the build: a file changed during it looks changed next time,
@@ -523,7 +541,7 @@ impl Config {
         if server {
             self.validate_server(&stamps)?
         } else {
-            self.validate_client(&stamps)?
+            self.validate_client(&stamps, inferred)?
         }
         let seen = Seen {
             stamps,
@@ -538,6 +556,16 @@ impl Config {
         }
         let ctx = self.build(server, hash)?;
         let mut cache = lock_cache();
+        // Built outside the lock, so another thread may have stored the same context
+        // meanwhile: the first one stored is the one everybody gets. A client session
+        // only resumes on the context that made it, so two contexts handed out for one
+        // config would lose the sessions cached through the one that is not kept.
+        if let Some(e) = cache.get(&hash)
+            && e.seen == seen
+            && e.key.view() == key
+        {
+            return Ok(e.ctx.clone());
+        }
         if cache.len() >= CTX_CACHE_MAX && !cache.contains_key(&hash) {
             // Bounded: configs built per request (distinct ALPN lists, say) must not leak.
             cache.clear();
@@ -952,17 +980,26 @@ mod tests {
         let later = now + TICKET_KEY_PERIOD;
         // Tickets on: the same period shares the context, the next one rebuilds it (new
         // ticket keys); going on in that period shares again.
-        let a = server(false).context_at(true, now).unwrap();
-        assert!(same(&a, &server(false).context_at(true, now).unwrap()));
-        let b = server(false).context_at(true, later).unwrap();
+        let a = server(false).context_at(true, None, now).unwrap();
+        assert!(same(
+            &a,
+            &server(false).context_at(true, None, now).unwrap()
+        ));
+        let b = server(false).context_at(true, None, later).unwrap();
         assert!(
             !same(&a, &b),
             "a new period must rebuild the server context"
         );
-        assert!(same(&b, &server(false).context_at(true, later).unwrap()));
+        assert!(same(
+            &b,
+            &server(false).context_at(true, None, later).unwrap()
+        ));
         // Tickets off: nothing to rotate.
-        let c = server(true).context_at(true, now).unwrap();
-        assert!(same(&c, &server(true).context_at(true, later).unwrap()));
+        let c = server(true).context_at(true, None, now).unwrap();
+        assert!(same(
+            &c,
+            &server(true).context_at(true, None, later).unwrap()
+        ));
     }
 
     #[test]

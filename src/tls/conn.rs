@@ -250,14 +250,17 @@ impl Fault {
 }
 
 /// A new session from `ctx` for `config` (client: SNI, name or IP verification,
-/// session cache), with its state set to connect or accept; no I/O. Also returns the
+/// session cache), with its state set to connect or accept; no I/O. A client uses
+/// `inferred` as its server name when `config.server_name` is unset. Also returns the
 /// SNI name a client requested. Shared with the event layer.
 pub(crate) fn new_ssl(
     ctx: &SslContext,
     config: &Config,
     server: bool,
     remote: Option<SocketAddr>,
+    inferred: Option<&str>,
 ) -> Result<(Ssl, Option<String>)> {
+    let server_name = config.server_name.as_deref().or(inferred);
     let ossl =
         |what: &'static str, e: openssl::error::ErrorStack| tls_err(what, 0, &e.to_string(), None);
     let mut ssl = Ssl::new(ctx).map_err(|e| ossl("SSL_new", e))?;
@@ -270,7 +273,7 @@ pub(crate) fn new_ssl(
             .as_ref()
             .filter(|_| !config.session_tickets_disabled)
         {
-            let key = session_key(config, remote);
+            let key = session_key(server_name, remote);
             if let Some(session) = cache.get(&key, ctx) {
                 crate::sys::ssl_set_session(&mut ssl, &session, ctx);
             }
@@ -284,11 +287,7 @@ pub(crate) fn new_ssl(
             );
         }
         ssl.set_connect_state();
-        if let Some(name) = config
-            .server_name
-            .as_deref()
-            .map(super::config::normalize_name)
-        {
+        if let Some(name) = server_name.map(super::config::trim_name) {
             match name.parse::<IpAddr>() {
                 // SNI carries host names only (RFC 6066); IPs are checked against IP SANs.
                 Ok(ip) if config.verify_peer => {
@@ -296,17 +295,17 @@ pub(crate) fn new_ssl(
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    ssl.set_hostname(&name)
+                    ssl.set_hostname(name)
                         .map_err(|e| ossl("SSL_set_tlsext_host_name", e))?;
                     if config.verify_peer {
                         // Go parity: a certificate without SANs does not match on its CN.
                         ssl.param_mut()
                             .set_hostflags(X509CheckFlags::NEVER_CHECK_SUBJECT);
                         ssl.param_mut()
-                            .set_host(&name)
+                            .set_host(name)
                             .map_err(|e| ossl("SSL_set1_host", e))?;
                     }
-                    sni = Some(name);
+                    sni = Some(name.to_string());
                 }
             }
         }
@@ -395,12 +394,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Wraps `tcp` with a session from `ctx`; no I/O.
+    /// Wraps `tcp` with a session from `ctx`; no I/O. `inferred`: as in [`new_ssl`].
     pub(crate) fn new(
         tcp: tcp::Conn,
         ctx: &SslContext,
         config: &Config,
         server: bool,
+        inferred: Option<&str>,
     ) -> Result<Conn> {
         let verifies = if server {
             matches!(
@@ -411,7 +411,7 @@ impl Conn {
         } else {
             config.verify_peer
         };
-        let (ssl, sni) = new_ssl(ctx, config, server, tcp.remote_addr())?;
+        let (ssl, sni) = new_ssl(ctx, config, server, tcp.remote_addr(), inferred)?;
         let ossl = |what: &'static str, e: openssl::error::ErrorStack| {
             tls_err(what, 0, &e.to_string(), None)
         };
@@ -1199,10 +1199,10 @@ impl Conn {
 }
 
 /// The client session cache's key: `server_name:port`, else the peer's `ip:port`.
-fn session_key(config: &Config, remote: Option<SocketAddr>) -> String {
+fn session_key(server_name: Option<&str>, remote: Option<SocketAddr>) -> String {
     let port = remote.map_or(0, |a| a.port());
-    match config.server_name.as_deref().filter(|n| !n.is_empty()) {
-        Some(name) => format!("{}:{port}", super::config::normalize_name(name)),
+    match server_name.filter(|n| !n.is_empty()) {
+        Some(name) => format!("{}:{port}", super::config::trim_name(name)),
         None => remote.map_or_else(String::new, |a| a.to_string()),
     }
 }

@@ -44,6 +44,7 @@ use crate::resolve::{Dialer, ListenConfig};
 use crate::{Result, tcp};
 
 pub(crate) use config::normalize_name;
+use config::trim_name;
 pub(crate) use conn::{new_ssl, ssl_error, tls_err};
 
 /// Wraps a connected TCP stream as a TLS client; the handshake runs on first I/O or
@@ -53,7 +54,7 @@ pub(crate) use conn::{new_ssl, ssl_error, tls_err};
 /// [`Error::TlsConfig`](crate::Error::TlsConfig) (e.g. `verify_peer` without `server_name`), before any I/O.
 pub fn client(tcp: tcp::Conn, config: &Config) -> Result<Conn> {
     let ctx = config.context(false)?;
-    Conn::new(tcp, &ctx, config, false)
+    Conn::new(tcp, &ctx, config, false, None)
 }
 
 /// Wraps an accepted TCP stream as a TLS server; the handshake runs on first I/O.
@@ -62,16 +63,7 @@ pub fn client(tcp: tcp::Conn, config: &Config) -> Result<Conn> {
 /// [`Error::TlsConfig`](crate::Error::TlsConfig) (no certificate, `Verify*` modes without `client_ca_file`, …).
 pub fn server(tcp: tcp::Conn, config: &Config) -> Result<Conn> {
     let ctx = config.context(true)?;
-    Conn::new(tcp, &ctx, config, true)
-}
-
-/// The config with `server_name` inferred from `host` when it is not set.
-fn with_server_name(config: &Config, host: impl FnOnce() -> Option<String>) -> Config {
-    let mut cfg = config.clone();
-    if cfg.server_name.is_none() {
-        cfg.server_name = host().map(|h| normalize_name(&h));
-    }
-    cfg
+    Conn::new(tcp, &ctx, config, true, None)
 }
 
 /// Handshakes, closing the connection if it fails.
@@ -92,9 +84,16 @@ fn finish(conn: Conn, budget: Option<Instant>) -> Result<Conn> {
 /// [`Error::TlsConfig`](crate::Error::TlsConfig) before any I/O; the errors of [`tcp::connect`] and
 /// [`Conn::handshake`].
 pub fn connect(remote: SocketAddr, config: &Config) -> Result<Conn> {
-    let cfg = with_server_name(config, || Some(remote.ip().to_string()));
-    let ctx = cfg.context(false)?;
-    finish(Conn::new(tcp::connect(remote)?, &ctx, &cfg, false)?, None)
+    // The inferred name goes down beside the config: no copy of the config per connection.
+    let ip = config
+        .server_name
+        .is_none()
+        .then(|| remote.ip().to_string());
+    let ctx = config.client_context(ip.as_deref())?;
+    finish(
+        Conn::new(tcp::connect(remote)?, &ctx, config, false, ip.as_deref())?,
+        None,
+    )
 }
 
 /// Dials `address` with [`Dialer::default()`] and completes the handshake;
@@ -116,14 +115,18 @@ impl Dialer {
     /// (`op == "dial"`) around the dial's or handshake's error ([`Error::DialTimeout`](crate::Error::DialTimeout)
     /// when the budget ran out during the handshake).
     pub fn dial_tls(&self, network: &str, address: &str, config: &Config) -> Result<Conn> {
-        let cfg = with_server_name(config, || {
-            crate::resolve::split_host_port(address)
-                .ok()
-                .map(|(h, _)| h)
-        });
-        let ctx = cfg.context(false)?;
+        let host = config
+            .server_name
+            .is_none()
+            .then(|| {
+                crate::resolve::split(address)
+                    .ok()
+                    .map(|(h, _)| trim_name(h))
+            })
+            .flatten();
+        let ctx = config.client_context(host)?;
         let (tcp, budget) = self.dial_budget(network, address)?;
-        Conn::new(tcp, &ctx, &cfg, false)
+        Conn::new(tcp, &ctx, config, false, host)
             .and_then(|c| finish(c, budget))
             .map_err(|e| crate::resolve::wrap("dial", network, self.local_addr, address, e))
     }
@@ -189,7 +192,7 @@ impl Listener {
     /// As [`tcp::Listener::accept`].
     pub fn accept(&self) -> Result<Conn> {
         let tcp = self.tcp.accept()?;
-        Conn::new(tcp, &self.context(), &self.config, true)
+        Conn::new(tcp, &self.context(), &self.config, true, None)
     }
 
     /// The current context, or the last one that loaded.
