@@ -442,24 +442,10 @@ pub(crate) unsafe fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// Makes the file description blocking (`on`) or non-blocking again (`fcntl(2)`
-/// `O_NONBLOCK`). Every other holder of the description sees the change.
+/// Makes the file description blocking (`on`) or non-blocking again (`O_NONBLOCK`
+/// through socket2's `fcntl`). Every other holder of the description sees the change.
 pub(crate) fn set_blocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: F_GETFL/F_SETFL only read and set the status flags of `raw`, which is
-    // borrowed, so open for the call.
-    unsafe {
-        let fl = syscall!(libc::fcntl(raw, libc::F_GETFL))?;
-        let want = if on {
-            fl & !libc::O_NONBLOCK
-        } else {
-            fl | libc::O_NONBLOCK
-        };
-        if want != fl {
-            syscall!(libc::fcntl(raw, libc::F_SETFL, want))?;
-        }
-    }
-    Ok(())
+    sock(&fd).set_nonblocking(!on)
 }
 
 /// `SO_RCVTIMEO` (socket(7)): how long a blocking receive sleeps before `EAGAIN`. The
