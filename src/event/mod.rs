@@ -873,8 +873,8 @@ impl Runtime {
         crate::resolve::check_host(host)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let literal = dial::literal(host, opts.local_addr);
-        if let Err(Error::InvalidArgument(e)) = literal {
-            return Err(Error::InvalidArgument(e));
+        if let Err(e @ Error::InvalidArgument(_)) = literal {
+            return Err(e);
         }
         let tls = opts
             .tls
