@@ -1315,10 +1315,7 @@ fn literal_of_the_other_family_than_local_is_refused_up_front_as_dialer_does() {
 /// and with nothing usable left it fails as `Dialer` does.
 #[test]
 fn resolved_addresses_are_filtered_by_the_local_family_as_dialer_does() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let rt = rt(1);
     let cases = [
         // ::1 first: tried first unless filtered out, and its error would be reported.
@@ -1392,6 +1389,18 @@ fn policy_applies_to_names_not_to_literals_as_dialer() {
     assert_eq!(failure_shape(&event), failure_shape(&blocking));
 }
 
+/// Once connected, writes `data` and waits for the handler's timer: nothing may be
+/// received before it (the bytes are held for an incomplete frame).
+fn held_until_timer(rx: &Receiver<Ev>, c: &mut TcpStream, data: &[u8]) {
+    wait_for(rx, "connected", |e| matches!(e, Ev::Connected(_)));
+    c.write_all(data).unwrap();
+    let (_, before) = wait_for(rx, "timer", |e| matches!(e, Ev::Timer(_)));
+    assert!(
+        !before.iter().any(|e| matches!(e, Ev::Received(_))),
+        "{before:?}"
+    );
+}
+
 #[test]
 fn buffer_until_is_bounded_by_max_frame() {
     use reseau::event::MAX_FRAME;
@@ -1413,13 +1422,7 @@ fn buffer_until_is_bounded_by_max_frame() {
             c.buffer_until(Some(3)).unwrap();
         }));
     });
-    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
-    c.write_all(b"abcdef").unwrap();
-    let (_, before) = wait_for(&rx, "timer", |e| matches!(e, Ev::Timer(_)));
-    assert!(
-        !before.iter().any(|e| matches!(e, Ev::Received(_))),
-        "{before:?}"
-    );
+    held_until_timer(&rx, &mut c, b"abcdef");
     wait_for(&rx, "first frame", |e| *e == Ev::Received(b"abc".to_vec()));
     wait_for(&rx, "second frame", |e| *e == Ev::Received(b"def".to_vec()));
 }
@@ -1437,13 +1440,7 @@ fn changing_buffer_until_delivers_held_bytes_at_once() {
             c.buffer_until(None).unwrap();
         }));
     });
-    wait_for(&rx, "connected", |e| matches!(e, Ev::Connected(_)));
-    c.write_all(b"abcdef").unwrap();
-    let (_, before) = wait_for(&rx, "timer", |e| matches!(e, Ev::Timer(_)));
-    assert!(
-        !before.iter().any(|e| matches!(e, Ev::Received(_))),
-        "{before:?}"
-    );
+    held_until_timer(&rx, &mut c, b"abcdef");
     wait_for(&rx, "held bytes", |e| {
         *e == Ev::Received(b"abcdef".to_vec())
     });

@@ -545,3 +545,44 @@ fn a_plaintext_peer_reads_like_go() {
     }
     plain.join().unwrap();
 }
+
+/// The dialed host is the server name the certificate is checked against when
+/// `server_name` is unset (a name the certificate does not carry fails as a hostname
+/// mismatch), and an explicit `server_name` overrides it.
+#[test]
+fn dialed_host_is_verified_unless_server_name_overrides_it() {
+    if !enabled() {
+        return;
+    }
+    let rt = rt();
+    let (srv, _srx) = serve(&rt, Some(server_cfg()), Role::Echo);
+    let port = srv.local_addr().port();
+    let hosts = reseau::resolve::StaticResolver::new();
+    hosts.insert(
+        "wrong.test",
+        ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()],
+    );
+    let resolver = std::sync::Arc::new(hosts);
+    for (server_name, ok) in [(None, false), (Some("localhost"), true)] {
+        let copts = ConnectOptions {
+            tls: Some(tls::Config {
+                server_name: server_name.map(str::to_string),
+                ..client_cfg()
+            }),
+            resolver: resolver.clone(),
+            ..ConnectOptions::default()
+        };
+        let (tx, crx) = mpsc::channel();
+        let _h = rt
+            .connect("wrong.test", port, copts, probe(&tx, Role::Hello))
+            .unwrap();
+        match next(&crx) {
+            Ev::Connected(true) if ok => {}
+            Ev::ConnectFailed(msg, false) if !ok => {
+                assert!(msg.contains("hostname mismatch"), "{msg}");
+                assert!(msg.starts_with("dial tcp wrong.test:"), "{msg}");
+            }
+            e => panic!("server_name {server_name:?}: {e:?}"),
+        }
+    }
+}

@@ -468,7 +468,7 @@ impl Conn<'_> {
             return refuse("unread plaintext buffered (CVE-2021-23222)");
         }
         let host = st.peer.map(|p| p.ip().to_string());
-        let p = Prepared::new(config, server, host.as_deref())?;
+        let p = Prepared::new(config.clone(), server, host.as_deref())?;
         let sess = p.session(st.peer)?;
         st.tls = Some(Box::new(sess));
         st.phase = Phase::Handshaking(Role::Upgrade);
@@ -796,7 +796,7 @@ impl Runtime {
         let tls = opts
             .tls
             .as_ref()
-            .map(|c| Prepared::new(c, true, None))
+            .map(|c| Prepared::new(c.clone(), true, None))
             .transpose()?;
         ln.set_nonblocking(true).map_err(sys("fcntl"))?;
         let local = ln.local_addr().map_err(sys("getsockname"))?;
@@ -866,19 +866,20 @@ impl Runtime {
         &self,
         host: &str,
         port: u16,
-        opts: ConnectOptions,
+        mut opts: ConnectOptions,
         handler: H,
     ) -> Result<Handle> {
         opts.policy.validate()?;
         crate::resolve::check_host(host)?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let literal = dial::literal(host, opts.local_addr);
-        if let Err(Error::InvalidArgument(e)) = literal {
-            return Err(Error::InvalidArgument(e));
+        if let Err(e @ Error::InvalidArgument(_)) = literal {
+            return Err(e);
         }
+        // The config moves into the prepared context: no copy per connection.
         let tls = opts
             .tls
-            .as_ref()
+            .take()
             .map(|c| Prepared::new(c, false, Some(host)))
             .transpose()?;
         let cell = Arc::new(AtomicU64::new(reactor::UNSET));

@@ -95,6 +95,9 @@ pub(crate) struct Prepared {
     pub(crate) ctx: SslContext,
     pub(crate) config: Arc<Config>,
     pub(crate) server: bool,
+    /// A client's server name when `config.server_name` is unset: the dialed host,
+    /// normalized (passed beside the config, as by `tls::connect`, not copied into it).
+    pub(crate) inferred: Option<String>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -111,16 +114,20 @@ impl Prepared {
     ///
     /// # Errors
     /// [`Error::TlsConfig`] for an invalid configuration.
-    pub(crate) fn new(config: &Config, server: bool, host: Option<&str>) -> Result<Prepared> {
-        let mut cfg = config.clone();
-        if !server && cfg.server_name.is_none() {
-            cfg.server_name = host.map(tls::normalize_name);
-        }
-        let ctx = cfg.context(server)?;
+    pub(crate) fn new(config: Config, server: bool, host: Option<&str>) -> Result<Prepared> {
+        let inferred = host
+            .filter(|_| !server && config.server_name.is_none())
+            .map(tls::normalize_name);
+        let ctx = if server {
+            config.context(true)?
+        } else {
+            config.client_context(inferred.as_deref())?
+        };
         Ok(Prepared {
             ctx,
-            config: Arc::new(cfg),
+            config: Arc::new(config),
             server,
+            inferred,
         })
     }
 
@@ -129,7 +136,13 @@ impl Prepared {
     /// # Errors
     /// [`Error::Tls`] when OpenSSL cannot create the session.
     pub(crate) fn session(&self, remote: Option<SocketAddr>) -> Result<Session> {
-        let (ssl, _sni) = tls::new_ssl(&self.ctx, &self.config, self.server, remote, None)?;
+        let (ssl, _sni) = tls::new_ssl(
+            &self.ctx,
+            &self.config,
+            self.server,
+            remote,
+            self.inferred.as_deref(),
+        )?;
         let ssl = SslStream::new(ssl, MemIo::default())
             .map_err(|e| tls::tls_err("SSL_set_bio", 0, &e.to_string(), None))?;
         Ok(Session {
