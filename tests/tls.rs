@@ -2838,3 +2838,21 @@ fn a_failed_handshake_reads_the_same_every_time() {
     assert_eq!(first.to_string(), write.to_string());
     assert_eq!(first.raw_os_error(), again.raw_os_error());
 }
+
+#[test]
+fn config_server_name_with_nul() {
+    // A NUL cannot go into SNI or a host check: a config error before any I/O, not a
+    // panic in SSL_set_tlsext_host_name's C string, whether or not the peer is verified.
+    if !enabled() {
+        return;
+    }
+    for verify_peer in [true, false] {
+        let cfg = Config {
+            server_name: Some("local\0host".into()),
+            verify_peer,
+            ..client_cfg()
+        };
+        let msg = assert_client_config_rejected(&cfg, "server_name with NUL");
+        assert!(msg.contains("server_name"), "{msg}");
+    }
+}

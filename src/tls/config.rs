@@ -474,6 +474,12 @@ impl Config {
     fn validate_client(&self, stamps: &Stamps, inferred: Option<&str>) -> Result<()> {
         self.validate_common(stamps)?;
         let name = self.server_name.as_deref().or(inferred);
+        if let Some(n) = name.filter(|n| n.contains('\0')) {
+            // SNI and the host check take C strings: it would panic in `new_ssl`.
+            return Err(cfg_err(format!(
+                "`server_name` must not contain NUL bytes, got {n:?}"
+            )));
+        }
         if self.verify_peer && name.is_none_or(str::is_empty) {
             return Err(cfg_err(
                 "client TLS with `verify_peer = true` requires `server_name`",
