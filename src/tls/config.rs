@@ -554,11 +554,14 @@ impl Config {
             ticket_period: (server && !self.session_tickets_disabled).then(|| ticket_period(now)),
         };
         let hash = key.hash64();
-        if let Some(e) = lock_cache().get(&hash)
-            && e.seen == seen
-            && e.key.view() == key
-        {
-            return Ok(e.ctx.clone());
+        let hit = |cache: &Cache| {
+            cache
+                .get(&hash)
+                .filter(|e| e.seen == seen && e.key.view() == key)
+                .map(|e| e.ctx.clone())
+        };
+        if let Some(ctx) = hit(&lock_cache()) {
+            return Ok(ctx);
         }
         let ctx = self.build(server, hash)?;
         let mut cache = lock_cache();
@@ -566,11 +569,8 @@ impl Config {
         // meanwhile: the first one stored is the one everybody gets. A client session
         // only resumes on the context that made it, so two contexts handed out for one
         // config would lose the sessions cached through the one that is not kept.
-        if let Some(e) = cache.get(&hash)
-            && e.seen == seen
-            && e.key.view() == key
-        {
-            return Ok(e.ctx.clone());
+        if let Some(ctx) = hit(&cache) {
+            return Ok(ctx);
         }
         if cache.len() >= CTX_CACHE_MAX && !cache.contains_key(&hash) {
             // Bounded: configs built per request (distinct ALPN lists, say) must not leak.
