@@ -932,8 +932,28 @@ struct Entry {
 /// The contexts by [`KeyView::hash64`]: a lookup hashes the borrowed view and compares
 /// the entry's key field by field, so a hit allocates nothing. Two keys with one hash
 /// (never seen in practice) would take turns in the slot: each miss rebuilds, which is
-/// slower but still correct.
-type Cache = HashMap<u64, Entry>;
+/// slower but still correct. The key is already a SipHash, so the map uses it as is
+/// rather than hashing it a second time per lookup.
+type Cache = HashMap<u64, Entry, std::hash::BuildHasherDefault<KeyHashed>>;
+
+/// A [`Hasher`](std::hash::Hasher) that passes a [`KeyView::hash64`] through.
+#[derive(Default)]
+struct KeyHashed(u64);
+
+impl std::hash::Hasher for KeyHashed {
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys go in (`write_u64`); fold anything else rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
