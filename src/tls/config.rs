@@ -275,7 +275,7 @@ impl ClientSessionCache {
         Some(session.clone())
     }
 
-    fn put(&self, key: &str, ctx: &SslContext, session: SslSession) {
+    fn put(&self, key: &str, ctx: &openssl::ssl::SslContextRef, session: SslSession) {
         let mut lru = crate::util::lock(&self.0);
         lru.tick += 1;
         let tick = lru.tick;
@@ -291,7 +291,7 @@ impl ClientSessionCache {
             }
         }
         lru.entries
-            .insert(key.to_string(), (tick, ctx.clone(), session));
+            .insert(key.to_string(), (tick, ctx.to_owned(), session));
     }
 }
 
@@ -315,12 +315,11 @@ impl PartialEq for ClientSessionCache {
 
 impl Eq for ClientSessionCache {}
 
-/// What a client connection's new-session callback needs: where to store, under which
-/// key, and the context the session belongs to.
+/// What a client connection's new-session callback needs: where to store, and under
+/// which key (the session belongs to the connection's own context).
 pub(crate) struct SessionSlot {
     pub(crate) cache: ClientSessionCache,
     pub(crate) key: String,
-    pub(crate) ctx: SslContext,
 }
 
 /// Where a server connection keeps the SNI name its client sent.
@@ -649,7 +648,7 @@ impl Config {
             );
             b.set_new_session_callback(|ssl, session| {
                 if let Some(slot) = ssl.ex_data(session_slot()) {
-                    slot.cache.put(&slot.key, &slot.ctx, session);
+                    slot.cache.put(&slot.key, ssl.ssl_context(), session);
                 }
             });
         }

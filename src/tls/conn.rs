@@ -282,7 +282,6 @@ pub(crate) fn new_ssl(
                 super::config::SessionSlot {
                     cache: cache.clone(),
                     key,
-                    ctx: ctx.clone(),
                 },
             );
         }
