@@ -2856,3 +2856,23 @@ fn config_server_name_with_nul() {
         assert!(msg.contains("server_name"), "{msg}");
     }
 }
+
+#[test]
+fn empty_server_name_without_verification_sends_no_sni() {
+    // Go: an empty ServerName with InsecureSkipVerify handshakes without SNI.
+    if !enabled() {
+        return;
+    }
+    let (addr, rx) = serve_one(server_cfg(), echo);
+    let cfg = Config {
+        server_name: Some(String::new()),
+        verify_peer: false,
+        ..Config::default()
+    };
+    let conn = tls::client(tcp::connect(addr).unwrap(), &cfg).expect("empty name, no verification");
+    conn.set_deadline(soon()).unwrap();
+    round_trip(&conn, b"no sni");
+    conn.close().unwrap();
+    let st = wait(&rx, Duration::from_secs(10), "server").expect("server handshake");
+    assert_eq!(st.server_name, None);
+}
