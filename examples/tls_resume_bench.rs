@@ -60,14 +60,19 @@ fn rate(secs: f64, mut one: impl FnMut()) -> (f64, f64) {
     (per_sec, (cpu_ns() - cpu) as f64 / 1e3 / n as f64)
 }
 
-/// A reseau TLS server: per connection, handshake and echo one byte.
-fn reseau_server() -> SocketAddr {
+/// A reseau TLS listener on loopback with the test server certificate.
+fn reseau_listener() -> tls::Listener {
     let cfg = Config {
         cert_file: Some(cert("server.pem")),
         key_file: Some(cert("server.key")),
         ..Config::default()
     };
-    let ln = tls::listen(tcp::loopback_addr(0), cfg).unwrap();
+    tls::listen(tcp::loopback_addr(0), cfg).unwrap()
+}
+
+/// A reseau TLS server: per connection, handshake and echo one byte.
+fn reseau_server() -> SocketAddr {
+    let ln = reseau_listener();
     let addr = ln.local_addr().unwrap();
     thread::spawn(move || {
         while let Ok(c) = ln.accept() {
@@ -235,12 +240,7 @@ fn crypto_floor() -> (f64, f64) {
 
 /// Sends `iters` x 8 x 64 bytes, per slice or vectored; MB/s of plaintext.
 fn vectored_rate(vectored: bool, iters: usize) -> f64 {
-    let cfg = Config {
-        cert_file: Some(cert("server.pem")),
-        key_file: Some(cert("server.key")),
-        ..Config::default()
-    };
-    let ln = tls::listen(tcp::loopback_addr(0), cfg).unwrap();
+    let ln = reseau_listener();
     let addr = ln.local_addr().unwrap();
     let total = iters * 8 * 64;
     let server = thread::spawn(move || {

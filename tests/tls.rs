@@ -2838,3 +2838,41 @@ fn a_failed_handshake_reads_the_same_every_time() {
     assert_eq!(first.to_string(), write.to_string());
     assert_eq!(first.raw_os_error(), again.raw_os_error());
 }
+
+#[test]
+fn config_server_name_with_nul() {
+    // A NUL cannot go into SNI or a host check: a config error before any I/O, not a
+    // panic in SSL_set_tlsext_host_name's C string, whether or not the peer is verified.
+    if !enabled() {
+        return;
+    }
+    for verify_peer in [true, false] {
+        let cfg = Config {
+            server_name: Some("local\0host".into()),
+            verify_peer,
+            ..client_cfg()
+        };
+        let msg = assert_client_config_rejected(&cfg, "server_name with NUL");
+        assert!(msg.contains("server_name"), "{msg}");
+    }
+}
+
+#[test]
+fn empty_server_name_without_verification_sends_no_sni() {
+    // Go: an empty ServerName with InsecureSkipVerify handshakes without SNI.
+    if !enabled() {
+        return;
+    }
+    let (addr, rx) = serve_one(server_cfg(), echo);
+    let cfg = Config {
+        server_name: Some(String::new()),
+        verify_peer: false,
+        ..Config::default()
+    };
+    let conn = tls::client(tcp::connect(addr).unwrap(), &cfg).expect("empty name, no verification");
+    conn.set_deadline(soon()).unwrap();
+    round_trip(&conn, b"no sni");
+    conn.close().unwrap();
+    let st = wait(&rx, Duration::from_secs(10), "server").expect("server handshake");
+    assert_eq!(st.server_name, None);
+}

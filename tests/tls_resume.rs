@@ -466,6 +466,14 @@ fn verify_connection_rejects_with_the_reason_and_runs_on_resumption() {
     assert_eq!(*calls.lock().unwrap(), vec![(false, 1), (true, 1)]);
 }
 
+/// [`pair`] with both ends held to version `v`.
+fn pair_at(v: TlsVersion) -> (Conn, Conn) {
+    pair(
+        with_version(server_cfg(), v),
+        with_version(client_cfg(None), v),
+    )
+}
+
 /// A handshaken client/server pair over loopback.
 fn pair(server: Config, client: Config) -> (Conn, Conn) {
     let ln: Listener = tls::listen(tcp::loopback_addr(0), server).unwrap();
@@ -490,10 +498,7 @@ fn exported_keying_material_matches_on_both_sides() {
         return;
     }
     for v in [TlsVersion::Tls13, TlsVersion::Tls12] {
-        let (c, s) = pair(
-            with_version(server_cfg(), v),
-            with_version(client_cfg(None), v),
-        );
+        let (c, s) = pair_at(v);
         let ek = |conn: &Conn, label: &str, ctx: Option<&[u8]>| {
             conn.export_keying_material(label, ctx, 48).unwrap()
         };
@@ -504,10 +509,7 @@ fn exported_keying_material_matches_on_both_sides() {
         assert_ne!(a, ek(&c, "EXPORTER-other", Some(b"ctx")));
         assert_ne!(a, ek(&c, "EXPORTER-test", Some(b"other")));
         // Another session, other keys.
-        let (c2, _s2) = pair(
-            with_version(server_cfg(), v),
-            with_version(client_cfg(None), v),
-        );
+        let (c2, _s2) = pair_at(v);
         assert_ne!(a, ek(&c2, "EXPORTER-test", Some(b"ctx")));
     }
     // Before the handshake: an error, and the handshake is not forced.
@@ -539,10 +541,7 @@ fn tls12_exporter_refuses_reserved_labels_as_go_does() {
     if !enabled() {
         return;
     }
-    let (c, s) = pair(
-        with_version(server_cfg(), TlsVersion::Tls12),
-        with_version(client_cfg(None), TlsVersion::Tls12),
-    );
+    let (c, s) = pair_at(TlsVersion::Tls12);
     assert_eq!(c.connection_state().version, "TLSv1.2");
     for conn in [&c, &s] {
         for label in RESERVED {
@@ -692,10 +691,7 @@ fn key_update_requires_tls13() {
     if !enabled() {
         return;
     }
-    let (c, _s) = pair(
-        with_version(server_cfg(), TlsVersion::Tls12),
-        with_version(client_cfg(None), TlsVersion::Tls12),
-    );
+    let (c, _s) = pair_at(TlsVersion::Tls12);
     let err = c.key_update(true).unwrap_err();
     assert!(err.to_string().contains("requires TLS 1.3"), "{err}");
     // The conn is still usable.
@@ -931,10 +927,7 @@ fn exported_keying_material_rejects_careless_arguments_cleanly() {
         other => panic!("expected InvalidArgument, got {other:?}"),
     };
     for v in [TlsVersion::Tls13, TlsVersion::Tls12] {
-        let (c, s) = pair(
-            with_version(server_cfg(), v),
-            with_version(client_cfg(None), v),
-        );
+        let (c, s) = pair_at(v);
         assert_eq!(
             c.export_keying_material("x", None, 0).unwrap(),
             b"",

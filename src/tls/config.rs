@@ -275,7 +275,7 @@ impl ClientSessionCache {
         Some(session.clone())
     }
 
-    fn put(&self, key: &str, ctx: &SslContext, session: SslSession) {
+    fn put(&self, key: &str, ctx: &openssl::ssl::SslContextRef, session: SslSession) {
         let mut lru = crate::util::lock(&self.0);
         lru.tick += 1;
         let tick = lru.tick;
@@ -291,7 +291,7 @@ impl ClientSessionCache {
             }
         }
         lru.entries
-            .insert(key.to_string(), (tick, ctx.clone(), session));
+            .insert(key.to_string(), (tick, ctx.to_owned(), session));
     }
 }
 
@@ -315,12 +315,11 @@ impl PartialEq for ClientSessionCache {
 
 impl Eq for ClientSessionCache {}
 
-/// What a client connection's new-session callback needs: where to store, under which
-/// key, and the context the session belongs to.
+/// What a client connection's new-session callback needs: where to store, and under
+/// which key (the session belongs to the connection's own context).
 pub(crate) struct SessionSlot {
     pub(crate) cache: ClientSessionCache,
     pub(crate) key: String,
-    pub(crate) ctx: SslContext,
 }
 
 /// Where a server connection keeps the SNI name its client sent.
@@ -474,6 +473,12 @@ impl Config {
     fn validate_client(&self, stamps: &Stamps, inferred: Option<&str>) -> Result<()> {
         self.validate_common(stamps)?;
         let name = self.server_name.as_deref().or(inferred);
+        if let Some(n) = name.filter(|n| n.contains('\0')) {
+            // SNI and the host check take C strings: it would panic in `new_ssl`.
+            return Err(cfg_err(format!(
+                "`server_name` must not contain NUL bytes, got {n:?}"
+            )));
+        }
         if self.verify_peer && name.is_none_or(str::is_empty) {
             return Err(cfg_err(
                 "client TLS with `verify_peer = true` requires `server_name`",
@@ -548,11 +553,14 @@ impl Config {
             ticket_period: (server && !self.session_tickets_disabled).then(|| ticket_period(now)),
         };
         let hash = key.hash64();
-        if let Some(e) = lock_cache().get(&hash)
-            && e.seen == seen
-            && e.key.view() == key
-        {
-            return Ok(e.ctx.clone());
+        let hit = |cache: &Cache| {
+            cache
+                .get(&hash)
+                .filter(|e| e.seen == seen && e.key.view() == key)
+                .map(|e| e.ctx.clone())
+        };
+        if let Some(ctx) = hit(&lock_cache()) {
+            return Ok(ctx);
         }
         let ctx = self.build(server, hash)?;
         let mut cache = lock_cache();
@@ -560,11 +568,8 @@ impl Config {
         // meanwhile: the first one stored is the one everybody gets. A client session
         // only resumes on the context that made it, so two contexts handed out for one
         // config would lose the sessions cached through the one that is not kept.
-        if let Some(e) = cache.get(&hash)
-            && e.seen == seen
-            && e.key.view() == key
-        {
-            return Ok(e.ctx.clone());
+        if let Some(ctx) = hit(&cache) {
+            return Ok(ctx);
         }
         if cache.len() >= CTX_CACHE_MAX && !cache.contains_key(&hash) {
             // Bounded: configs built per request (distinct ALPN lists, say) must not leak.
@@ -643,7 +648,7 @@ impl Config {
             );
             b.set_new_session_callback(|ssl, session| {
                 if let Some(slot) = ssl.ex_data(session_slot()) {
-                    slot.cache.put(&slot.key, &slot.ctx, session);
+                    slot.cache.put(&slot.key, ssl.ssl_context(), session);
                 }
             });
         }
@@ -926,8 +931,28 @@ struct Entry {
 /// The contexts by [`KeyView::hash64`]: a lookup hashes the borrowed view and compares
 /// the entry's key field by field, so a hit allocates nothing. Two keys with one hash
 /// (never seen in practice) would take turns in the slot: each miss rebuilds, which is
-/// slower but still correct.
-type Cache = HashMap<u64, Entry>;
+/// slower but still correct. The key is already a SipHash, so the map uses it as is
+/// rather than hashing it a second time per lookup.
+type Cache = HashMap<u64, Entry, std::hash::BuildHasherDefault<KeyHashed>>;
+
+/// A [`Hasher`](std::hash::Hasher) that passes a [`KeyView::hash64`] through.
+#[derive(Default)]
+struct KeyHashed(u64);
+
+impl std::hash::Hasher for KeyHashed {
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys go in (`write_u64`); fold anything else rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 fn lock_cache() -> std::sync::MutexGuard<'static, Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();

@@ -282,12 +282,15 @@ pub(crate) fn new_ssl(
                 super::config::SessionSlot {
                     cache: cache.clone(),
                     key,
-                    ctx: ctx.clone(),
                 },
             );
         }
         ssl.set_connect_state();
-        if let Some(name) = server_name.map(super::config::trim_name) {
+        // An empty name is no name, as in Go: no SNI (OpenSSL refuses an empty one).
+        if let Some(name) = server_name
+            .map(super::config::trim_name)
+            .filter(|n| !n.is_empty())
+        {
             match name.parse::<IpAddr>() {
                 // SNI carries host names only (RFC 6066); IPs are checked against IP SANs.
                 Ok(ip) if config.verify_peer => {
